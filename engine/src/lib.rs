@@ -2,6 +2,7 @@
 //! the processor runtime.
 
 pub mod cursor;
+pub mod envelope;
 pub mod log;
 
 pub use log::{Log, LogError};

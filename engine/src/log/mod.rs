@@ -13,6 +13,7 @@
 //! keeps running after it was replaced gets [`LogError::Fenced`] on commit).
 
 pub mod file;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod memory;
 mod partitioner;

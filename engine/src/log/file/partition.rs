@@ -295,15 +295,6 @@ impl PartitionLog {
         }
         Ok(())
     }
-
-    /// Total bytes on disk.
-    pub fn size_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.valid_len).sum()
-    }
-
-    pub fn segment_count(&self) -> usize {
-        self.segments.len()
-    }
 }
 
 fn frame_detail(e: FrameError) -> String {
