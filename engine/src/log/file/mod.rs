@@ -431,16 +431,23 @@ impl Log for FileLog {
         if records.is_empty() {
             return Err(LogError::InvalidArgument("cannot append an empty batch".into()));
         }
+        let n = records.len() as i64;
+        let append = move |log: &FileLog, topic: &str| {
+            log.with_partition(topic, partition, |p, cfg| p.append(&records, cfg))
+                .map(|first| AppendedRange { first, last: first + n - 1 })
+        };
+        if let FsyncPolicy::IntervalMs(_) = self.inner.options.fsync {
+            // Without a per-append fsync this is a page-cache write of a few
+            // microseconds; a thread hop would cost more than it saves. The
+            // periodic fsync blocks this task briefly once per interval.
+            return append(self, topic);
+        }
         let this = self.clone();
         let topic = topic.to_string();
-        // fsync blocks: keep it off the async worker threads.
-        tokio::task::spawn_blocking(move || {
-            let n = records.len() as i64;
-            this.with_partition(&topic, partition, |p, cfg| p.append(&records, cfg))
-                .map(|first| AppendedRange { first, last: first + n - 1 })
-        })
-        .await
-        .map_err(|e| LogError::InvalidArgument(format!("append task failed: {e}")))?
+        // fsync blocks for milliseconds: keep it off the async worker threads.
+        tokio::task::spawn_blocking(move || append(&this, &topic))
+            .await
+            .map_err(|e| LogError::InvalidArgument(format!("append task failed: {e}")))?
     }
 
     async fn read(&self, topic: &str, partition: i32, from: i64, max_records: usize) -> Result<Vec<StoredRecord>, LogError> {

@@ -94,7 +94,8 @@ impl PartitionLog {
         let mut buf = std::mem::take(&mut self.encode_buf);
         buf.clear();
         codec::encode_batch(&mut buf, base, records);
-        let res = self.append_encoded(&buf, config, true);
+        let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+        let res = self.write_batch(&buf, base + records.len() as i64, max_ts, config, true);
         self.encode_buf = buf;
         res.map(|_| base)
     }
@@ -118,7 +119,11 @@ impl PartitionLog {
                 ),
             });
         }
-        let (next, max_ts) = (view.next_offset(), view.max_timestamp);
+        self.write_batch(batch, view.next_offset(), view.max_timestamp, config, sync)
+    }
+
+    /// Writes a checked, encoded batch to the active segment (rolling first if full).
+    fn write_batch(&mut self, batch: &[u8], next: i64, max_ts: i64, config: &TopicConfig, sync: bool) -> Result<(), LogError> {
         if self.active().valid_len >= self.options.segment_bytes {
             let base = self.high_watermark();
             self.roll(base)?;
@@ -269,31 +274,40 @@ impl PartitionLog {
     /// Calls `visit(offset, batch_max_ts, record)` for records from file
     /// position `start` until it returns false or the valid extent ends.
     fn scan_segment(&self, seg: &Segment, start: u64, mut visit: impl FnMut(i64, i64, Record) -> bool) -> Result<(), LogError> {
-        let mut pos = start;
-        let mut header = [0u8; codec::BATCH_HEADER_LEN];
-        let mut buf = Vec::new();
-        let corrupt = |pos: u64, detail: String| LogError::Corrupt {
-            location: format!("{}[{}] {} byte {pos}", self.topic, self.partition, seg.path.display()),
-            detail,
-        };
-        while pos < seg.valid_len {
-            seg.read_exact_at(&mut header, pos)?;
-            let h = codec::parse_header(&header).map_err(|e| corrupt(pos, frame_detail(e)))?;
-            if pos + h.total_len as u64 > seg.valid_len {
-                return Err(corrupt(pos, "batch runs past the end of the valid log".into()));
-            }
-            buf.resize(h.total_len, 0);
-            seg.read_exact_at(&mut buf, pos)?;
-            let view = codec::open_batch(&buf).map_err(|e| corrupt(pos, frame_detail(e)))?;
-            let max_ts = view.max_timestamp;
-            for (offset, rec) in codec::decode_records(&view).map_err(|e| corrupt(pos, frame_detail(e)))? {
-                if !visit(offset, max_ts, rec) {
-                    return Ok(());
-                }
-            }
-            pos += h.total_len as u64;
+        thread_local! {
+            // Reused across reads: batches can be megabytes, and a fresh
+            // zeroed buffer per read costs more than decoding it.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        Ok(())
+        SCRATCH.with_borrow_mut(|buf| {
+            let mut pos = start;
+            let mut header = [0u8; codec::BATCH_HEADER_LEN];
+            let corrupt = |pos: u64, detail: String| LogError::Corrupt {
+                location: format!("{}[{}] {} byte {pos}", self.topic, self.partition, seg.path.display()),
+                detail,
+            };
+            while pos < seg.valid_len {
+                seg.read_exact_at(&mut header, pos)?;
+                let h = codec::parse_header(&header).map_err(|e| corrupt(pos, frame_detail(e)))?;
+                if pos + h.total_len as u64 > seg.valid_len {
+                    return Err(corrupt(pos, "batch runs past the end of the valid log".into()));
+                }
+                if buf.len() < h.total_len {
+                    buf.resize(h.total_len, 0);
+                }
+                let bytes = &mut buf[..h.total_len];
+                seg.read_exact_at(bytes, pos)?;
+                let view = codec::open_batch(bytes).map_err(|e| corrupt(pos, frame_detail(e)))?;
+                let max_ts = view.max_timestamp;
+                for (offset, rec) in codec::decode_records(&view).map_err(|e| corrupt(pos, frame_detail(e)))? {
+                    if !visit(offset, max_ts, rec) {
+                        return Ok(());
+                    }
+                }
+                pos += h.total_len as u64;
+            }
+            Ok(())
+        })
     }
 }
 
