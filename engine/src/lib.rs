@@ -4,5 +4,9 @@
 pub mod cursor;
 pub mod envelope;
 pub mod log;
+pub mod processor;
+pub mod projection;
+pub mod store;
+pub mod testing;
 
 pub use log::{Log, LogError};

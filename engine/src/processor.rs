@@ -1,0 +1,79 @@
+//! The processor contract: a processor is a deterministic fold.
+//!
+//! Given one decoded input event (and whatever in-memory state it keeps), a
+//! processor returns [`Effect`]s — projection mutations and events to emit —
+//! and nothing else: it never writes to a store or a topic itself. The
+//! runtime applies the effects of a whole batch in one transaction together
+//! with the input positions, which is what makes the effect exactly-once.
+//!
+//! A processor must:
+//! 1. be deterministic: the same events in the same order give the same effects
+//!    (no clocks, no randomness, no I/O) — replays and crash recovery rely on it;
+//! 2. key every mutation by a natural key and carry a version, so that the
+//!    version guard makes a replayed or older event change nothing;
+//! 3. be rebuildable: any in-memory state is a function of the events it has seen
+//!    (the runtime rebuilds it by replay; see `rebuild_state`);
+//! 4. report bad input as [`ProcessorError::invalid_input`] (the event goes to the
+//!    DLQ and the partition moves on) and only bugs or broken invariants as
+//!    [`ProcessorError::internal`] (the topology halts per its error policy).
+//!
+//! `crate::testing::check_processor_contract` checks 1 and 2 for any processor.
+
+use crate::projection::RowUpsert;
+use conductor_schemas::Event;
+
+/// What a processor asks the runtime to do for one input event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Upsert a projection row, guarded by its version.
+    Upsert(RowUpsert),
+    /// Append an event to a derived topic (exactly once, in order per key).
+    Emit(EmitEvent),
+}
+
+/// An event to append to a derived topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmitEvent {
+    pub topic: String,
+    pub event: Event,
+}
+
+/// Why a processor refused an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProcessorError {
+    pub kind: ProcessorErrorKind,
+    pub message: String,
+}
+
+/// Who is at fault, which decides DLQ versus halt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessorErrorKind {
+    /// The event is valid by schema but not acceptable here (DLQ it).
+    InvalidInput,
+    /// A bug or a broken invariant (halt, or DLQ under `on_error = "dlq"`).
+    Internal,
+}
+
+impl ProcessorError {
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        ProcessorError { kind: ProcessorErrorKind::InvalidInput, message: message.into() }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ProcessorError { kind: ProcessorErrorKind::Internal, message: message.into() }
+    }
+}
+
+/// A deterministic fold from events to effects.
+pub trait Processor: Send {
+    /// The registered name (`entities`, `er_candidates`, …).
+    fn name(&self) -> &str;
+
+    /// The projection tables this processor writes, created by the store's migrations.
+    fn tables(&self) -> Vec<crate::projection::TableSpec>;
+
+    /// Folds one event. The effects are applied only if the whole batch commits.
+    fn process(&mut self, event: &Event) -> Result<Vec<Effect>, ProcessorError>;
+}

@@ -1,0 +1,122 @@
+//! The projection store contract: where a topology's effects land.
+//!
+//! One [`ProjectionStore::commit`] is ONE database transaction holding
+//! - the version-guarded row upserts of a batch,
+//! - the outbox records of the batch (change events, DLQ entries, emitted
+//!   events) with their sequence numbers, and the topology's next outbox seq,
+//! - the input positions consumed (`conductor_offsets`).
+//!
+//! so a crash either keeps all of a batch or none of it, and on start the
+//! runtime resumes from the stored positions. The outbox is then relayed to
+//! the log by `runtime::relay` with the log's own atomic commit, which makes
+//! every record reach its topic exactly once.
+//!
+//! Implementations: [`memory::MemoryStore`] (tests, topology test driver) and
+//! the SQLite and Postgres stores in `conductor-connectors`. Every one passes
+//! `crate::testing::store_contract`.
+
+pub mod memory;
+
+use crate::log::{Header, InputPosition, SourcePosition};
+use crate::projection::{RowUpsert, TableSpec};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+
+/// A record waiting in the outbox to be appended to a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    /// Position in the topology's outbox (dense, from 0, in commit order).
+    pub seq: i64,
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<Header>,
+    /// The input record this output derives from and its index among that
+    /// input's outputs (deterministic: names the output across replays).
+    pub source: SourcePosition,
+    pub source_index: u32,
+}
+
+/// Everything one batch commits.
+#[derive(Debug, Clone, Default)]
+pub struct StoreCommit {
+    pub topology: String,
+    /// Final row states, at most one per (table, key), already version-checked
+    /// by the runtime; the store still applies them with the version guard.
+    pub upserts: Vec<RowUpsert>,
+    /// Outbox records with consecutive seqs starting at the stored next seq.
+    pub outbox: Vec<OutboxRecord>,
+    /// Input positions after this batch.
+    pub offsets: Vec<InputPosition>,
+}
+
+/// Lifecycle control of a topology, kept in the store so that it survives
+/// restarts and works across processes (`conductor topology pause` from one
+/// shell, the worker in another).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct TopologyControl {
+    pub paused: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the {backend} store at {target}: {detail}")]
+    Connect { backend: &'static str, target: String, detail: String },
+    #[error("database error during {operation}: {detail}")]
+    Database { operation: String, detail: String },
+    #[error("unknown table `{0}`: it is not declared by any processor of this store")]
+    UnknownTable(String),
+    #[error("outbox sequence mismatch for topology `{topology}`: commit starts at {got}, store expects {expected}")]
+    OutboxSequence { topology: String, expected: i64, got: i64 },
+}
+
+/// Where projections, outbox and offsets live.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync + 'static {
+    /// `memory`, `sqlite`, `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Creates (if missing) the bookkeeping tables and the given projection tables.
+    async fn migrate(&self, tables: &[TableSpec]) -> Result<(), StoreError>;
+
+    /// The stored input positions of a topology: (topic, partition) → next offset.
+    async fn load_offsets(&self, topology: &str) -> Result<BTreeMap<(String, i32), i64>, StoreError>;
+
+    /// Replaces a topology's input positions (reset-offsets); the caller makes
+    /// sure the topology is not running.
+    async fn store_offsets(&self, topology: &str, offsets: &[InputPosition]) -> Result<(), StoreError>;
+
+    /// Stored versions of the given keys of `table` (absent keys are missing).
+    async fn current_versions(&self, table: &TableSpec, keys: &[Vec<String>]) -> Result<HashMap<Vec<String>, i64>, StoreError>;
+
+    /// The seq the next outbox record of `topology` must get.
+    async fn next_outbox_seq(&self, topology: &str) -> Result<i64, StoreError>;
+
+    /// Applies a batch atomically (see the module doc).
+    async fn commit(&self, commit: StoreCommit) -> Result<(), StoreError>;
+
+    /// Outbox records of `topology` with `seq >= from_seq`, in seq order.
+    async fn read_outbox(&self, topology: &str, from_seq: i64, limit: usize) -> Result<Vec<OutboxRecord>, StoreError>;
+
+    /// Deletes outbox records with `seq < below_seq` (already relayed).
+    async fn delete_outbox(&self, topology: &str, below_seq: i64) -> Result<u64, StoreError>;
+
+    /// Reads a topology's control row (default when absent).
+    async fn control(&self, topology: &str) -> Result<TopologyControl, StoreError>;
+
+    /// Writes a topology's control row.
+    async fn set_control(&self, topology: &str, control: &TopologyControl) -> Result<(), StoreError>;
+
+    /// Every row of a table as JSON objects ordered by key (tests, digests, diffs).
+    async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError>;
+}
+
+/// blake3 digest of a table's rows in key order: equal digests, equal projections.
+pub async fn table_digest(store: &dyn ProjectionStore, table: &TableSpec) -> Result<String, StoreError> {
+    let mut h = blake3::Hasher::new();
+    for row in store.dump_table(table).await? {
+        h.update(row.to_string().as_bytes());
+        h.update(b"\n");
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
