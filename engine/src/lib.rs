@@ -4,8 +4,10 @@
 pub mod cursor;
 pub mod envelope;
 pub mod log;
+pub mod metrics;
 pub mod processor;
 pub mod projection;
+pub mod runtime;
 pub mod store;
 pub mod testing;
 

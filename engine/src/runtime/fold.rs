@@ -1,0 +1,231 @@
+//! Folding one batch of input records into a [`StoreCommit`].
+//!
+//! Deterministic and boundary-independent: the effects, change events and
+//! their ids depend only on the input records and the stored row versions,
+//! never on where a batch happened to start or end. That is what makes a
+//! crash-and-restart run produce the same projection and the same changefeed
+//! as a straight run.
+
+use super::config::{OnError, TopologyConfig};
+use crate::envelope::{self, HEADER_CONTENT_TYPE, HEADER_EVENT_ID, HEADER_TENANT};
+use crate::log::{Header, InputPosition, SourcePosition, StoredRecord};
+use crate::processor::{Effect, Processor, ProcessorError, ProcessorErrorKind};
+use crate::projection::{RowUpsert, TableSpec};
+use crate::store::{OutboxRecord, StoreCommit};
+use std::collections::{BTreeMap, HashMap};
+
+pub const HEADER_CHANGE_ID: &str = "ig-change-id";
+pub const HEADER_TABLE: &str = "ig-table";
+pub const HEADER_DLQ_TOPOLOGY: &str = "ig-dlq-topology";
+pub const HEADER_DLQ_SOURCE_TOPIC: &str = "ig-dlq-source-topic";
+pub const HEADER_DLQ_SOURCE_PARTITION: &str = "ig-dlq-source-partition";
+pub const HEADER_DLQ_SOURCE_OFFSET: &str = "ig-dlq-source-offset";
+pub const HEADER_DLQ_ERROR_KIND: &str = "ig-dlq-error-kind";
+pub const HEADER_DLQ_REASON: &str = "ig-dlq-reason";
+
+/// An output of one input record, before it gets an outbox seq.
+enum Output {
+    Change { upsert: RowUpsert, event_id: String },
+    Emit { topic: String, record: crate::log::Record },
+    Dead { kind: String, reason: String },
+}
+
+/// What folding one batch produced, before versions are resolved.
+pub struct Folded {
+    /// Per input record, in order: its source and outputs.
+    items: Vec<(StoredRecord, Vec<Output>)>,
+    pub events: usize,
+    pub dead: usize,
+}
+
+/// Why a batch could not be folded.
+#[derive(Debug, thiserror::Error)]
+#[error("processor `{processor}` failed on {}[{}]@{}: {error}", at.topic, at.partition, at.offset)]
+pub struct HaltError {
+    pub processor: String,
+    pub at: SourcePosition,
+    pub error: ProcessorError,
+}
+
+/// Decodes and folds every record; bad input becomes a DLQ output.
+pub fn fold(processor: &mut dyn Processor, config: &TopologyConfig, records: Vec<StoredRecord>) -> Result<Folded, HaltError> {
+    let mut items = Vec::with_capacity(records.len());
+    let (mut events, mut dead) = (0, 0);
+    for r in records {
+        let outputs = match envelope::decode_event(&r.record) {
+            Err(e) => {
+                dead += 1;
+                vec![Output::Dead { kind: format!("{:?}", e.kind()).to_lowercase(), reason: e.to_string() }]
+            }
+            Ok(event) => match processor.process(&event) {
+                Ok(effects) => {
+                    events += 1;
+                    effects
+                        .into_iter()
+                        .map(|e| match e {
+                            Effect::Upsert(upsert) => Output::Change { upsert, event_id: event.meta.event_id.clone() },
+                            Effect::Emit(emit) => Output::Emit {
+                                topic: emit.topic,
+                                record: envelope::event_record(&emit.event, envelope::Encoding::Json),
+                            },
+                        })
+                        .collect()
+                }
+                Err(error) if error.kind == ProcessorErrorKind::Internal && config.errors.on_processor_error == OnError::Halt => {
+                    return Err(HaltError {
+                        processor: processor.name().to_string(),
+                        at: SourcePosition { topic: r.topic.clone(), partition: r.partition, offset: r.offset },
+                        error,
+                    });
+                }
+                Err(error) => {
+                    dead += 1;
+                    let kind = match error.kind {
+                        ProcessorErrorKind::InvalidInput => "invalid_input",
+                        ProcessorErrorKind::Internal => "processor_error",
+                    };
+                    vec![Output::Dead { kind: kind.into(), reason: error.message }]
+                }
+            },
+        };
+        items.push((r, outputs));
+    }
+    Ok(Folded { items, events, dead })
+}
+
+impl Folded {
+    /// Keys each table's upserts touch (for one version look-up per table).
+    pub fn keys_by_table(&self) -> BTreeMap<&'static str, Vec<Vec<String>>> {
+        let mut m: BTreeMap<&'static str, Vec<Vec<String>>> = BTreeMap::new();
+        for (_, outputs) in &self.items {
+            for o in outputs {
+                if let Output::Change { upsert, .. } = o {
+                    m.entry(upsert.table).or_default().push(upsert.key.clone());
+                }
+            }
+        }
+        for keys in m.values_mut() {
+            keys.sort();
+            keys.dedup();
+        }
+        m
+    }
+
+    /// Applies the version guard in input order against the stored versions,
+    /// and lays out the outbox from `first_seq`. Returns the commit and the
+    /// number of changes.
+    pub fn resolve(
+        self,
+        config: &TopologyConfig,
+        tables: &[TableSpec],
+        mut versions: HashMap<(&'static str, Vec<String>), i64>,
+        first_seq: i64,
+    ) -> (StoreCommit, usize) {
+        let changefeed = config.changefeed_topic();
+        let dlq = config.dlq_topic();
+        let mut finals: BTreeMap<(&'static str, Vec<String>), RowUpsert> = BTreeMap::new();
+        let mut outbox = Vec::new();
+        let mut positions: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut changes = 0;
+        let mut seq = first_seq;
+        for (r, outputs) in self.items {
+            let source = SourcePosition { topic: r.topic.clone(), partition: r.partition, offset: r.offset };
+            positions.insert((r.topic.clone(), r.partition), r.offset + 1);
+            for (index, output) in outputs.into_iter().enumerate() {
+                let (topic, key, value, headers) = match output {
+                    Output::Change { upsert, event_id } => {
+                        let id = (upsert.table, upsert.key.clone());
+                        if versions.get(&id).is_some_and(|v| *v >= upsert.version) {
+                            continue; // stale or replayed: changes nothing, no change event
+                        }
+                        versions.insert(id.clone(), upsert.version);
+                        changes += 1;
+                        if !config.changefeed.enabled {
+                            finals.insert(id, upsert);
+                            continue;
+                        }
+                        let spec = tables.iter().find(|t| t.name == upsert.table);
+                        let (value, headers) = change_event(config, spec, &upsert, &event_id, &source, index as u32);
+                        let key = upsert.key.join("/").into_bytes();
+                        finals.insert(id, upsert);
+                        (changefeed.clone(), Some(key), value, headers)
+                    }
+                    Output::Emit { topic, record } => (topic, record.key, record.value, record.headers),
+                    Output::Dead { kind, reason } => {
+                        let mut headers = r.record.headers.clone();
+                        for (k, v) in [
+                            (HEADER_DLQ_TOPOLOGY, config.name.clone()),
+                            (HEADER_DLQ_SOURCE_TOPIC, r.topic.clone()),
+                            (HEADER_DLQ_SOURCE_PARTITION, r.partition.to_string()),
+                            (HEADER_DLQ_SOURCE_OFFSET, r.offset.to_string()),
+                            (HEADER_DLQ_ERROR_KIND, kind),
+                            (HEADER_DLQ_REASON, reason),
+                        ] {
+                            headers.push(Header { key: k.into(), value: v.into_bytes() });
+                        }
+                        (dlq.clone(), r.record.key.clone(), r.record.value.clone(), headers)
+                    }
+                };
+                outbox.push(OutboxRecord { seq, topic, key, value, headers, source: source.clone(), source_index: index as u32 });
+                seq += 1;
+            }
+        }
+        let commit = StoreCommit {
+            topology: config.name.clone(),
+            upserts: finals.into_values().collect(),
+            outbox,
+            offsets: positions
+                .into_iter()
+                .map(|((topic, partition), next_offset)| InputPosition { topic, partition, next_offset })
+                .collect(),
+        };
+        (commit, changes)
+    }
+}
+
+/// Stable id of a change: the same input, the same change, in every run.
+pub fn change_id(topology: &str, source: &SourcePosition, index: u32) -> String {
+    let text = format!("{topology}\n{}\n{}\n{}\n{index}", source.topic, source.partition, source.offset);
+    format!("ch-{}", &blake3::hash(text.as_bytes()).to_hex()[..32])
+}
+
+fn change_event(
+    config: &TopologyConfig,
+    spec: Option<&TableSpec>,
+    upsert: &RowUpsert,
+    event_id: &str,
+    source: &SourcePosition,
+    index: u32,
+) -> (Vec<u8>, Vec<Header>) {
+    let id = change_id(&config.name, source, index);
+    let tenant = upsert.key.first().cloned().unwrap_or_default();
+    let (key, row) = match spec {
+        Some(spec) => {
+            let row = upsert.to_json(spec);
+            let key: serde_json::Map<String, serde_json::Value> =
+                spec.key.iter().zip(&upsert.key).map(|(c, k)| (c.name.to_string(), k.clone().into())).collect();
+            (serde_json::Value::Object(key), row)
+        }
+        None => (serde_json::json!(upsert.key), serde_json::Value::Null),
+    };
+    let value = serde_json::json!({
+        "change_id": id,
+        "topology": config.name,
+        "table": upsert.table,
+        "op": if upsert.deleted { "delete" } else { "upsert" },
+        "tenant": tenant,
+        "key": key,
+        "version": upsert.version,
+        "row": row,
+        "event_id": event_id,
+        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
+    });
+    let headers = vec![
+        Header { key: HEADER_CHANGE_ID.into(), value: id.into_bytes() },
+        Header { key: HEADER_TENANT.into(), value: tenant.into_bytes() },
+        Header { key: HEADER_TABLE.into(), value: upsert.table.as_bytes().to_vec() },
+        Header { key: HEADER_EVENT_ID.into(), value: event_id.as_bytes().to_vec() },
+        Header { key: HEADER_CONTENT_TYPE.into(), value: b"application/json".to_vec() },
+    ];
+    (serde_json::to_vec(&value).unwrap_or_default(), headers)
+}

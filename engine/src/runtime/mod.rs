@@ -1,0 +1,21 @@
+//! The topology runtime: input topics → processor → projection store (+ outbox)
+//! → relay → changefeed / DLQ / derived topics, exactly once.
+//!
+//! ```text
+//!   log ──read──▶ Worker ──fold──▶ StoreCommit{rows, outbox, offsets} ──one DB txn──▶ store
+//!                                                                      │
+//!   log ◀──TransactionalWriter.commit{outputs, relay position}── Relay ◀┘ (read outbox)
+//! ```
+//! The worker's commit makes projection effects and input positions atomic;
+//! the relay's commit makes each outbox record reach its topic exactly once.
+
+pub mod config;
+pub mod driver;
+pub mod fold;
+pub mod relay;
+pub mod status;
+pub mod worker;
+
+pub use config::{TopologyConfig, parse_topology};
+pub use status::{StatusHandle, TopologyState, TopologyStatus};
+pub use worker::{RuntimeError, Worker};

@@ -1,0 +1,71 @@
+//! What a running topology reports (admin HTTP `/v1/topologies`, `conductor topology status`).
+
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+
+/// Lifecycle of a topology worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopologyState {
+    Starting,
+    Running,
+    Paused,
+    /// Stopping: finishing the current batch and relaying the outbox.
+    Draining,
+    Stopped,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    pub high_watermark: i64,
+    pub lag: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopologyStatus {
+    pub name: String,
+    pub processor: String,
+    pub state: TopologyState,
+    pub error: Option<String>,
+    pub events_processed: u64,
+    pub dlq_events: u64,
+    pub changes: u64,
+    pub batches: u64,
+    pub outbox_relayed: u64,
+    pub last_commit_ms: Option<i64>,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// Shared, cheaply cloneable handle on a topology's status.
+#[derive(Clone)]
+pub struct StatusHandle(Arc<Mutex<TopologyStatus>>);
+
+impl StatusHandle {
+    pub fn new(name: &str, processor: &str) -> Self {
+        StatusHandle(Arc::new(Mutex::new(TopologyStatus {
+            name: name.into(),
+            processor: processor.into(),
+            state: TopologyState::Starting,
+            error: None,
+            events_processed: 0,
+            dlq_events: 0,
+            changes: 0,
+            batches: 0,
+            outbox_relayed: 0,
+            last_commit_ms: None,
+            partitions: Vec::new(),
+        })))
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut TopologyStatus)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub fn snapshot(&self) -> TopologyStatus {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,265 @@
+//! One topology's worker: reads its input partitions from the stored
+//! positions, folds batches and commits them to the projection store.
+
+use super::config::{StartFrom, TopologyConfig};
+use super::fold::{self, HaltError};
+use super::status::{PartitionStatus, StatusHandle, TopologyState};
+use crate::log::{Log, LogError, StoredRecord, TopicConfig, now_ms};
+use crate::metrics as m;
+use crate::processor::Processor;
+use crate::projection::TableSpec;
+use crate::store::{ProjectionStore, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Halted(#[from] HaltError),
+    #[error("source topic `{topic}` of topology `{topology}` does not exist (hint: `conductor topic create {topic} --partitions N`)")]
+    MissingSource { topology: String, topic: String },
+}
+
+/// What one [`Worker::step`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub records: usize,
+    pub changes: usize,
+    pub dead: usize,
+}
+
+pub struct Worker {
+    pub config: TopologyConfig,
+    log: Arc<dyn Log>,
+    store: Arc<dyn ProjectionStore>,
+    processor: Box<dyn Processor>,
+    tables: Vec<TableSpec>,
+    /// (topic, partition) → next offset to read.
+    positions: BTreeMap<(String, i32), i64>,
+    next_seq: i64,
+    pub status: StatusHandle,
+    /// Woken after each commit so the relay picks the outbox up at once.
+    pub committed: Arc<Notify>,
+}
+
+/// Creates `topic` unless it exists.
+pub async fn ensure_topic(log: &dyn Log, topic: &str, partitions: i32) -> Result<(), LogError> {
+    match log.create_topic(topic, &TopicConfig::with_partitions(partitions)).await {
+        Ok(()) | Err(LogError::TopicExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl Worker {
+    /// Prepares a worker: migrations, output topics, stored positions.
+    pub async fn start(
+        config: TopologyConfig,
+        processor: Box<dyn Processor>,
+        log: Arc<dyn Log>,
+        store: Arc<dyn ProjectionStore>,
+    ) -> Result<Self, RuntimeError> {
+        let tables = processor.tables();
+        store.migrate(&tables).await?;
+        if config.changefeed.enabled {
+            ensure_topic(log.as_ref(), &config.changefeed_topic(), config.changefeed.partitions).await?;
+        }
+        ensure_topic(log.as_ref(), &config.dlq_topic(), 1).await?;
+        let stored = store.load_offsets(&config.name).await?;
+        let mut positions = BTreeMap::new();
+        for topic in &config.sources.topics {
+            let description = match log.describe_topic(topic).await {
+                Ok(d) => d,
+                Err(LogError::UnknownTopic(_)) => {
+                    return Err(RuntimeError::MissingSource { topology: config.name.clone(), topic: topic.clone() });
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for p in description.partitions {
+                let start = match config.sources.start {
+                    StartFrom::Earliest => p.low_watermark,
+                    StartFrom::Latest => p.high_watermark,
+                };
+                let pos = stored.get(&(topic.clone(), p.partition)).copied().unwrap_or(start);
+                positions.insert((topic.clone(), p.partition), pos);
+            }
+        }
+        let next_seq = store.next_outbox_seq(&config.name).await?;
+        let status = StatusHandle::new(&config.name, processor.name());
+        Ok(Worker { config, log, store, processor, tables, positions, next_seq, status, committed: Arc::new(Notify::new()) })
+    }
+
+    pub fn log(&self) -> &Arc<dyn Log> {
+        &self.log
+    }
+
+    pub fn store(&self) -> &Arc<dyn ProjectionStore> {
+        &self.store
+    }
+
+    /// Reads what is available (up to the batch limits) without waiting.
+    async fn gather(&self, batch: &mut Vec<StoredRecord>, bytes: &mut usize) -> Result<(), LogError> {
+        let max = self.config.batch.max_events;
+        // A fair share per partition per pass, so one busy partition can't starve the others.
+        let share = (max / self.positions.len().max(1)).max(1);
+        for ((topic, partition), pos) in &self.positions {
+            if batch.len() >= max || *bytes >= self.config.batch.max_bytes {
+                break;
+            }
+            // Records already gathered from this partition in this batch.
+            let from = batch.iter().rev().find(|r| &r.topic == topic && r.partition == *partition).map_or(*pos, |r| r.offset + 1);
+            let records = self.log.read(topic, *partition, from, share.min(max - batch.len())).await?;
+            for r in records {
+                *bytes += r.record.payload_len();
+                batch.push(r);
+                if *bytes >= self.config.batch.max_bytes {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds and commits one batch: whatever is available now, topped up for
+    /// up to `linger_ms` while below `max_events`. Returns what it did
+    /// (`records == 0` when there was nothing to read).
+    pub async fn step(&mut self) -> Result<StepOutcome, RuntimeError> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        self.gather(&mut batch, &mut bytes).await?;
+        if batch.is_empty() {
+            return Ok(StepOutcome::default());
+        }
+        let linger = Duration::from_millis(self.config.batch.linger_ms);
+        let started = Instant::now();
+        while batch.len() < self.config.batch.max_events && bytes < self.config.batch.max_bytes && started.elapsed() < linger {
+            tokio::time::sleep(Duration::from_millis(2).min(linger)).await;
+            self.gather(&mut batch, &mut bytes).await?;
+        }
+        self.commit_batch(batch).await
+    }
+
+    async fn commit_batch(&mut self, batch: Vec<StoredRecord>) -> Result<StepOutcome, RuntimeError> {
+        let records = batch.len();
+        let oldest_append_ms = batch.iter().map(|r| r.record.timestamp_ms).min().unwrap_or_else(now_ms);
+        let folded = fold::fold(self.processor.as_mut(), &self.config, batch)?;
+        let (events, dead) = (folded.events, folded.dead);
+        let mut versions = HashMap::new();
+        for (table, keys) in folded.keys_by_table() {
+            let spec = self.tables.iter().find(|t| t.name == table).ok_or_else(|| StoreError::UnknownTable(table.to_string()))?;
+            for (k, v) in self.store.current_versions(spec, &keys).await? {
+                versions.insert((table, k), v);
+            }
+        }
+        let (commit, changes) = folded.resolve(&self.config, &self.tables, versions, self.next_seq);
+        let outbox_len = commit.outbox.len() as i64;
+        let new_positions = commit.offsets.clone();
+        let t = Instant::now();
+        self.store.commit(commit).await?;
+        let commit_secs = t.elapsed().as_secs_f64();
+        self.next_seq += outbox_len;
+        for p in new_positions {
+            self.positions.insert((p.topic, p.partition), p.next_offset);
+        }
+        self.committed.notify_one();
+
+        let labels = [("topology", self.config.name.clone())];
+        metrics::counter!(m::EVENTS_PROCESSED_TOTAL, &labels).increment(events as u64);
+        if dead > 0 {
+            metrics::counter!(m::DLQ_EVENTS_TOTAL, &labels).increment(dead as u64);
+        }
+        metrics::counter!(m::CHANGES_TOTAL, &labels).increment(changes as u64);
+        metrics::counter!(m::BATCHES_COMMITTED_TOTAL, &labels).increment(1);
+        metrics::histogram!(m::BATCH_SIZE_EVENTS, &labels).record(records as f64);
+        metrics::histogram!(m::COMMIT_DURATION_SECONDS, &labels).record(commit_secs);
+        metrics::histogram!(m::PROCESSING_LATENCY_SECONDS, &labels).record((now_ms() - oldest_append_ms).max(0) as f64 / 1000.0);
+        self.status.update(|s| {
+            s.events_processed += events as u64;
+            s.dlq_events += dead as u64;
+            s.changes += changes as u64;
+            s.batches += 1;
+            s.last_commit_ms = Some(now_ms());
+        });
+        Ok(StepOutcome { records, changes, dead })
+    }
+
+    /// Refreshes lag figures (status and the `conductor_consumer_lag` gauge).
+    pub async fn refresh_lag(&self) -> Result<(), LogError> {
+        let mut parts = Vec::with_capacity(self.positions.len());
+        for ((topic, partition), pos) in &self.positions {
+            let (_, high) = self.log.watermarks(topic, *partition).await?;
+            let lag = (high - pos).max(0);
+            metrics::gauge!(m::CONSUMER_LAG, "topology" => self.config.name.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
+                .set(lag as f64);
+            parts.push(PartitionStatus { topic: topic.clone(), partition: *partition, next_offset: *pos, high_watermark: high, lag });
+        }
+        self.status.update(|s| s.partitions = parts);
+        Ok(())
+    }
+
+    /// Runs until `shutdown` turns true: batches while there is input, obeys
+    /// pause/resume from the store's control row, and drains on shutdown
+    /// (the batch in hand is committed; the relay empties the outbox).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), RuntimeError> {
+        let idle = Duration::from_millis(self.config.batch.linger_ms.clamp(5, 200));
+        let mut last_control = Instant::now() - Duration::from_secs(1);
+        let mut last_lag = Instant::now() - Duration::from_secs(1);
+        let mut paused = false;
+        self.status.update(|s| s.state = TopologyState::Running);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if last_control.elapsed() >= Duration::from_millis(500) {
+                last_control = Instant::now();
+                let now_paused = self.store.control(&self.config.name).await?.paused;
+                if now_paused != paused {
+                    paused = now_paused;
+                    tracing::info!(topology = %self.config.name, paused, "topology control changed");
+                    self.status.update(|s| s.state = if paused { TopologyState::Paused } else { TopologyState::Running });
+                }
+            }
+            if last_lag.elapsed() >= Duration::from_secs(1) {
+                last_lag = Instant::now();
+                if let Err(error) = self.refresh_lag().await {
+                    tracing::warn!(topology = %self.config.name, error = %error, "could not refresh lag");
+                }
+            }
+            let outcome = if paused {
+                StepOutcome::default()
+            } else {
+                match self.step().await {
+                    Ok(o) => o,
+                    Err(e @ RuntimeError::Halted(_)) => {
+                        tracing::error!(topology = %self.config.name, error = %e, "topology halted");
+                        self.status.update(|s| {
+                            s.state = TopologyState::Failed;
+                            s.error = Some(e.to_string());
+                        });
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        // Store or log trouble: nothing was committed; retry the batch.
+                        tracing::warn!(topology = %self.config.name, error = %e, "batch failed; retrying");
+                        self.status.update(|s| s.error = Some(e.to_string()));
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            };
+            if outcome.records == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        self.status.update(|s| s.state = TopologyState::Draining);
+        Ok(())
+    }
+}

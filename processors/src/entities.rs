@@ -1,0 +1,191 @@
+//! The `entities` projection: entity and relationship events folded into the
+//! `entities` and `relationships` tables, tenant-scoped and version-guarded.
+//!
+//! Stateless: every effect is a full row keyed by (tenant, id) with the
+//! event's version, so the store's version guard alone makes replays and
+//! out-of-order older versions harmless. Deletes are soft (`deleted = true`,
+//! attributes cleared), which also stops a late older upsert from
+//! resurrecting the entity.
+
+use conductor_engine::processor::{Effect, Processor, ProcessorError};
+use conductor_engine::projection::{ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec};
+use conductor_schemas::{Attributes, Event, EventData};
+
+pub const ENTITIES_TABLE: &str = "entities";
+pub const RELATIONSHIPS_TABLE: &str = "relationships";
+
+fn col(name: &'static str, ty: ColumnType, nullable: bool) -> ColumnSpec {
+    ColumnSpec { name, ty, nullable }
+}
+
+/// `entities(tenant_id, entity_id, version, kind, attributes, deleted, updated_at, last_event_id)`.
+pub fn entities_table() -> TableSpec {
+    TableSpec {
+        name: ENTITIES_TABLE,
+        key: vec![col("tenant_id", ColumnType::Text, false), col("entity_id", ColumnType::Text, false)],
+        columns: vec![
+            col("kind", ColumnType::Text, false),
+            col("attributes", ColumnType::Json, false),
+            col("deleted", ColumnType::Bool, false),
+            col("updated_at", ColumnType::Timestamp, false),
+            col("last_event_id", ColumnType::Text, false),
+        ],
+        indexes: vec![vec!["tenant_id", "kind"]],
+    }
+}
+
+/// `relationships(tenant_id, rel_id, version, src_id, dst_id, kind, attributes, deleted, updated_at, last_event_id)`.
+pub fn relationships_table() -> TableSpec {
+    TableSpec {
+        name: RELATIONSHIPS_TABLE,
+        key: vec![col("tenant_id", ColumnType::Text, false), col("rel_id", ColumnType::Text, false)],
+        columns: vec![
+            col("src_id", ColumnType::Text, false),
+            col("dst_id", ColumnType::Text, false),
+            col("kind", ColumnType::Text, false),
+            col("attributes", ColumnType::Json, false),
+            col("deleted", ColumnType::Bool, false),
+            col("updated_at", ColumnType::Timestamp, false),
+            col("last_event_id", ColumnType::Text, false),
+        ],
+        indexes: vec![vec!["tenant_id", "src_id"], vec!["tenant_id", "dst_id"]],
+    }
+}
+
+/// The entities fold. Takes no configuration.
+#[derive(Debug, Default)]
+pub struct EntitiesProcessor;
+
+pub fn build(config: &toml::Table) -> Result<Box<dyn Processor>, String> {
+    if let Some(key) = config.keys().next() {
+        return Err(format!("the entities processor takes no configuration, but `{key}` is set"));
+    }
+    Ok(Box::new(EntitiesProcessor))
+}
+
+fn attributes_json(a: &Attributes) -> SqlValue {
+    SqlValue::Json(serde_json::to_value(a).unwrap_or_default())
+}
+
+fn check_version(version: i64) -> Result<(), ProcessorError> {
+    if version < 0 {
+        return Err(ProcessorError::invalid_input(format!("data.version must not be negative, got {version}")));
+    }
+    Ok(())
+}
+
+impl Processor for EntitiesProcessor {
+    fn name(&self) -> &str {
+        "entities"
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![entities_table(), relationships_table()]
+    }
+
+    fn process(&mut self, event: &Event) -> Result<Vec<Effect>, ProcessorError> {
+        let meta = &event.meta;
+        let updated_at = SqlValue::Timestamp(meta.occurred_at);
+        let event_id = SqlValue::Text(meta.event_id.clone());
+        let upsert = match &event.data {
+            EventData::EntityUpserted(e) => {
+                check_version(e.version)?;
+                RowUpsert {
+                    table: ENTITIES_TABLE,
+                    key: vec![meta.tenant.clone(), meta.subject.clone()],
+                    version: e.version,
+                    values: vec![SqlValue::Text(e.entity_type.clone()), attributes_json(&e.attributes), SqlValue::Bool(false), updated_at, event_id],
+                    deleted: false,
+                }
+            }
+            EventData::EntityDeleted(e) => {
+                check_version(e.version)?;
+                RowUpsert {
+                    table: ENTITIES_TABLE,
+                    key: vec![meta.tenant.clone(), meta.subject.clone()],
+                    version: e.version,
+                    values: vec![SqlValue::Text(e.entity_type.clone()), SqlValue::Json(serde_json::json!({})), SqlValue::Bool(true), updated_at, event_id],
+                    deleted: true,
+                }
+            }
+            EventData::RelationshipUpserted(r) => {
+                check_version(r.version)?;
+                RowUpsert {
+                    table: RELATIONSHIPS_TABLE,
+                    key: vec![meta.tenant.clone(), r.rel_id.clone()],
+                    version: r.version,
+                    values: vec![
+                        SqlValue::Text(r.src.clone()),
+                        SqlValue::Text(r.dst.clone()),
+                        SqlValue::Text(r.rel_type.clone()),
+                        attributes_json(&r.attributes),
+                        SqlValue::Bool(false),
+                        updated_at,
+                        event_id,
+                    ],
+                    deleted: false,
+                }
+            }
+            other => {
+                return Err(ProcessorError::invalid_input(format!(
+                    "the entities topology folds EntityUpserted, EntityDeleted and RelationshipUpserted, not {}",
+                    other.kind()
+                )));
+            }
+        };
+        Ok(vec![Effect::Upsert(upsert)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conductor_engine::testing::check_processor_contract;
+    use conductor_schemas::codec::decode_json;
+
+    fn ev(json: &str) -> Event {
+        decode_json(json.as_bytes(), None).unwrap()
+    }
+
+    fn samples() -> Vec<Event> {
+        vec![
+            ev(r#"{"tenant":"acme","kind":"EntityUpserted","subject":"p1","occurred_at":"2026-02-01T12:00:00Z","data":{"entity_type":"Person","version":1,"attributes":{"given_name":"Ada"}}}"#),
+            ev(r#"{"tenant":"acme","kind":"EntityDeleted","subject":"p1","occurred_at":"2026-02-01T12:00:01Z","data":{"entity_type":"Person","version":2}}"#),
+            ev(r#"{"tenant":"acme","kind":"RelationshipUpserted","subject":"r1","occurred_at":"2026-02-01T12:00:02Z","data":{"rel_id":"r1","src":"p1","dst":"p2","rel_type":"KNOWS","version":1,"attributes":{"since":2001}}}"#),
+            ev(r#"{"tenant":"acme","kind":"UsageRecorded","subject":"u","occurred_at":"2026-02-01T12:00:03Z","data":{"usage_kind":"events","quantity":1}}"#),
+        ]
+    }
+
+    #[test]
+    fn meets_the_processor_contract() {
+        check_processor_contract(|| EntitiesProcessor, &samples());
+    }
+
+    #[test]
+    fn folds_each_kind_into_its_table() {
+        let mut p = EntitiesProcessor;
+        let s = samples();
+        let Effect::Upsert(u) = &p.process(&s[0]).unwrap()[0] else { panic!() };
+        assert_eq!((u.table, u.key.clone(), u.version, u.deleted), (ENTITIES_TABLE, vec!["acme".into(), "p1".into()], 1, false));
+        let Effect::Upsert(d) = &p.process(&s[1]).unwrap()[0] else { panic!() };
+        assert!(d.deleted);
+        assert_eq!(d.values[2], SqlValue::Bool(true));
+        let Effect::Upsert(r) = &p.process(&s[2]).unwrap()[0] else { panic!() };
+        assert_eq!(r.table, RELATIONSHIPS_TABLE);
+        assert_eq!(r.values[0], SqlValue::Text("p1".into()));
+    }
+
+    #[test]
+    fn refuses_other_event_kinds_as_invalid_input() {
+        let err = EntitiesProcessor.process(&samples()[3]).unwrap_err();
+        assert_eq!(err.kind, conductor_engine::processor::ProcessorErrorKind::InvalidInput);
+        assert!(err.message.contains("UsageRecorded"));
+    }
+
+    #[test]
+    fn refuses_configuration_it_does_not_know() {
+        let mut t = toml::Table::new();
+        t.insert("colour".into(), toml::Value::String("blue".into()));
+        assert!(build(&t).err().expect("refused").contains("colour"));
+    }
+}
