@@ -67,7 +67,7 @@ impl ProcessorError {
 }
 
 /// A deterministic fold from events to effects.
-pub trait Processor: Send {
+pub trait Processor: Send + Sync {
     /// The registered name (`entities`, `er_candidates`, …).
     fn name(&self) -> &str;
 

@@ -1,9 +1,11 @@
 //! Opening the configured log backend.
 
-use crate::cli::{GlobalOptions, LogBackend};
+use crate::cli::{LogBackend, StoreBackend};
+use crate::settings::Settings;
 use crate::error::CliError;
 use conductor_engine::cursor::CursorKey;
 use conductor_engine::log::Log;
+use conductor_engine::store::ProjectionStore;
 use conductor_engine::log::file::{FileLog, FileLogOptions};
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ pub enum Access {
     Write,
 }
 
-pub async fn open_log(global: &GlobalOptions, access: Access) -> Result<Arc<dyn Log>, CliError> {
+pub async fn open_log(global: &Settings, access: Access) -> Result<Arc<dyn Log>, CliError> {
     match global.log {
         LogBackend::File => {
             let fsync = global.fsync.parse().map_err(|e: String| CliError::usage(e, "set --fsync / CONDUCTOR_FSYNC"))?;
@@ -37,7 +39,7 @@ pub async fn open_log(global: &GlobalOptions, access: Access) -> Result<Arc<dyn 
 }
 
 #[cfg(feature = "kafka")]
-async fn open_kafka(global: &GlobalOptions) -> Result<Arc<dyn Log>, CliError> {
+async fn open_kafka(global: &Settings) -> Result<Arc<dyn Log>, CliError> {
     use conductor_engine::log::kafka::{ExactlyOnceMode, KafkaConfig, KafkaLog};
     let bootstrap = global.kafka_bootstrap.clone().ok_or_else(|| {
         CliError::usage(
@@ -54,15 +56,35 @@ async fn open_kafka(global: &GlobalOptions) -> Result<Arc<dyn Log>, CliError> {
 }
 
 #[cfg(not(feature = "kafka"))]
-async fn open_kafka(_global: &GlobalOptions) -> Result<Arc<dyn Log>, CliError> {
+async fn open_kafka(_global: &Settings) -> Result<Arc<dyn Log>, CliError> {
     Err(CliError::usage("this build has no Kafka backend", "rebuild with the `kafka` feature"))
 }
 
 /// The cursor key: `CONDUCTOR_CURSOR_KEY` (at least 16 bytes), else a random
 /// key kept in `<data-dir>/cursor.key`.
-pub fn cursor_key(global: &GlobalOptions) -> Result<CursorKey, CliError> {
+pub fn cursor_key(global: &Settings) -> Result<CursorKey, CliError> {
     if let Ok(secret) = std::env::var("CONDUCTOR_CURSOR_KEY") {
         return CursorKey::new(secret.as_bytes()).map_err(|e| CliError::usage(format!("CONDUCTOR_CURSOR_KEY: {e}"), "use a secret of 16 bytes or more"));
     }
     Ok(CursorKey::load_or_create(&global.data_dir.join("cursor.key"))?)
+}
+
+/// Opens the configured projection store (SQLite under the data dir by default).
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn ProjectionStore>, CliError> {
+    use conductor_connectors::sql::postgres::PostgresStore;
+    use conductor_connectors::sql::sqlite::SqliteStore;
+    let store: Arc<dyn ProjectionStore> = match settings.store {
+        StoreBackend::Sqlite => match settings.database_url.as_deref() {
+            Some(url) => Arc::new(SqliteStore::open_url(url).await?),
+            None => {
+                std::fs::create_dir_all(&settings.data_dir)?;
+                Arc::new(SqliteStore::open(&settings.data_dir.join("projections.db")).await?)
+            }
+        },
+        StoreBackend::Postgres => {
+            let url = settings.database_url.as_deref().unwrap_or_default();
+            Arc::new(PostgresStore::connect(url, None).await?)
+        }
+    };
+    Ok(store)
 }

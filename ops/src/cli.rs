@@ -12,27 +12,48 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the log and the embedded stores live.
-#[derive(Args, Debug, Clone)]
+/// Backends and paths. Each option also comes from a `CONDUCTOR_*` variable
+/// and from the `--config` file; precedence: flag, then environment, then
+/// file, then the built-in default (see `settings.rs`).
+#[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOptions {
-    /// Directory of the file log and the embedded stores.
-    #[arg(long, global = true, env = "CONDUCTOR_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Log backend.
-    #[arg(long = "log", global = true, env = "CONDUCTOR_LOG", value_enum, default_value_t = LogBackend::File)]
-    pub log: LogBackend,
+    /// A TOML config file (keys as in `conductor.example.toml`).
+    #[arg(long, global = true, env = "CONDUCTOR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the file log and the embedded stores [default: ./data].
+    #[arg(long, global = true, env = "CONDUCTOR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log backend [default: file].
+    #[arg(long = "log", global = true, env = "CONDUCTOR_LOG", value_enum)]
+    pub log: Option<LogBackend>,
     /// Kafka bootstrap servers (with `--log kafka`).
     #[arg(long, global = true, env = "CONDUCTOR_KAFKA_BOOTSTRAP", value_name = "HOST:PORT")]
     pub kafka_bootstrap: Option<String>,
-    /// Exactly-once mode on Kafka: `progress` (any broker) or `transactions` (Apache Kafka, Redpanda).
-    #[arg(long, global = true, env = "CONDUCTOR_KAFKA_EXACTLY_ONCE", default_value = "progress")]
-    pub kafka_exactly_once: String,
-    /// When the file log forces appends to disk: `every_batch` or `interval:<ms>`.
-    #[arg(long, global = true, env = "CONDUCTOR_FSYNC", default_value = "every_batch")]
-    pub fsync: String,
+    /// Exactly-once mode on Kafka: `progress` (any broker) or `transactions` (Apache Kafka, Redpanda) [default: progress].
+    #[arg(long, global = true, env = "CONDUCTOR_KAFKA_EXACTLY_ONCE")]
+    pub kafka_exactly_once: Option<String>,
+    /// When the file log forces appends to disk: `every_batch` or `interval:<ms>` [default: every_batch].
+    #[arg(long, global = true, env = "CONDUCTOR_FSYNC")]
+    pub fsync: Option<String>,
+    /// Projection store [default: sqlite, in <data-dir>/projections.db].
+    #[arg(long, global = true, env = "CONDUCTOR_STORE", value_enum)]
+    pub store: Option<StoreBackend>,
+    /// Database URL of the projection store (postgres://… or sqlite://…).
+    #[arg(long, global = true, env = "CONDUCTOR_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// A SQLite file (the embedded default).
+    Sqlite,
+    /// A Postgres server (`--database-url`).
+    Postgres,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogBackend {
     /// Segment files under `<data-dir>/log` (the embedded default).
     File,
@@ -52,6 +73,106 @@ pub enum Command {
     /// Inspect and check event schemas.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Run the topologies against the configured backends until Ctrl-C.
+    Run(RunArgs),
+    /// Validate, inspect and operate topologies.
+    #[command(subcommand)]
+    Topology(TopologyCommand),
+    /// Inspect and redrive dead-lettered records.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Generate a sample dataset, fold it with the shipped topologies on the
+    /// embedded defaults, and show what to try next.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Directory of topology files [default: ./topologies].
+    #[arg(long, value_name = "DIR")]
+    pub topologies: Option<PathBuf>,
+    /// Address of the HTTP server (health, metrics, status) [default: 127.0.0.1:8080].
+    #[arg(long, env = "CONDUCTOR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Run only these topologies (repeatable).
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// People to generate (each with updates, some duplicates, relationships).
+    #[arg(long, default_value_t = 5000)]
+    pub people: usize,
+    /// Delete the data directory's log and projections first.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Keep running (HTTP server, topologies) after the dataset is folded.
+    #[arg(long)]
+    pub serve: bool,
+    /// Address of the HTTP server [default: 127.0.0.1:8080].
+    #[arg(long, env = "CONDUCTOR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Directory of topology files [default: ./topologies, else the built-in `entities`].
+    #[arg(long, value_name = "DIR")]
+    pub topologies: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopologyCommand {
+    /// List the topology files of a directory.
+    List {
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+    },
+    /// Check topology files, reporting every problem at once.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Positions, lag and control state of topologies (from the store and the log).
+    Status {
+        name: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a topology (a running worker stops consuming within a second).
+    Pause { name: String },
+    /// Resume a paused topology.
+    Resume { name: String },
+    /// Move a stopped topology's input positions.
+    ResetOffsets {
+        name: String,
+        /// `earliest`, `latest`, or an RFC 3339 time (first record at or after it).
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// One line per dead-lettered record: offset, source, error kind, reason.
+    List {
+        topology: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Everything about one dead-lettered record, with its original bytes.
+    Inspect { topology: String, offset: i64 },
+    /// Append dead-lettered records back to their source topics (after a fix).
+    Redrive {
+        topology: String,
+        /// Only the record at this DLQ offset.
+        #[arg(long, conflicts_with = "all")]
+        offset: Option<i64>,
+        /// Every record in the DLQ.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -49,6 +49,29 @@ impl From<LogError> for CliError {
     }
 }
 
+impl From<conductor_engine::store::StoreError> for CliError {
+    fn from(e: conductor_engine::store::StoreError) -> Self {
+        let hint = match &e {
+            conductor_engine::store::StoreError::Connect { .. } => {
+                Some("check that the database is running and --database-url / CONDUCTOR_DATABASE_URL points at it".to_string())
+            }
+            _ => None,
+        };
+        CliError { message: e.to_string(), hint, exit_code: 1 }
+    }
+}
+
+impl From<conductor_engine::runtime::RuntimeError> for CliError {
+    fn from(e: conductor_engine::runtime::RuntimeError) -> Self {
+        use conductor_engine::runtime::RuntimeError as R;
+        match e {
+            R::Log(l) => l.into(),
+            R::Store(s) => s.into(),
+            other => CliError::plain(other.to_string()),
+        }
+    }
+}
+
 impl From<CursorError> for CliError {
     fn from(e: CursorError) -> Self {
         CliError::plain(e.to_string())

@@ -3,7 +3,11 @@
 mod backend;
 mod cli;
 mod commands;
+mod demo_data;
 mod error;
+mod server;
+mod settings;
+mod topologies;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -29,11 +33,15 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let global = cli.global;
+    let settings = settings::Settings::resolve(&cli.global)?;
     match cli.command {
-        Command::Topic(cmd) => commands::topic::run(&global, cmd).await,
-        Command::Produce(args) => commands::produce::run(&global, args).await,
-        Command::Consume(args) => commands::consume::run(&global, args).await,
+        Command::Topic(cmd) => commands::topic::run(&settings, cmd).await,
+        Command::Produce(args) => commands::produce::run(&settings, args).await,
+        Command::Consume(args) => commands::consume::run(&settings, args).await,
         Command::Schema(cmd) => commands::schema::run(cmd),
+        Command::Run(args) => commands::run::run(&settings, args).await,
+        Command::Topology(cmd) => commands::topology::run(&settings, cmd).await,
+        Command::Dlq(cmd) => commands::dlq::run(&settings, cmd).await,
+        Command::Demo(args) => commands::demo::run(&settings, args).await,
     }
 }

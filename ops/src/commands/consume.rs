@@ -1,11 +1,13 @@
 //! `conductor consume`: print a topic's events, each with its resume cursor.
 
 use crate::backend::{Access, cursor_key, open_log};
-use crate::cli::{ConsumeArgs, GlobalOptions};
+use crate::cli::{ConsumeArgs};
 use crate::error::CliError;
+use crate::settings::Settings;
 use conductor_engine::cursor::{Cursor, check_against_log};
 use conductor_engine::envelope::{decode_event, record_tenant};
 use conductor_engine::log::StoredRecord;
+use conductor_engine::runtime::fold::HEADER_CHANGE_ID;
 use conductor_engine::cursor::CursorKey;
 use conductor_schemas::Event;
 use serde::Serialize;
@@ -17,7 +19,7 @@ use std::time::Duration;
 pub const ALL_TENANTS: &str = "*";
 const CHUNK: usize = 500;
 
-pub async fn run(global: &GlobalOptions, args: ConsumeArgs) -> Result<(), CliError> {
+pub async fn run(global: &Settings, args: ConsumeArgs) -> Result<(), CliError> {
     let log = open_log(global, Access::Read).await?;
     let key = cursor_key(global)?;
     let tenant = args.tenant.clone().unwrap_or_else(|| ALL_TENANTS.to_string());
@@ -89,12 +91,20 @@ struct Line<'a> {
     offset: i64,
     key: Option<std::borrow::Cow<'a, str>>,
     timestamp_ms: i64,
-    event: Option<Event>,
+    event: Option<Payload>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     /// The raw value (lossy UTF-8) when it could not be decoded.
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What a record holds: an event, or (changefeeds) a change event.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Payload {
+    Event(Box<Event>),
+    Change(serde_json::Value),
 }
 
 /// One output line, or `None` when the record belongs to another tenant.
@@ -105,9 +115,19 @@ fn render(
     key: &CursorKey,
     tenant: &str,
 ) -> Option<String> {
-    let decoded = decode_event(&r.record);
-    if let (Some(t), Ok(event)) = (tenant_filter, &decoded)
-        && &event.meta.tenant != t
+    let decoded = match r.record.header(HEADER_CHANGE_ID) {
+        // Change events are JSON documents of their own, not schema events.
+        Some(_) => serde_json::from_slice::<serde_json::Value>(&r.record.value)
+            .map(Payload::Change)
+            .map_err(|e| e.to_string()),
+        None => decode_event(&r.record).map(|e| Payload::Event(Box::new(e))).map_err(|e| e.to_string()),
+    };
+    let tenant_of = |p: &Payload| match p {
+        Payload::Event(e) => e.meta.tenant.clone(),
+        Payload::Change(v) => v["tenant"].as_str().unwrap_or_default().to_string(),
+    };
+    if let (Some(t), Ok(payload)) = (tenant_filter, &decoded)
+        && &tenant_of(payload) != t
     {
         return None;
     }
@@ -118,7 +138,7 @@ fn render(
     let cursor = key.encode(&Cursor { tenant: tenant.to_string(), topic: r.topic.clone(), positions: positions.clone() });
     let (event, error, value) = match decoded {
         Ok(event) => (Some(event), None, None),
-        Err(e) => (None, Some(e.to_string()), Some(String::from_utf8_lossy(&r.record.value))),
+        Err(e) => (None, Some(e), Some(String::from_utf8_lossy(&r.record.value))),
     };
     let line = Line {
         cursor,

@@ -1,5 +1,9 @@
 //! One module per top-level verb.
 pub mod consume;
+pub mod demo;
+pub mod dlq;
 pub mod produce;
+pub mod run;
 pub mod schema;
 pub mod topic;
+pub mod topology;

@@ -1,8 +1,9 @@
 //! `conductor produce`: validate events and append them to a topic.
 
 use crate::backend::{Access, open_log};
-use crate::cli::{GlobalOptions, InputFormat, ProduceArgs};
+use crate::cli::{InputFormat, ProduceArgs};
 use crate::error::CliError;
+use crate::settings::Settings;
 use conductor_engine::envelope::{Encoding, event_key, event_record};
 use conductor_engine::log::{Log, Record, partition_for_key};
 use conductor_schemas::{Event, codec};
@@ -12,7 +13,7 @@ use std::io::{BufRead, BufReader, Read};
 /// Events are appended in batches of this many per partition.
 const BATCH: usize = 1000;
 
-pub async fn run(global: &GlobalOptions, args: ProduceArgs) -> Result<(), CliError> {
+pub async fn run(global: &Settings, args: ProduceArgs) -> Result<(), CliError> {
     let input: Box<dyn Read> = if args.file == "-" {
         Box::new(std::io::stdin())
     } else {

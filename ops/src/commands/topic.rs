@@ -1,11 +1,12 @@
 //! `conductor topic create|list|describe`.
 
 use crate::backend::{Access, open_log};
-use crate::cli::{GlobalOptions, TopicCommand};
+use crate::cli::{TopicCommand};
 use crate::error::CliError;
+use crate::settings::Settings;
 use conductor_engine::log::TopicConfig;
 
-pub async fn run(global: &GlobalOptions, cmd: TopicCommand) -> Result<(), CliError> {
+pub async fn run(global: &Settings, cmd: TopicCommand) -> Result<(), CliError> {
     match cmd {
         TopicCommand::Create { name, partitions, retention_ms, retention_bytes } => {
             if partitions < 1 {

@@ -1,0 +1,74 @@
+//! `conductor run`: the topologies against the configured backends.
+
+use crate::backend::{Access, open_log, open_store};
+use crate::cli::RunArgs;
+use crate::error::CliError;
+use crate::server::{self, AppState};
+use crate::settings::Settings;
+use crate::topologies;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
+    let dir = topologies::topologies_dir(args.topologies, settings.topologies.clone());
+    let mut configs = topologies::load_dir(&dir)?;
+    if !args.only.is_empty() {
+        for name in &args.only {
+            if !configs.iter().any(|c| &c.name == name) {
+                return Err(CliError::usage(format!("--only {name}: no such topology in {}", dir.display()), "`conductor topology list` shows them"));
+            }
+        }
+        configs.retain(|c| args.only.contains(&c.name));
+    }
+    let metrics = server::metrics_handle();
+    let log = open_log(settings, Access::Write).await?;
+    let store = open_store(settings).await?;
+    let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+    let running = topologies::start(configs, log, store).await?;
+    let listen = args.listen.or(settings.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))));
+    let state = AppState { topologies: Arc::new(running.statuses.clone()), metrics };
+    let bound = server::serve(listen, state)
+        .await
+        .map_err(|e| CliError::new(format!("cannot listen on {listen}: {e}"), "pass --listen ADDR (e.g. 127.0.0.1:0 for any free port)"))?;
+    eprintln!("conductor: running {} on {} log, {} store; http://{bound}/v1/topologies (Ctrl-C stops)", names.join(", "), backend_name(settings), store_name(settings));
+    wait_for_signal().await;
+    eprintln!("conductor: stopping (finishing the current batch, relaying the outbox)...");
+    running.shutdown().await
+}
+
+pub fn backend_name(s: &Settings) -> &'static str {
+    match s.log {
+        crate::cli::LogBackend::File => "file",
+        crate::cli::LogBackend::Kafka => "kafka",
+    }
+}
+
+pub fn store_name(s: &Settings) -> &'static str {
+    match s.store {
+        crate::cli::StoreBackend::Sqlite => "sqlite",
+        crate::cli::StoreBackend::Postgres => "postgres",
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,86 @@
+//! The HTTP server of `conductor run` / `conductor demo`: admin endpoints
+//! and metrics (subscriptions join it later).
+//!
+//! - `GET /healthz`  — the process is up.
+//! - `GET /readyz`   — 200 when every topology is running or paused, else 503.
+//! - `GET /metrics`  — Prometheus text format.
+//! - `GET /v1/topologies`, `GET /v1/topologies/{name}` — status JSON.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use axum::Router;
+use conductor_engine::runtime::{StatusHandle, TopologyState};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub topologies: Arc<Vec<StatusHandle>>,
+    pub metrics: PrometheusHandle,
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                )
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_events".into()), &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0]))
+                .map(|b| b.install_recorder())
+                .unwrap_or_else(|e| panic!("metric buckets are constants: {e}"));
+            let handle = handle.unwrap_or_else(|e| panic!("a second metrics recorder was installed: {e}"));
+            conductor_engine::metrics::describe();
+            handle
+        })
+        .clone()
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(|State(s): State<AppState>| async move { s.metrics.render() }))
+        .route("/v1/topologies", get(list))
+        .route("/v1/topologies/{name}", get(one))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let statuses: Vec<_> = s.topologies.iter().map(|t| t.snapshot()).collect();
+    let ready = statuses.iter().all(|t| matches!(t.state, TopologyState::Running | TopologyState::Paused));
+    let body = serde_json::json!({
+        "ready": ready,
+        "topologies": statuses.iter().map(|t| serde_json::json!({"name": t.name, "state": t.state})).collect::<Vec<_>>(),
+    });
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+async fn list(State(s): State<AppState>) -> impl IntoResponse {
+    Json(s.topologies.iter().map(|t| t.snapshot()).collect::<Vec<_>>())
+}
+
+async fn one(State(s): State<AppState>, Path(name): Path<String>) -> impl IntoResponse {
+    match s.topologies.iter().find(|t| t.snapshot().name == name) {
+        Some(t) => (StatusCode::OK, Json(serde_json::to_value(t.snapshot()).unwrap_or_default())),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no topology named `{name}` runs here")}))),
+    }
+}
+
+/// Binds and serves until the process ends; returns the bound address.
+pub async fn serve(addr: SocketAddr, state: AppState) -> Result<SocketAddr, std::io::Error> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router(state)).await {
+            tracing::error!(error = %error, "HTTP server stopped");
+        }
+    });
+    Ok(bound)
+}
