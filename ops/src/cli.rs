@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// Run only these topologies (repeatable).
     #[arg(long = "only", value_name = "NAME")]
     pub only: Vec<String>,
+    /// Exit once every input is folded and the outbox relayed (batch jobs, tests).
+    #[arg(long)]
+    pub exit_when_idle: bool,
 }
 
 #[derive(Args, Debug)]

@@ -99,6 +99,22 @@ fn relay_error(e: RelayError) -> CliError {
 }
 
 impl Running {
+    /// Resolves once every topology has consumed all of its input (lag 0),
+    /// or one of them failed.
+    pub async fn caught_up(&self) {
+        loop {
+            let done = self.statuses.iter().all(|s| {
+                let snap = s.snapshot();
+                snap.state == conductor_engine::runtime::TopologyState::Failed
+                    || (!snap.partitions.is_empty() && snap.partitions.iter().all(|p| p.lag == 0))
+            });
+            if done {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops gracefully: workers finish their batch, then relays empty the outbox.
     pub async fn shutdown(self) -> Result<(), CliError> {
         let _ = self.worker_stop.send(true);

@@ -33,7 +33,14 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::new(format!("cannot listen on {listen}: {e}"), "pass --listen ADDR (e.g. 127.0.0.1:0 for any free port)"))?;
     eprintln!("conductor: running {} on {} log, {} store; http://{bound}/v1/topologies (Ctrl-C stops)", names.join(", "), backend_name(settings), store_name(settings));
-    wait_for_signal().await;
+    if args.exit_when_idle {
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            _ = running.caught_up() => {}
+        }
+    } else {
+        wait_for_signal().await;
+    }
     eprintln!("conductor: stopping (finishing the current batch, relaying the outbox)...");
     running.shutdown().await
 }
