@@ -94,6 +94,11 @@ impl Worker {
         Ok(Worker { config, log, store, processor, tables, positions, next_seq, status, committed: Arc::new(Notify::new()) })
     }
 
+    /// Next offset to read per input partition.
+    pub fn positions(&self) -> &BTreeMap<(String, i32), i64> {
+        &self.positions
+    }
+
     pub fn log(&self) -> &Arc<dyn Log> {
         &self.log
     }

@@ -1,0 +1,38 @@
+//! `conductor-soak`: load, soak and chaos scenarios with machine-readable reports.
+//!
+//! Scenarios:
+//! - `pg-fold`: the `entities` topology folding into Postgres with
+//!   exactly-once on (store commit + outbox relay), events/s next to a plain
+//!   COPY of rows of the same shape into the same server, and event-to-commit
+//!   latency percentiles at a fixed input rate.
+
+mod pg_fold;
+mod report;
+mod workload;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "conductor-soak", about = "Load, soak and chaos scenarios for Conductor")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Fold throughput into Postgres vs COPY, and latency at a fixed rate.
+    PgFold(pg_fold::Args),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.scenario {
+        Scenario::PgFold(args) => pg_fold::run(args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

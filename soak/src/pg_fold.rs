@@ -1,0 +1,233 @@
+//! `pg-fold`: the entities topology into Postgres, exactly-once, vs COPY.
+
+use crate::report;
+use crate::workload::entity_records;
+use conductor_connectors::PostgresStore;
+use conductor_engine::log::memory::MemoryLog;
+use conductor_engine::log::{Log, TopicConfig, now_ms};
+use conductor_engine::processor::{Effect, Processor};
+use conductor_engine::projection::{RowUpsert, TableSpec};
+use conductor_engine::runtime::relay::Relay;
+use conductor_engine::runtime::{Worker, parse_topology};
+use conductor_engine::store::ProjectionStore;
+use conductor_processors::entities::{EntitiesProcessor, entities_table};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOPOLOGY: &str = include_str!("../../topologies/entities.toml");
+const PARTITIONS: i32 = 3;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Postgres URL [env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test].
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    database_url: String,
+    /// Events for the throughput phase.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Distinct entities (keys) they update.
+    #[arg(long, default_value_t = 50_000)]
+    entities: usize,
+    /// Input rate of the latency phase (events/s).
+    #[arg(long, default_value_t = 5_000)]
+    rate: usize,
+    /// Duration of the latency phase.
+    #[arg(long, default_value_t = 20)]
+    latency_seconds: u64,
+    /// Batch size (max events per commit).
+    #[arg(long, default_value_t = 5000)]
+    max_events: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/soak-reports/pg-fold.json")]
+    report: std::path::PathBuf,
+}
+
+async fn fresh_store(url: &str, tag: &str) -> Result<PostgresStore, String> {
+    let schema = format!("soak_{tag}_{}", std::process::id());
+    PostgresStore::connect(url, Some(&schema)).await.map_err(|e| e.to_string())
+}
+
+async fn topology(max_events: usize, linger_ms: u64) -> Result<conductor_engine::runtime::TopologyConfig, String> {
+    let mut c = parse_topology(TOPOLOGY, &conductor_processors::names()).map_err(|p| format!("{p:?}"))?;
+    c.batch.max_events = max_events;
+    c.batch.linger_ms = linger_ms;
+    Ok(c)
+}
+
+async fn input_log() -> Result<MemoryLog, String> {
+    let log = MemoryLog::new();
+    for t in ["ig.ingest.entities", "ig.ingest.relationships"] {
+        log.create_topic(t, &TopicConfig::with_partitions(PARTITIONS)).await.map_err(|e| e.to_string())?;
+    }
+    Ok(log)
+}
+
+pub async fn run(args: Args) -> Result<(), String> {
+    println!("pg-fold: {} events over {} entities into Postgres ({})", args.events, args.entities, args.database_url);
+    let records = entity_records(args.events, args.entities, PARTITIONS);
+
+    // Phase 1: throughput with exactly-once on (store txn + outbox relay running concurrently).
+    let store = fresh_store(&args.database_url, "fold").await?;
+    let log = input_log().await?;
+    for p in 0..PARTITIONS {
+        let batch: Vec<_> = records.iter().filter(|(q, _)| *q == p).map(|(_, r)| r.clone()).collect();
+        for chunk in batch.chunks(5000) {
+            log.append("ig.ingest.entities", p, chunk.to_vec()).await.map_err(|e| e.to_string())?;
+        }
+    }
+    let shared_log: Arc<dyn Log> = Arc::new(log.clone());
+    let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
+    let mut worker = Worker::start(topology(args.max_events, 0).await?, Box::new(EntitiesProcessor), shared_log.clone(), shared_store.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let relay = Relay::start("entities", shared_log.clone(), shared_store.clone()).await.map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay_task = tokio::spawn(relay.run(worker.committed.clone(), stop_rx));
+    let started = Instant::now();
+    let mut folded = 0;
+    while folded < args.events {
+        let o = worker.step().await.map_err(|e| e.to_string())?;
+        folded += o.records;
+        if o.records == 0 {
+            break;
+        }
+    }
+    let fold_secs = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    relay_task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let total_secs = started.elapsed().as_secs_f64();
+    let fold_rate = folded as f64 / fold_secs;
+    let changes = count(&log, "ig.changefeed.entities").await;
+
+    // The ceiling: COPY rows of the same shape (one per event) into the same server.
+    let spec = copy_table();
+    let copy_store = fresh_store(&args.database_url, "copy").await?;
+    copy_store.migrate(std::slice::from_ref(&spec)).await.map_err(|e| e.to_string())?;
+    let rows = copy_rows(&records, &spec);
+    let t = Instant::now();
+    let copied = copy_store.copy_rows(&spec, &rows).await.map_err(|e| e.to_string())?;
+    let copy_secs = t.elapsed().as_secs_f64();
+    let copy_rate = copied as f64 / copy_secs;
+    copy_store.drop_schema().await.map_err(|e| e.to_string())?;
+    store.drop_schema().await.map_err(|e| e.to_string())?;
+
+    // Phase 2: event-to-commit latency at a fixed rate.
+    let (p50, p95, p99, measured) = latency(&args).await?;
+
+    let r = serde_json::json!({
+        "scenario": "pg-fold",
+        "events": folded,
+        "entities": args.entities,
+        "max_events_per_batch": args.max_events,
+        "fold_seconds": fold_secs,
+        "fold_events_per_s": fold_rate,
+        "fold_plus_relay_drain_seconds": total_secs,
+        "change_events": changes,
+        "copy_rows": copied,
+        "copy_seconds": copy_secs,
+        "copy_rows_per_s": copy_rate,
+        "fold_to_copy_ratio": fold_rate / copy_rate,
+        "latency_rate_events_per_s": args.rate,
+        "latency_events_measured": measured,
+        "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
+    });
+    report::write(&args.report, &r)?;
+    println!("\nfold into Postgres (exactly-once: rows + outbox + offsets per txn, relay running)");
+    println!("  {folded} events in {fold_secs:.2}s = {fold_rate:.0} events/s ({changes} change events relayed; drained at {total_secs:.2}s)");
+    println!("  COPY of {copied} rows of the same shape: {copy_secs:.2}s = {copy_rate:.0} rows/s");
+    println!("  ratio fold / COPY = {:.2}", fold_rate / copy_rate);
+    println!("event-to-commit latency at {} events/s over {}s ({measured} events): p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms", args.rate, args.latency_seconds);
+    println!("report: {}", args.report.display());
+    Ok(())
+}
+
+async fn count(log: &MemoryLog, topic: &str) -> i64 {
+    match log.describe_topic(topic).await {
+        Ok(d) => d.partitions.iter().map(|p| p.high_watermark).sum(),
+        Err(_) => 0,
+    }
+}
+
+fn copy_table() -> TableSpec {
+    let mut spec = entities_table();
+    spec.name = "copy_ceiling_entities";
+    spec.indexes.clear();
+    spec
+}
+
+/// The processor's row for each event, with a unique key so COPY can load all.
+fn copy_rows(records: &[(i32, conductor_engine::log::Record)], spec: &TableSpec) -> Vec<RowUpsert> {
+    let mut p = EntitiesProcessor;
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, r))| {
+            let event = conductor_engine::envelope::decode_event(r).ok()?;
+            match p.process(&event).ok()?.pop()? {
+                Effect::Upsert(mut u) => {
+                    u.table = spec.name;
+                    u.key[1] = format!("{}-{i}", u.key[1]);
+                    Some(u)
+                }
+                Effect::Emit(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// Appends at `rate` events/s in 10 ms ticks while the worker and the relay
+/// run; per event, latency = commit time − append time.
+async fn latency(args: &Args) -> Result<(f64, f64, f64, usize), String> {
+    let store = fresh_store(&args.database_url, "lat").await?;
+    let log = input_log().await?;
+    let shared_log: Arc<dyn Log> = Arc::new(log.clone());
+    let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
+    let mut worker = Worker::start(topology(args.max_events, 5).await?, Box::new(EntitiesProcessor), shared_log.clone(), shared_store.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let relay = Relay::start("entities", shared_log.clone(), shared_store.clone()).await.map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay_task = tokio::spawn(relay.run(worker.committed.clone(), stop_rx));
+
+    let total = args.rate * args.latency_seconds as usize;
+    let records = entity_records(total, args.entities, PARTITIONS);
+    let producer_log = log.clone();
+    let per_tick = (args.rate / 100).max(1);
+    let producer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for chunk in records.chunks(per_tick) {
+            tick.tick().await;
+            for (p, r) in chunk {
+                let mut r = r.clone();
+                r.timestamp_ms = now_ms();
+                let _ = producer_log.append("ig.ingest.entities", *p, vec![r]).await;
+            }
+        }
+    });
+    let mut latencies = Vec::with_capacity(total);
+    let mut seen = worker.positions().clone();
+    let deadline = Instant::now() + Duration::from_secs(args.latency_seconds + 30);
+    while latencies.len() < total && Instant::now() < deadline {
+        let o = worker.step().await.map_err(|e| e.to_string())?;
+        if o.records == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        let committed_at = now_ms();
+        for ((topic, p), next) in worker.positions().clone() {
+            let from = seen.get(&(topic.clone(), p)).copied().unwrap_or(0);
+            if next > from {
+                for r in log.read(&topic, p, from, (next - from) as usize).await.map_err(|e| e.to_string())? {
+                    latencies.push((committed_at - r.record.timestamp_ms) as f64);
+                }
+            }
+            seen.insert((topic, p), next);
+        }
+    }
+    producer.await.map_err(|e| e.to_string())?;
+    let _ = stop_tx.send(true);
+    relay_task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    store.drop_schema().await.map_err(|e| e.to_string())?;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Ok((report::percentile(&latencies, 50.0), report::percentile(&latencies, 95.0), report::percentile(&latencies, 99.0), latencies.len()))
+}
