@@ -85,9 +85,13 @@ pub async fn run(args: Args) -> Result<(), String> {
     let relay_task = tokio::spawn(relay.run(worker.committed.clone(), stop_rx));
     let started = Instant::now();
     let mut folded = 0;
+    let (mut fold_us, mut versions_us, mut commit_us) = (0u64, 0u64, 0u64);
     while folded < args.events {
         let o = worker.step().await.map_err(|e| e.to_string())?;
         folded += o.records;
+        fold_us += o.fold_micros;
+        versions_us += o.versions_micros;
+        commit_us += o.commit_micros;
         if o.records == 0 {
             break;
         }
@@ -127,6 +131,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         "copy_seconds": copy_secs,
         "copy_rows_per_s": copy_rate,
         "fold_to_copy_ratio": fold_rate / copy_rate,
+        "time_split_seconds": {"decode_fold_resolve": fold_us as f64 / 1e6, "version_lookups": versions_us as f64 / 1e6, "store_commits": commit_us as f64 / 1e6},
         "latency_rate_events_per_s": args.rate,
         "latency_events_measured": measured,
         "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
@@ -134,6 +139,8 @@ pub async fn run(args: Args) -> Result<(), String> {
     report::write(&args.report, &r)?;
     println!("\nfold into Postgres (exactly-once: rows + outbox + offsets per txn, relay running)");
     println!("  {folded} events in {fold_secs:.2}s = {fold_rate:.0} events/s ({changes} change events relayed; drained at {total_secs:.2}s)");
+    println!("  time split: decode+fold+resolve {:.2}s, version look-ups {:.2}s, store commits {:.2}s, reading input/other {:.2}s",
+        fold_us as f64 / 1e6, versions_us as f64 / 1e6, commit_us as f64 / 1e6, fold_secs - (fold_us + versions_us + commit_us) as f64 / 1e6);
     println!("  COPY of {copied} rows of the same shape: {copy_secs:.2}s = {copy_rate:.0} rows/s");
     println!("  ratio fold / COPY = {:.2}", fold_rate / copy_rate);
     println!("event-to-commit latency at {} events/s over {}s ({measured} events): p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms", args.rate, args.latency_seconds);

@@ -26,12 +26,19 @@ pub enum RuntimeError {
     MissingSource { topology: String, topic: String },
 }
 
+/// Keys whose version the worker remembers before it starts over.
+const VERSION_CACHE_MAX: usize = 2_000_000;
+
 /// What one [`Worker::step`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StepOutcome {
     pub records: usize,
     pub changes: usize,
     pub dead: usize,
+    /// Where the batch's time went (for soak reports and tuning).
+    pub fold_micros: u64,
+    pub versions_micros: u64,
+    pub commit_micros: u64,
 }
 
 pub struct Worker {
@@ -43,6 +50,11 @@ pub struct Worker {
     /// (topic, partition) → next offset to read.
     positions: BTreeMap<(String, i32), i64>,
     next_seq: i64,
+    /// Stored row versions this worker knows, so most batches need no
+    /// look-up query. Valid because a topology's worker is the only writer of
+    /// its tables (a second writer fails on the outbox sequence); cleared
+    /// after any failed commit and when it grows past `VERSION_CACHE_MAX`.
+    versions: HashMap<(&'static str, Vec<String>), i64>,
     pub status: StatusHandle,
     /// Woken after each commit so the relay picks the outbox up at once.
     pub committed: Arc<Notify>,
@@ -91,7 +103,7 @@ impl Worker {
         }
         let next_seq = store.next_outbox_seq(&config.name).await?;
         let status = StatusHandle::new(&config.name, processor.name());
-        Ok(Worker { config, log, store, processor, tables, positions, next_seq, status, committed: Arc::new(Notify::new()) })
+        Ok(Worker { config, log, store, processor, tables, positions, next_seq, versions: HashMap::new(), status, committed: Arc::new(Notify::new()) })
     }
 
     /// Next offset to read per input partition.
@@ -152,21 +164,52 @@ impl Worker {
     async fn commit_batch(&mut self, batch: Vec<StoredRecord>) -> Result<StepOutcome, RuntimeError> {
         let records = batch.len();
         let oldest_append_ms = batch.iter().map(|r| r.record.timestamp_ms).min().unwrap_or_else(now_ms);
+        let t_fold = Instant::now();
         let folded = fold::fold(self.processor.as_mut(), &self.config, batch)?;
+        let fold_micros = t_fold.elapsed().as_micros() as u64;
+        let t_versions = Instant::now();
         let (events, dead) = (folded.events, folded.dead);
         let mut versions = HashMap::new();
         for (table, keys) in folded.keys_by_table() {
             let spec = self.tables.iter().find(|t| t.name == table).ok_or_else(|| StoreError::UnknownTable(table.to_string()))?;
-            for (k, v) in self.store.current_versions(spec, &keys).await? {
-                versions.insert((table, k), v);
+            let mut missing = Vec::new();
+            for k in keys {
+                match self.versions.get(&(table, k.clone())) {
+                    Some(v) => {
+                        versions.insert((table, k), *v);
+                    }
+                    None => missing.push(k),
+                }
+            }
+            if !missing.is_empty() {
+                for (k, v) in self.store.current_versions(spec, &missing).await? {
+                    versions.insert((table, k), v);
+                }
             }
         }
+        let versions_micros = t_versions.elapsed().as_micros() as u64;
+        let t_resolve = Instant::now();
         let (commit, changes) = folded.resolve(&self.config, &self.tables, versions, self.next_seq);
+        let fold_micros = fold_micros + t_resolve.elapsed().as_micros() as u64;
         let outbox_len = commit.outbox.len() as i64;
         let new_positions = commit.offsets.clone();
+        let applied: Vec<((&'static str, Vec<String>), i64)> = commit.upserts.iter().map(|u| ((u.table, u.key.clone()), u.version)).collect();
         let t = Instant::now();
-        self.store.commit(commit).await?;
+        if let Err(e) = self.store.commit(commit).await {
+            // The outcome may be unknown (a commit can succeed and its reply
+            // be lost): forget what we believed and start over from what the
+            // store says, so the retry neither repeats nor skips anything.
+            self.versions.clear();
+            if let Err(reload) = self.reload_from_store().await {
+                tracing::warn!(topology = %self.config.name, error = %reload, "could not reload positions after a failed commit");
+            }
+            return Err(e.into());
+        }
         let commit_secs = t.elapsed().as_secs_f64();
+        if self.versions.len() + applied.len() > VERSION_CACHE_MAX {
+            self.versions.clear();
+        }
+        self.versions.extend(applied);
         self.next_seq += outbox_len;
         for p in new_positions {
             self.positions.insert((p.topic, p.partition), p.next_offset);
@@ -190,7 +233,19 @@ impl Worker {
             s.batches += 1;
             s.last_commit_ms = Some(now_ms());
         });
-        Ok(StepOutcome { records, changes, dead })
+        Ok(StepOutcome { records, changes, dead, fold_micros, versions_micros, commit_micros: (commit_secs * 1e6) as u64 })
+    }
+
+    /// Re-reads positions and the outbox seq from the store.
+    async fn reload_from_store(&mut self) -> Result<(), StoreError> {
+        let stored = self.store.load_offsets(&self.config.name).await?;
+        for (key, pos) in self.positions.iter_mut() {
+            if let Some(p) = stored.get(key) {
+                *pos = *p;
+            }
+        }
+        self.next_seq = self.store.next_outbox_seq(&self.config.name).await?;
+        Ok(())
     }
 
     /// Refreshes lag figures (status and the `conductor_consumer_lag` gauge).
