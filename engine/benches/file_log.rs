@@ -6,6 +6,7 @@
 //!   same chunks and the same fsync policy, to a plain file in the same directory;
 //! - read: records/s reading everything back through `FileLog::read`, next to
 //!   a raw sequential read of the segment bytes.
+//!
 //! Prints a table and writes `$CARGO_TARGET_DIR/bench-reports/file_log.json`.
 //!
 //! Run: `cargo bench -p conductor-engine --bench file_log` (env
@@ -37,13 +38,38 @@ fn mb_per_sec(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
 
-async fn run_case(policy_name: &'static str, policy: FsyncPolicy, batch: usize, records: usize) -> Case {
-    let dir = tempfile::tempdir_in(std::env::var("FILE_LOG_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string())).unwrap();
-    let log = FileLog::open(dir.path().join("log"), FileLogOptions { fsync: policy, ..Default::default() }).unwrap();
-    log.create_topic("bench", &TopicConfig::with_partitions(1)).await.unwrap();
+async fn run_case(
+    policy_name: &'static str,
+    policy: FsyncPolicy,
+    batch: usize,
+    records: usize,
+) -> Case {
+    let dir = tempfile::tempdir_in(
+        std::env::var("FILE_LOG_BENCH_DIR")
+            .unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
+    )
+    .unwrap();
+    let log = FileLog::open(
+        dir.path().join("log"),
+        FileLogOptions {
+            fsync: policy,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    log.create_topic("bench", &TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
     let value: Vec<u8> = (0..RECORD_BYTES).map(|i| (i * 31 % 251) as u8).collect();
     let batches = records / batch;
-    let template: Vec<Record> = (0..batch).map(|_| Record { key: None, value: value.clone(), headers: vec![], timestamp_ms: 1 }).collect();
+    let template: Vec<Record> = (0..batch)
+        .map(|_| Record {
+            key: None,
+            value: value.clone(),
+            headers: vec![],
+            timestamp_ms: 1,
+        })
+        .collect();
 
     let start = Instant::now();
     for _ in 0..batches {
@@ -54,8 +80,17 @@ async fn run_case(policy_name: &'static str, policy: FsyncPolicy, batch: usize, 
 
     // The ceiling: the same payload, the same chunks, the same fsync policy.
     let raw_path = dir.path().join("raw.bin");
-    let mut raw = std::fs::OpenOptions::new().create(true).append(true).open(&raw_path).unwrap();
-    let chunk: Vec<u8> = value.iter().copied().cycle().take(RECORD_BYTES * batch).collect();
+    let mut raw = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&raw_path)
+        .unwrap();
+    let chunk: Vec<u8> = value
+        .iter()
+        .copied()
+        .cycle()
+        .take(RECORD_BYTES * batch)
+        .collect();
     let start = Instant::now();
     let mut last_sync = Instant::now();
     for _ in 0..batches {
@@ -103,38 +138,89 @@ async fn run_case(policy_name: &'static str, policy: FsyncPolicy, batch: usize, 
         }
     }
     let raw_read = start.elapsed();
-    Case { policy: policy_name, batch, records: batches * batch, append, raw_write, read, raw_read, log_bytes }
+    Case {
+        policy: policy_name,
+        batch,
+        records: batches * batch,
+        append,
+        raw_write,
+        read,
+        raw_read,
+        log_bytes,
+    }
 }
 
 fn main() {
-    let mb: usize = std::env::var("FILE_LOG_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let mb: usize = std::env::var("FILE_LOG_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut cases = Vec::new();
-    let policies = [("every_batch", FsyncPolicy::EveryBatch), ("interval:100", FsyncPolicy::IntervalMs(100))];
+    let policies = [
+        ("every_batch", FsyncPolicy::EveryBatch),
+        ("interval:100", FsyncPolicy::IntervalMs(100)),
+    ];
     for (name, policy) in policies {
         for batch in [1usize, 100, 1000] {
             // fsync per single record is slow everywhere: fewer records keep it short.
-            let records = if batch == 1 && name == "every_batch" { 2_000 } else { mb * 1000 };
+            let records = if batch == 1 && name == "every_batch" {
+                2_000
+            } else {
+                mb * 1000
+            };
             cases.push(rt.block_on(run_case(name, policy, batch, records)));
         }
     }
-    println!("\nfile log, {RECORD_BYTES} B records (payload MB/s; ratio = file log / raw, same bytes, same fsync policy, same run)");
-    println!("{:<13} {:>6} {:>9} | {:>12} {:>9} {:>9} {:>7} | {:>12} {:>10} {:>7}", "fsync", "batch", "records", "append rec/s", "MB/s", "raw MB/s", "ratio", "read rec/s", "read MB/s", "vs raw");
+    println!(
+        "\nfile log, {RECORD_BYTES} B records (payload MB/s; ratio = file log / raw, same bytes, same fsync policy, same run)"
+    );
+    println!(
+        "{:<13} {:>6} {:>9} | {:>12} {:>9} {:>9} {:>7} | {:>12} {:>10} {:>7}",
+        "fsync",
+        "batch",
+        "records",
+        "append rec/s",
+        "MB/s",
+        "raw MB/s",
+        "ratio",
+        "read rec/s",
+        "read MB/s",
+        "vs raw"
+    );
     let mut json = Vec::new();
     for c in &cases {
         let payload = (c.records * RECORD_BYTES) as u64;
-        let (a, r) = (mb_per_sec(payload, c.append), mb_per_sec(payload, c.raw_write));
-        let (rd, rr) = (mb_per_sec(payload, c.read), mb_per_sec(c.log_bytes, c.raw_read));
+        let (a, r) = (
+            mb_per_sec(payload, c.append),
+            mb_per_sec(payload, c.raw_write),
+        );
+        let (rd, rr) = (
+            mb_per_sec(payload, c.read),
+            mb_per_sec(c.log_bytes, c.raw_read),
+        );
         println!(
             "{:<13} {:>6} {:>9} | {:>12.0} {:>9.1} {:>9.1} {:>7.2} | {:>12.0} {:>10.1} {:>7.2}",
-            c.policy, c.batch, c.records, per_sec(c.records, c.append), a, r, a / r, per_sec(c.records, c.read), rd, rd / rr
+            c.policy,
+            c.batch,
+            c.records,
+            per_sec(c.records, c.append),
+            a,
+            r,
+            a / r,
+            per_sec(c.records, c.read),
+            rd,
+            rd / rr
         );
         json.push(format!(
             r#"{{"fsync":"{}","batch":{},"records":{},"append_records_per_s":{:.0},"append_mb_per_s":{:.2},"raw_write_mb_per_s":{:.2},"append_to_raw_ratio":{:.3},"read_records_per_s":{:.0},"read_mb_per_s":{:.2},"raw_read_mb_per_s":{:.2},"read_to_raw_ratio":{:.3}}}"#,
             c.policy, c.batch, c.records, per_sec(c.records, c.append), a, r, a / r, per_sec(c.records, c.read), rd, rr, rd / rr
         ));
     }
-    let dir = std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("bench-reports");
+    let dir = std::path::PathBuf::from(
+        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()),
+    )
+    .join("bench-reports");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("file_log.json");
     std::fs::write(&path, format!("[\n  {}\n]\n", json.join(",\n  "))).unwrap();

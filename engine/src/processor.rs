@@ -28,7 +28,7 @@ pub enum Effect {
     /// Upsert a projection row, guarded by its version.
     Upsert(RowUpsert),
     /// Append an event to a derived topic (exactly once, in order per key).
-    Emit(EmitEvent),
+    Emit(Box<EmitEvent>),
 }
 
 /// An event to append to a derived topic.
@@ -58,11 +58,17 @@ pub enum ProcessorErrorKind {
 
 impl ProcessorError {
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        ProcessorError { kind: ProcessorErrorKind::InvalidInput, message: message.into() }
+        ProcessorError {
+            kind: ProcessorErrorKind::InvalidInput,
+            message: message.into(),
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        ProcessorError { kind: ProcessorErrorKind::Internal, message: message.into() }
+        ProcessorError {
+            kind: ProcessorErrorKind::Internal,
+            message: message.into(),
+        }
     }
 }
 

@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "conductor", version, about = "Conductor: event-sourced stream processing for IntelGraph")]
+#[command(
+    name = "conductor",
+    version,
+    about = "Conductor: event-sourced stream processing for IntelGraph"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOptions,
@@ -27,7 +31,12 @@ pub struct GlobalOptions {
     #[arg(long = "log", global = true, env = "CONDUCTOR_LOG", value_enum)]
     pub log: Option<LogBackend>,
     /// Kafka bootstrap servers (with `--log kafka`).
-    #[arg(long, global = true, env = "CONDUCTOR_KAFKA_BOOTSTRAP", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        global = true,
+        env = "CONDUCTOR_KAFKA_BOOTSTRAP",
+        value_name = "HOST:PORT"
+    )]
     pub kafka_bootstrap: Option<String>,
     /// Exactly-once mode on Kafka: `progress` (any broker) or `transactions` (Apache Kafka, Redpanda) [default: progress].
     #[arg(long, global = true, env = "CONDUCTOR_KAFKA_EXACTLY_ONCE")]
@@ -39,7 +48,12 @@ pub struct GlobalOptions {
     #[arg(long, global = true, env = "CONDUCTOR_STORE", value_enum)]
     pub store: Option<StoreBackend>,
     /// Database URL of the projection store (postgres://… or sqlite://…).
-    #[arg(long, global = true, env = "CONDUCTOR_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "CONDUCTOR_DATABASE_URL",
+        value_name = "URL"
+    )]
     pub database_url: Option<String>,
 }
 

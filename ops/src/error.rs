@@ -15,15 +15,26 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        CliError { message: message.into(), hint: Some(hint.into()), exit_code: 1 }
+        CliError {
+            message: message.into(),
+            hint: Some(hint.into()),
+            exit_code: 1,
+        }
     }
 
     pub fn plain(message: impl Into<String>) -> Self {
-        CliError { message: message.into(), hint: None, exit_code: 1 }
+        CliError {
+            message: message.into(),
+            hint: None,
+            exit_code: 1,
+        }
     }
 
     pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        CliError { exit_code: 2, ..Self::new(message, hint) }
+        CliError {
+            exit_code: 2,
+            ..Self::new(message, hint)
+        }
     }
 }
 
@@ -40,12 +51,22 @@ impl fmt::Display for CliError {
 impl From<LogError> for CliError {
     fn from(e: LogError) -> Self {
         let hint = match &e {
-            LogError::Locked { .. } => Some("only one process may write to a file log; stop the other one (read-only commands like `consume` still work)"),
-            LogError::Kafka { .. } => Some("check that the broker is running and --kafka-bootstrap / CONDUCTOR_KAFKA_BOOTSTRAP points at it"),
-            LogError::Corrupt { .. } => Some("the log on disk is damaged; restore the data directory from a backup or replay from another copy"),
+            LogError::Locked { .. } => Some(
+                "only one process may write to a file log; stop the other one (read-only commands like `consume` still work)",
+            ),
+            LogError::Kafka { .. } => Some(
+                "check that the broker is running and --kafka-bootstrap / CONDUCTOR_KAFKA_BOOTSTRAP points at it",
+            ),
+            LogError::Corrupt { .. } => Some(
+                "the log on disk is damaged; restore the data directory from a backup or replay from another copy",
+            ),
             _ => None,
         };
-        CliError { message: e.to_string(), hint: hint.map(str::to_string), exit_code: 1 }
+        CliError {
+            message: e.to_string(),
+            hint: hint.map(str::to_string),
+            exit_code: 1,
+        }
     }
 }
 
@@ -57,7 +78,11 @@ impl From<conductor_engine::store::StoreError> for CliError {
             }
             _ => None,
         };
-        CliError { message: e.to_string(), hint, exit_code: 1 }
+        CliError {
+            message: e.to_string(),
+            hint,
+            exit_code: 1,
+        }
     }
 }
 

@@ -6,11 +6,11 @@
 //! - `GET /metrics`  — Prometheus text format.
 //! - `GET /v1/topologies`, `GET /v1/topologies/{name}` — status JSON.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
-use axum::Router;
 use conductor_engine::runtime::{StatusHandle, TopologyState};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -30,12 +30,21 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("_seconds".into()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ],
                 )
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_events".into()), &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0]))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_events".into()),
+                        &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0],
+                    )
+                })
                 .map(|b| b.install_recorder())
                 .unwrap_or_else(|e| panic!("metric buckets are constants: {e}"));
-            let handle = handle.unwrap_or_else(|e| panic!("a second metrics recorder was installed: {e}"));
+            let handle =
+                handle.unwrap_or_else(|e| panic!("a second metrics recorder was installed: {e}"));
             conductor_engine::metrics::describe();
             handle
         })
@@ -46,7 +55,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|State(s): State<AppState>| async move { s.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move { s.metrics.render() }),
+        )
         .route("/v1/topologies", get(list))
         .route("/v1/topologies/{name}", get(one))
         .with_state(state)
@@ -54,22 +66,42 @@ pub fn router(state: AppState) -> Router {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let statuses: Vec<_> = s.topologies.iter().map(|t| t.snapshot()).collect();
-    let ready = statuses.iter().all(|t| matches!(t.state, TopologyState::Running | TopologyState::Paused));
+    let ready = statuses
+        .iter()
+        .all(|t| matches!(t.state, TopologyState::Running | TopologyState::Paused));
     let body = serde_json::json!({
         "ready": ready,
         "topologies": statuses.iter().map(|t| serde_json::json!({"name": t.name, "state": t.state})).collect::<Vec<_>>(),
     });
-    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
 }
 
 async fn list(State(s): State<AppState>) -> impl IntoResponse {
-    Json(s.topologies.iter().map(|t| t.snapshot()).collect::<Vec<_>>())
+    Json(
+        s.topologies
+            .iter()
+            .map(|t| t.snapshot())
+            .collect::<Vec<_>>(),
+    )
 }
 
 async fn one(State(s): State<AppState>, Path(name): Path<String>) -> impl IntoResponse {
     match s.topologies.iter().find(|t| t.snapshot().name == name) {
-        Some(t) => (StatusCode::OK, Json(serde_json::to_value(t.snapshot()).unwrap_or_default())),
-        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no topology named `{name}` runs here")}))),
+        Some(t) => (
+            StatusCode::OK,
+            Json(serde_json::to_value(t.snapshot()).unwrap_or_default()),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no topology named `{name}` runs here")})),
+        ),
     }
 }
 

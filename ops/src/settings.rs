@@ -41,17 +41,31 @@ impl Settings {
         let file = match &global.config {
             None => ConfigFile::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| CliError::usage(format!("cannot read config file {}: {e}", path.display()), "check --config / CONDUCTOR_CONFIG"))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CliError::usage(
+                        format!("cannot read config file {}: {e}", path.display()),
+                        "check --config / CONDUCTOR_CONFIG",
+                    )
+                })?;
                 toml::from_str(&text).map_err(|e| {
-                    CliError::usage(format!("config file {}: {}", path.display(), e.message().trim()), "see conductor.example.toml for the keys")
+                    CliError::usage(
+                        format!("config file {}: {}", path.display(), e.message().trim()),
+                        "see conductor.example.toml for the keys",
+                    )
                 })?
             }
         };
         let database_url = global.database_url.clone().or(file.database_url);
         // A postgres:// URL alone is enough to pick the Postgres store.
-        let inferred = database_url.as_deref().filter(|u| u.starts_with("postgres")).map(|_| StoreBackend::Postgres);
-        let store = global.store.or(file.store).or(inferred).unwrap_or(StoreBackend::Sqlite);
+        let inferred = database_url
+            .as_deref()
+            .filter(|u| u.starts_with("postgres"))
+            .map(|_| StoreBackend::Postgres);
+        let store = global
+            .store
+            .or(file.store)
+            .or(inferred)
+            .unwrap_or(StoreBackend::Sqlite);
         if store == StoreBackend::Postgres && database_url.is_none() {
             return Err(CliError::usage(
                 "the Postgres store needs a database URL",
@@ -59,11 +73,23 @@ impl Settings {
             ));
         }
         Ok(Settings {
-            data_dir: global.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
+            data_dir: global
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
             log: global.log.or(file.log).unwrap_or(LogBackend::File),
             kafka_bootstrap: global.kafka_bootstrap.clone().or(file.kafka_bootstrap),
-            kafka_exactly_once: global.kafka_exactly_once.clone().or(file.kafka_exactly_once).unwrap_or_else(|| "progress".into()),
-            fsync: global.fsync.clone().or(file.fsync).unwrap_or_else(|| "every_batch".into()),
+            kafka_exactly_once: global
+                .kafka_exactly_once
+                .clone()
+                .or(file.kafka_exactly_once)
+                .unwrap_or_else(|| "progress".into()),
+            fsync: global
+                .fsync
+                .clone()
+                .or(file.fsync)
+                .unwrap_or_else(|| "every_batch".into()),
             store,
             database_url,
             listen: file.listen,

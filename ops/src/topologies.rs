@@ -3,7 +3,9 @@
 use crate::error::CliError;
 use conductor_engine::log::Log;
 use conductor_engine::runtime::relay::{Relay, RelayError};
-use conductor_engine::runtime::{RuntimeError, StatusHandle, TopologyConfig, Worker, parse_topology};
+use conductor_engine::runtime::{
+    RuntimeError, StatusHandle, TopologyConfig, Worker, parse_topology,
+};
 use conductor_engine::store::ProjectionStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,8 @@ pub fn topologies_dir(flag: Option<PathBuf>, file: Option<PathBuf>) -> PathBuf {
 
 /// Parses one topology file, every problem listed.
 pub fn load_file(path: &Path) -> Result<TopologyConfig, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::plain(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::plain(format!("cannot read {}: {e}", path.display())))?;
     parse_topology(&text, &conductor_processors::names()).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
         CliError {
@@ -31,9 +34,15 @@ pub fn load_file(path: &Path) -> Result<TopologyConfig, CliError> {
 /// Every `*.toml` in `dir`, sorted by file name; fails listing every bad file.
 pub fn load_dir(dir: &Path) -> Result<Vec<TopologyConfig>, CliError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        CliError::new(format!("cannot read topology directory {}: {e}", dir.display()), "pass --topologies DIR (the repository ships ./topologies)")
+        CliError::new(
+            format!("cannot read topology directory {}: {e}", dir.display()),
+            "pass --topologies DIR (the repository ships ./topologies)",
+        )
     })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     paths.sort();
     let mut configs = Vec::new();
     let mut errors = Vec::new();
@@ -44,15 +53,24 @@ pub fn load_dir(dir: &Path) -> Result<Vec<TopologyConfig>, CliError> {
         }
     }
     if !errors.is_empty() {
-        return Err(CliError::new(errors.join("\n"), "`conductor topology validate FILE` checks one file"));
+        return Err(CliError::new(
+            errors.join("\n"),
+            "`conductor topology validate FILE` checks one file",
+        ));
     }
     if configs.is_empty() {
-        return Err(CliError::new(format!("no topology files (*.toml) in {}", dir.display()), "pass --topologies DIR"));
+        return Err(CliError::new(
+            format!("no topology files (*.toml) in {}", dir.display()),
+            "pass --topologies DIR",
+        ));
     }
     let mut names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
     names.sort();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(CliError::plain(format!("two topology files declare the name `{}`", w[0])));
+        return Err(CliError::plain(format!(
+            "two topology files declare the name `{}`",
+            w[0]
+        )));
     }
     Ok(configs)
 }
@@ -67,25 +85,48 @@ pub struct Running {
 }
 
 /// Starts a worker and a relay per topology.
-pub async fn start(configs: Vec<TopologyConfig>, log: Arc<dyn Log>, store: Arc<dyn ProjectionStore>) -> Result<Running, CliError> {
+pub async fn start(
+    configs: Vec<TopologyConfig>,
+    log: Arc<dyn Log>,
+    store: Arc<dyn ProjectionStore>,
+) -> Result<Running, CliError> {
     let (worker_stop, worker_rx) = watch::channel(false);
     let (relay_stop, relay_rx) = watch::channel(false);
-    let mut running = Running { statuses: Vec::new(), worker_stop, relay_stop, workers: Vec::new(), relays: Vec::new() };
+    let mut running = Running {
+        statuses: Vec::new(),
+        worker_stop,
+        relay_stop,
+        workers: Vec::new(),
+        relays: Vec::new(),
+    };
     for config in configs {
         let factory = conductor_processors::factory(&config.processor)
             .ok_or_else(|| CliError::plain(format!("unknown processor `{}`", config.processor)))?;
-        let processor = factory(&config.processor_config).map_err(|e| CliError::plain(format!("topology {}: processor_config: {e}", config.name)))?;
+        let processor = factory(&config.processor_config).map_err(|e| {
+            CliError::plain(format!("topology {}: processor_config: {e}", config.name))
+        })?;
         let name = config.name.clone();
         let worker = Worker::start(config, processor, log.clone(), store.clone()).await?;
-        let relay = Relay::start(&name, log.clone(), store.clone()).await.map_err(relay_error)?;
+        let relay = Relay::start(&name, log.clone(), store.clone())
+            .await
+            .map_err(relay_error)?;
         running.statuses.push(worker.status.clone());
         let committed = worker.committed.clone();
         let rx = worker_rx.clone();
         let span = tracing::info_span!("topology", name = %name);
-        running.workers.push((name.clone(), tokio::spawn(tracing::Instrument::instrument(worker.run(rx), span))));
+        running.workers.push((
+            name.clone(),
+            tokio::spawn(tracing::Instrument::instrument(worker.run(rx), span)),
+        ));
         let rx = relay_rx.clone();
         let span = tracing::info_span!("relay", name = %name);
-        running.relays.push((name.clone(), tokio::spawn(tracing::Instrument::instrument(relay.run(committed, rx), span))));
+        running.relays.push((
+            name.clone(),
+            tokio::spawn(tracing::Instrument::instrument(
+                relay.run(committed, rx),
+                span,
+            )),
+        ));
         tracing::info!(topology = %name, "topology started");
     }
     Ok(running)
@@ -141,6 +182,10 @@ impl Running {
                 }
             });
         }
-        if failures.is_empty() { Ok(()) } else { Err(CliError::plain(failures.join("\n"))) }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::plain(failures.join("\n")))
+        }
     }
 }

@@ -33,57 +33,122 @@ fn conductor_with_input(data: &Path, args: &[&str], stdin: Option<&str>) -> Outp
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn lines(stdout: &str) -> Vec<Value> {
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn setup(partitions: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    ok(&conductor(dir.path(), &["topic", "create", "ig.ingest.entities", "--partitions", partitions]));
+    ok(&conductor(
+        dir.path(),
+        &[
+            "topic",
+            "create",
+            "ig.ingest.entities",
+            "--partitions",
+            partitions,
+        ],
+    ));
     dir
 }
 
 #[test]
 fn produces_sample_and_consumes_every_event_once() {
     let dir = setup("3");
-    let out = ok(&conductor(dir.path(), &["produce", "--topic", "ig.ingest.entities", SAMPLE]));
+    let out = ok(&conductor(
+        dir.path(),
+        &["produce", "--topic", "ig.ingest.entities", SAMPLE],
+    ));
     assert!(out.contains("appended 40 events"), "{out}");
-    let all = lines(&ok(&conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities"])));
+    let all = lines(&ok(&conductor(
+        dir.path(),
+        &["consume", "--topic", "ig.ingest.entities"],
+    )));
     assert_eq!(all.len(), 40);
-    let mut subjects: Vec<&str> = all.iter().map(|l| l["event"]["subject"].as_str().unwrap()).collect();
+    let mut subjects: Vec<&str> = all
+        .iter()
+        .map(|l| l["event"]["subject"].as_str().unwrap())
+        .collect();
     subjects.sort();
     subjects.dedup();
     assert_eq!(subjects.len(), 40, "every event exactly once");
     for l in &all {
         let e = &l["event"];
-        assert_eq!(l["key"], format!("{}/{}", e["tenant"].as_str().unwrap(), e["subject"].as_str().unwrap()));
-        assert!(e["event_id"].as_str().unwrap().starts_with("b3-"), "derived event id");
+        assert_eq!(
+            l["key"],
+            format!(
+                "{}/{}",
+                e["tenant"].as_str().unwrap(),
+                e["subject"].as_str().unwrap()
+            )
+        );
+        assert!(
+            e["event_id"].as_str().unwrap().starts_with("b3-"),
+            "derived event id"
+        );
     }
-    let described: Value = serde_json::from_str(&ok(&conductor(dir.path(), &["topic", "describe", "ig.ingest.entities", "--json"]))).unwrap();
-    let total: i64 = described["partitions"].as_array().unwrap().iter().map(|p| p["high_watermark"].as_i64().unwrap()).sum();
+    let described: Value = serde_json::from_str(&ok(&conductor(
+        dir.path(),
+        &["topic", "describe", "ig.ingest.entities", "--json"],
+    )))
+    .unwrap();
+    let total: i64 = described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_i64().unwrap())
+        .sum();
     assert_eq!(total, 40);
 }
 
 #[test]
 fn resumes_after_cursor_without_gap_or_repeat() {
     let dir = setup("3");
-    ok(&conductor(dir.path(), &["produce", "--topic", "ig.ingest.entities", SAMPLE]));
-    let all = lines(&ok(&conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities"])));
+    ok(&conductor(
+        dir.path(),
+        &["produce", "--topic", "ig.ingest.entities", SAMPLE],
+    ));
+    let all = lines(&ok(&conductor(
+        dir.path(),
+        &["consume", "--topic", "ig.ingest.entities"],
+    )));
     for k in [0usize, 7, 20, 39] {
         let cursor = all[k]["cursor"].as_str().unwrap();
-        let rest = lines(&ok(&conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities", "--from", cursor])));
-        let ids = |v: &[Value]| v.iter().map(|l| l["event"]["event_id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let rest = lines(&ok(&conductor(
+            dir.path(),
+            &["consume", "--topic", "ig.ingest.entities", "--from", cursor],
+        )));
+        let ids = |v: &[Value]| {
+            v.iter()
+                .map(|l| l["event"]["event_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&rest), ids(&all[k + 1..]), "resume after line {k}");
     }
     // New events appended later are picked up from the last cursor, once.
     let last = all[39]["cursor"].as_str().unwrap().to_string();
     let extra = r#"{"tenant":"acme","kind":"EntityDeleted","subject":"rec-1","occurred_at":"2026-03-01T00:00:00Z","data":{"entity_type":"Person","version":2}}"#;
-    ok(&conductor_with_input(dir.path(), &["produce", "--topic", "ig.ingest.entities"], Some(extra)));
-    let more = lines(&ok(&conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities", "--from", &last])));
+    ok(&conductor_with_input(
+        dir.path(),
+        &["produce", "--topic", "ig.ingest.entities"],
+        Some(extra),
+    ));
+    let more = lines(&ok(&conductor(
+        dir.path(),
+        &["consume", "--topic", "ig.ingest.entities", "--from", &last],
+    )));
     assert_eq!(more.len(), 1);
     assert_eq!(more[0]["event"]["kind"], "EntityDeleted");
 }
@@ -91,13 +156,36 @@ fn resumes_after_cursor_without_gap_or_repeat() {
 #[test]
 fn scopes_consume_to_tenant_and_refuses_foreign_or_altered_cursors() {
     let dir = setup("2");
-    ok(&conductor(dir.path(), &["produce", "--topic", "ig.ingest.entities", SAMPLE]));
-    let acme = lines(&ok(&conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities", "--tenant", "acme"])));
+    ok(&conductor(
+        dir.path(),
+        &["produce", "--topic", "ig.ingest.entities", SAMPLE],
+    ));
+    let acme = lines(&ok(&conductor(
+        dir.path(),
+        &[
+            "consume",
+            "--topic",
+            "ig.ingest.entities",
+            "--tenant",
+            "acme",
+        ],
+    )));
     assert_eq!(acme.len(), 30);
     assert!(acme.iter().all(|l| l["event"]["tenant"] == "acme"));
     let cursor = acme[3]["cursor"].as_str().unwrap();
 
-    let foreign = conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities", "--tenant", "globex", "--from", cursor]);
+    let foreign = conductor(
+        dir.path(),
+        &[
+            "consume",
+            "--topic",
+            "ig.ingest.entities",
+            "--tenant",
+            "globex",
+            "--from",
+            cursor,
+        ],
+    );
     assert!(!foreign.status.success());
     assert!(String::from_utf8_lossy(&foreign.stderr).contains("another tenant"));
 
@@ -105,7 +193,18 @@ fn scopes_consume_to_tenant_and_refuses_foreign_or_altered_cursors() {
     let i = altered.len() / 2;
     altered[i] = if altered[i] == 'A' { 'B' } else { 'A' };
     let altered: String = altered.into_iter().collect();
-    let out = conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities", "--tenant", "acme", "--from", &altered]);
+    let out = conductor(
+        dir.path(),
+        &[
+            "consume",
+            "--topic",
+            "ig.ingest.entities",
+            "--tenant",
+            "acme",
+            "--from",
+            &altered,
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cursor"), "{err}");
@@ -123,15 +222,36 @@ fn reports_rejected_lines_by_number_and_appends_the_valid_ones() {
         r#"{"tenant":"acme","kind":"EntityDeleted","subject":"p4","occurred_at":"2026-02-01T12:00:00Z","data":{"entity_type":"Person","version":2}}"#,
     ]
     .join("\n");
-    let out = conductor_with_input(dir.path(), &["produce", "--topic", "ig.ingest.entities"], Some(&input));
+    let out = conductor_with_input(
+        dir.path(),
+        &["produce", "--topic", "ig.ingest.entities"],
+        Some(&input),
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 2") && stderr.contains("data.version"), "{stderr}");
-    assert!(stderr.contains("line 3") && stderr.contains("invalid JSON"), "{stderr}");
-    assert!(stderr.contains("line 4") && stderr.contains("Mystery"), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("data.version"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 3") && stderr.contains("invalid JSON"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 4") && stderr.contains("Mystery"),
+        "{stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("appended 2 events"));
-    let all = lines(&ok(&conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities"])));
-    assert_eq!(all.iter().map(|l| l["event"]["subject"].as_str().unwrap()).collect::<Vec<_>>(), vec!["p1", "p4"]);
+    let all = lines(&ok(&conductor(
+        dir.path(),
+        &["consume", "--topic", "ig.ingest.entities"],
+    )));
+    assert_eq!(
+        all.iter()
+            .map(|l| l["event"]["subject"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["p1", "p4"]
+    );
 }
 
 #[test]
@@ -147,10 +267,26 @@ fn produces_avro_container_file() {
     let mut file = std::fs::File::create(&path).unwrap();
     conductor_schemas::codec::write_ocf(&events, &mut file).unwrap();
     drop(file);
-    let out = ok(&conductor(dir.path(), &["produce", "--topic", "ig.ingest.entities", "--format", "avro", path.to_str().unwrap()]));
+    let out = ok(&conductor(
+        dir.path(),
+        &[
+            "produce",
+            "--topic",
+            "ig.ingest.entities",
+            "--format",
+            "avro",
+            path.to_str().unwrap(),
+        ],
+    ));
     assert!(out.contains("appended 5 events"), "{out}");
-    let all = lines(&ok(&conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities"])));
-    let got: Vec<String> = all.iter().map(|l| l["event"]["event_id"].as_str().unwrap().to_string()).collect();
+    let all = lines(&ok(&conductor(
+        dir.path(),
+        &["consume", "--topic", "ig.ingest.entities"],
+    )));
+    let got: Vec<String> = all
+        .iter()
+        .map(|l| l["event"]["event_id"].as_str().unwrap().to_string())
+        .collect();
     let want: Vec<String> = events.iter().map(|e| e.meta.event_id.clone()).collect();
     assert_eq!(got, want);
 }
@@ -165,18 +301,34 @@ fn explains_bad_arguments() {
     let out = conductor(dir.path(), &["--log", "kafka", "topic", "list"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--kafka-bootstrap") && err.contains("CONDUCTOR_KAFKA_BOOTSTRAP"), "{err}");
+    assert!(
+        err.contains("--kafka-bootstrap") && err.contains("CONDUCTOR_KAFKA_BOOTSTRAP"),
+        "{err}"
+    );
 
     let out = conductor(dir.path(), &["consume", "--topic", "ig.ingest.entities"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no file log"));
 
-    let out = conductor(dir.path(), &["--fsync", "sometimes", "topic", "create", "t"]);
+    let out = conductor(
+        dir.path(),
+        &["--fsync", "sometimes", "topic", "create", "t"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("every_batch"));
 
     let dir = setup("1");
-    let out = conductor(dir.path(), &["produce", "--topic", "ig.ingest.entities", "--partition", "4", SAMPLE]);
+    let out = conductor(
+        dir.path(),
+        &[
+            "produce",
+            "--topic",
+            "ig.ingest.entities",
+            "--partition",
+            "4",
+            SAMPLE,
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
 }
@@ -184,30 +336,64 @@ fn explains_bad_arguments() {
 #[test]
 fn checks_schema_compatibility() {
     let dir = tempfile::tempdir().unwrap();
-    let old = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/avro/EntityDeleted.avsc");
+    let old = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/avro/EntityDeleted.avsc"
+    );
     let text = std::fs::read_to_string(old).unwrap();
     let mut schema: Value = serde_json::from_str(&text).unwrap();
     let fields = schema["fields"].as_array_mut().unwrap();
     let data = fields.iter_mut().find(|f| f["name"] == "data").unwrap();
-    data["type"]["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": "reason", "type": "string"}));
+    data["type"]["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "reason", "type": "string"}));
     let breaking = dir.path().join("breaking.avsc");
     std::fs::write(&breaking, schema.to_string()).unwrap();
 
-    let out = conductor(dir.path(), &["schema", "check", old, breaking.to_str().unwrap()]);
+    let out = conductor(
+        dir.path(),
+        &["schema", "check", old, breaking.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("reason") && err.contains("backward"), "{err}");
 
     // With a default, the same addition is backward compatible.
-    let data = schema["fields"].as_array_mut().unwrap().iter_mut().find(|f| f["name"] == "data").unwrap();
-    let last = data["type"]["fields"].as_array_mut().unwrap().last_mut().unwrap();
+    let data = schema["fields"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "data")
+        .unwrap();
+    let last = data["type"]["fields"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap();
     last["default"] = Value::String(String::new());
     let compatible = dir.path().join("compatible.avsc");
     std::fs::write(&compatible, schema.to_string()).unwrap();
-    ok(&conductor(dir.path(), &["schema", "check", old, compatible.to_str().unwrap(), "--mode", "full"]));
+    ok(&conductor(
+        dir.path(),
+        &[
+            "schema",
+            "check",
+            old,
+            compatible.to_str().unwrap(),
+            "--mode",
+            "full",
+        ],
+    ));
 
     let listed = ok(&conductor(dir.path(), &["schema", "list"]));
-    for name in ["EntityUpserted", "EntityDeleted", "RelationshipUpserted", "RunEvent", "UsageRecorded"] {
+    for name in [
+        "EntityUpserted",
+        "EntityDeleted",
+        "RelationshipUpserted",
+        "RunEvent",
+        "UsageRecorded",
+    ] {
         assert!(listed.contains(name), "{listed}");
     }
 }

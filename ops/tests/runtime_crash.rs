@@ -19,26 +19,44 @@ use std::time::Duration;
 use support::*;
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn prepare(dir: &Path, workload: &Path) {
     run_ok(conductor(dir).args(["topic", "create", "ig.ingest.entities", "--partitions", "3"]));
-    run_ok(conductor(dir).args(["topic", "create", "ig.ingest.relationships", "--partitions", "3"]));
-    let out = run_ok(conductor(dir).args(["produce", "--topic", "ig.ingest.entities"]).arg(workload));
+    run_ok(conductor(dir).args([
+        "topic",
+        "create",
+        "ig.ingest.relationships",
+        "--partitions",
+        "3",
+    ]));
+    let out = run_ok(
+        conductor(dir)
+            .args(["produce", "--topic", "ig.ingest.entities"])
+            .arg(workload),
+    );
     assert!(out.contains("appended"), "{out}");
 }
 
 fn run_command(dir: &Path) -> std::process::Command {
     let mut c = conductor(dir);
-    c.args(["run", "--listen", "127.0.0.1:0", "--topologies"]).arg(repo().join("topologies"));
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.args(["run", "--listen", "127.0.0.1:0", "--topologies"])
+        .arg(repo().join("topologies"));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     c
 }
 
 /// Sum of the stored input positions (how far the topology got).
 async fn progress(dir: &Path) -> i64 {
-    let store = SqliteStore::open(&dir.join("projections.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.join("projections.db"))
+        .await
+        .unwrap();
     let p = store.load_offsets("entities").await.unwrap().values().sum();
     store.close().await;
     p
@@ -53,7 +71,9 @@ struct Outcome {
 }
 
 async fn outcome(dir: &Path) -> Outcome {
-    let store = SqliteStore::open(&dir.join("projections.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.join("projections.db"))
+        .await
+        .unwrap();
     let digests = vec![
         table_digest(&store, &entities_table()).await.unwrap(),
         table_digest(&store, &relationships_table()).await.unwrap(),
@@ -62,13 +82,29 @@ async fn outcome(dir: &Path) -> Outcome {
     let log = FileLog::open_read_only(dir.join("log"), FileLogOptions::default()).unwrap();
     let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut change_ids = Vec::new();
-    for p in log.describe_topic("ig.changefeed.entities").await.unwrap().partitions {
+    for p in log
+        .describe_topic("ig.changefeed.entities")
+        .await
+        .unwrap()
+        .partitions
+    {
         let mut next = p.low_watermark;
         while next < p.high_watermark {
-            for r in log.read("ig.changefeed.entities", p.partition, next, 5000).await.unwrap() {
+            for r in log
+                .read("ig.changefeed.entities", p.partition, next, 5000)
+                .await
+                .unwrap()
+            {
                 let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
-                let key = format!("{}/{}", v["table"], String::from_utf8_lossy(r.record.key.as_deref().unwrap_or_default()));
-                per_key.entry(key).or_default().push(v["version"].as_i64().unwrap());
+                let key = format!(
+                    "{}/{}",
+                    v["table"],
+                    String::from_utf8_lossy(r.record.key.as_deref().unwrap_or_default())
+                );
+                per_key
+                    .entry(key)
+                    .or_default()
+                    .push(v["version"].as_i64().unwrap());
                 change_ids.push(v["change_id"].as_str().unwrap().to_string());
                 next = r.offset + 1;
             }
@@ -79,13 +115,25 @@ async fn outcome(dir: &Path) -> Outcome {
     let mut next = low;
     while next < high {
         for r in log.read("ig.dlq.entities", 0, next, 5000).await.unwrap() {
-            let src = |k: &str| String::from_utf8_lossy(r.record.header(k).unwrap_or_default()).into_owned();
-            dlq.push(format!("{}/{}/{}", src("ig-dlq-source-topic"), src("ig-dlq-source-partition"), src("ig-dlq-source-offset")));
+            let src = |k: &str| {
+                String::from_utf8_lossy(r.record.header(k).unwrap_or_default()).into_owned()
+            };
+            dlq.push(format!(
+                "{}/{}/{}",
+                src("ig-dlq-source-topic"),
+                src("ig-dlq-source-partition"),
+                src("ig-dlq-source-offset")
+            ));
             next = r.offset + 1;
         }
     }
     dlq.sort();
-    Outcome { digests, per_key, change_ids, dlq }
+    Outcome {
+        digests,
+        per_key,
+        change_ids,
+        dlq,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +148,10 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
     prepare(&crashed, &workload);
 
     // The reference: one uninterrupted run.
-    let status = run_command(&clean).arg("--exit-when-idle").status().unwrap();
+    let status = run_command(&clean)
+        .arg("--exit-when-idle")
+        .status()
+        .unwrap();
     assert!(status.success(), "clean run failed");
     let total = progress(&clean).await;
     assert_eq!(total as usize, events, "the clean run folded every input");
@@ -111,7 +162,10 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
     let mut attempts = 0;
     while mid_batch_kills < kills {
         attempts += 1;
-        assert!(attempts < kills * 4, "could not land {kills} kills while folding (the run finished too fast); raise CRASH_EVENTS");
+        assert!(
+            attempts < kills * 4,
+            "could not land {kills} kills while folding (the run finished too fast); raise CRASH_EVENTS"
+        );
         let mut child = run_command(&crashed).spawn().unwrap();
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -127,12 +181,21 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
             break;
         }
     }
-    assert!(mid_batch_kills >= kills, "only {mid_batch_kills} kills landed while folding");
-    let status = run_command(&crashed).arg("--exit-when-idle").status().unwrap();
+    assert!(
+        mid_batch_kills >= kills,
+        "only {mid_batch_kills} kills landed while folding"
+    );
+    let status = run_command(&crashed)
+        .arg("--exit-when-idle")
+        .status()
+        .unwrap();
     assert!(status.success(), "final run after the kills failed");
 
     let (a, b) = (outcome(&clean).await, outcome(&crashed).await);
-    assert_eq!(a.digests, b.digests, "projection after crashes differs from the clean run");
+    assert_eq!(
+        a.digests, b.digests,
+        "projection after crashes differs from the clean run"
+    );
     let mut ids = b.change_ids.clone();
     ids.sort();
     let before = ids.len();
@@ -140,9 +203,17 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
     assert_eq!(ids.len(), before, "a change event was delivered twice");
     let mut clean_ids = a.change_ids.clone();
     clean_ids.sort();
-    assert_eq!(ids, clean_ids, "changefeed after crashes is not the clean run's, exactly once");
+    assert_eq!(
+        ids, clean_ids,
+        "changefeed after crashes is not the clean run's, exactly once"
+    );
     assert_eq!(a.per_key, b.per_key, "per-key order of changes differs");
     assert_eq!(a.dlq, b.dlq, "DLQ differs (each bad record exactly once)");
     assert!(!a.dlq.is_empty() && !a.change_ids.is_empty());
-    eprintln!("{mid_batch_kills} kills while folding; {} changes, {} dead letters, digests {:?}", a.change_ids.len(), a.dlq.len(), a.digests);
+    eprintln!(
+        "{mid_batch_kills} kills while folding; {} changes, {} dead letters, digests {:?}",
+        a.change_ids.len(),
+        a.dlq.len(),
+        a.digests
+    );
 }

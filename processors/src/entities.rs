@@ -22,7 +22,10 @@ fn col(name: &'static str, ty: ColumnType, nullable: bool) -> ColumnSpec {
 pub fn entities_table() -> TableSpec {
     TableSpec {
         name: ENTITIES_TABLE,
-        key: vec![col("tenant_id", ColumnType::Text, false), col("entity_id", ColumnType::Text, false)],
+        key: vec![
+            col("tenant_id", ColumnType::Text, false),
+            col("entity_id", ColumnType::Text, false),
+        ],
         columns: vec![
             col("kind", ColumnType::Text, false),
             col("attributes", ColumnType::Json, false),
@@ -38,7 +41,10 @@ pub fn entities_table() -> TableSpec {
 pub fn relationships_table() -> TableSpec {
     TableSpec {
         name: RELATIONSHIPS_TABLE,
-        key: vec![col("tenant_id", ColumnType::Text, false), col("rel_id", ColumnType::Text, false)],
+        key: vec![
+            col("tenant_id", ColumnType::Text, false),
+            col("rel_id", ColumnType::Text, false),
+        ],
         columns: vec![
             col("src_id", ColumnType::Text, false),
             col("dst_id", ColumnType::Text, false),
@@ -58,7 +64,9 @@ pub struct EntitiesProcessor;
 
 pub fn build(config: &toml::Table) -> Result<Box<dyn Processor>, String> {
     if let Some(key) = config.keys().next() {
-        return Err(format!("the entities processor takes no configuration, but `{key}` is set"));
+        return Err(format!(
+            "the entities processor takes no configuration, but `{key}` is set"
+        ));
     }
     Ok(Box::new(EntitiesProcessor))
 }
@@ -69,7 +77,9 @@ fn attributes_json(a: &Attributes) -> SqlValue {
 
 fn check_version(version: i64) -> Result<(), ProcessorError> {
     if version < 0 {
-        return Err(ProcessorError::invalid_input(format!("data.version must not be negative, got {version}")));
+        return Err(ProcessorError::invalid_input(format!(
+            "data.version must not be negative, got {version}"
+        )));
     }
     Ok(())
 }
@@ -94,7 +104,13 @@ impl Processor for EntitiesProcessor {
                     table: ENTITIES_TABLE,
                     key: vec![meta.tenant.clone(), meta.subject.clone()],
                     version: e.version,
-                    values: vec![SqlValue::Text(e.entity_type.clone()), attributes_json(&e.attributes), SqlValue::Bool(false), updated_at, event_id],
+                    values: vec![
+                        SqlValue::Text(e.entity_type.clone()),
+                        attributes_json(&e.attributes),
+                        SqlValue::Bool(false),
+                        updated_at,
+                        event_id,
+                    ],
                     deleted: false,
                 }
             }
@@ -104,7 +120,13 @@ impl Processor for EntitiesProcessor {
                     table: ENTITIES_TABLE,
                     key: vec![meta.tenant.clone(), meta.subject.clone()],
                     version: e.version,
-                    values: vec![SqlValue::Text(e.entity_type.clone()), SqlValue::Json(serde_json::json!({})), SqlValue::Bool(true), updated_at, event_id],
+                    values: vec![
+                        SqlValue::Text(e.entity_type.clone()),
+                        SqlValue::Json(serde_json::json!({})),
+                        SqlValue::Bool(true),
+                        updated_at,
+                        event_id,
+                    ],
                     deleted: true,
                 }
             }
@@ -149,10 +171,18 @@ mod tests {
 
     fn samples() -> Vec<Event> {
         vec![
-            ev(r#"{"tenant":"acme","kind":"EntityUpserted","subject":"p1","occurred_at":"2026-02-01T12:00:00Z","data":{"entity_type":"Person","version":1,"attributes":{"given_name":"Ada"}}}"#),
-            ev(r#"{"tenant":"acme","kind":"EntityDeleted","subject":"p1","occurred_at":"2026-02-01T12:00:01Z","data":{"entity_type":"Person","version":2}}"#),
-            ev(r#"{"tenant":"acme","kind":"RelationshipUpserted","subject":"r1","occurred_at":"2026-02-01T12:00:02Z","data":{"rel_id":"r1","src":"p1","dst":"p2","rel_type":"KNOWS","version":1,"attributes":{"since":2001}}}"#),
-            ev(r#"{"tenant":"acme","kind":"UsageRecorded","subject":"u","occurred_at":"2026-02-01T12:00:03Z","data":{"usage_kind":"events","quantity":1}}"#),
+            ev(
+                r#"{"tenant":"acme","kind":"EntityUpserted","subject":"p1","occurred_at":"2026-02-01T12:00:00Z","data":{"entity_type":"Person","version":1,"attributes":{"given_name":"Ada"}}}"#,
+            ),
+            ev(
+                r#"{"tenant":"acme","kind":"EntityDeleted","subject":"p1","occurred_at":"2026-02-01T12:00:01Z","data":{"entity_type":"Person","version":2}}"#,
+            ),
+            ev(
+                r#"{"tenant":"acme","kind":"RelationshipUpserted","subject":"r1","occurred_at":"2026-02-01T12:00:02Z","data":{"rel_id":"r1","src":"p1","dst":"p2","rel_type":"KNOWS","version":1,"attributes":{"since":2001}}}"#,
+            ),
+            ev(
+                r#"{"tenant":"acme","kind":"UsageRecorded","subject":"u","occurred_at":"2026-02-01T12:00:03Z","data":{"usage_kind":"events","quantity":1}}"#,
+            ),
         ]
     }
 
@@ -165,12 +195,21 @@ mod tests {
     fn folds_each_kind_into_its_table() {
         let mut p = EntitiesProcessor;
         let s = samples();
-        let Effect::Upsert(u) = &p.process(&s[0]).unwrap()[0] else { panic!() };
-        assert_eq!((u.table, u.key.clone(), u.version, u.deleted), (ENTITIES_TABLE, vec!["acme".into(), "p1".into()], 1, false));
-        let Effect::Upsert(d) = &p.process(&s[1]).unwrap()[0] else { panic!() };
+        let Effect::Upsert(u) = &p.process(&s[0]).unwrap()[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (u.table, u.key.clone(), u.version, u.deleted),
+            (ENTITIES_TABLE, vec!["acme".into(), "p1".into()], 1, false)
+        );
+        let Effect::Upsert(d) = &p.process(&s[1]).unwrap()[0] else {
+            panic!()
+        };
         assert!(d.deleted);
         assert_eq!(d.values[2], SqlValue::Bool(true));
-        let Effect::Upsert(r) = &p.process(&s[2]).unwrap()[0] else { panic!() };
+        let Effect::Upsert(r) = &p.process(&s[2]).unwrap()[0] else {
+            panic!()
+        };
         assert_eq!(r.table, RELATIONSHIPS_TABLE);
         assert_eq!(r.values[0], SqlValue::Text("p1".into()));
     }
@@ -178,7 +217,10 @@ mod tests {
     #[test]
     fn refuses_other_event_kinds_as_invalid_input() {
         let err = EntitiesProcessor.process(&samples()[3]).unwrap_err();
-        assert_eq!(err.kind, conductor_engine::processor::ProcessorErrorKind::InvalidInput);
+        assert_eq!(
+            err.kind,
+            conductor_engine::processor::ProcessorErrorKind::InvalidInput
+        );
         assert!(err.message.contains("UsageRecorded"));
     }
 

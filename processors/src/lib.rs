@@ -17,7 +17,10 @@ pub const REGISTRY: &[(&str, &str, Factory)] = &[(
 
 /// Looks a processor up by name.
 pub fn factory(name: &str) -> Option<Factory> {
-    REGISTRY.iter().find(|(n, _, _)| *n == name).map(|(_, _, f)| *f)
+    REGISTRY
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, f)| *f)
 }
 
 /// Registered names, for hints.

@@ -1,7 +1,9 @@
 //! The shipped `entities` topology, run in the topology test driver.
 
 use conductor_engine::runtime::driver::TopologyTestDriver;
-use conductor_engine::runtime::fold::{HEADER_DLQ_ERROR_KIND, HEADER_DLQ_REASON, HEADER_DLQ_SOURCE_OFFSET};
+use conductor_engine::runtime::fold::{
+    HEADER_DLQ_ERROR_KIND, HEADER_DLQ_REASON, HEADER_DLQ_SOURCE_OFFSET,
+};
 use conductor_engine::runtime::parse_topology;
 use conductor_processors::entities::{EntitiesProcessor, entities_table, relationships_table};
 use serde_json::Value;
@@ -14,7 +16,9 @@ const CHANGES: &str = "ig.changefeed.entities";
 async fn driver(max_events: usize) -> TopologyTestDriver {
     let mut config = parse_topology(TOPOLOGY, &conductor_processors::names()).unwrap();
     config.batch.max_events = max_events;
-    TopologyTestDriver::new(config, Box::new(EntitiesProcessor)).await.unwrap()
+    TopologyTestDriver::new(config, Box::new(EntitiesProcessor))
+        .await
+        .unwrap()
 }
 
 fn upsert(tenant: &str, id: &str, version: i64, name: &str) -> String {
@@ -25,26 +29,43 @@ fn upsert(tenant: &str, id: &str, version: i64, name: &str) -> String {
 }
 
 fn delete(tenant: &str, id: &str, version: i64) -> String {
-    format!(r#"{{"tenant":"{tenant}","kind":"EntityDeleted","subject":"{id}","occurred_at":"2026-02-01T13:00:00Z","data":{{"entity_type":"Person","version":{version}}}}}"#)
+    format!(
+        r#"{{"tenant":"{tenant}","kind":"EntityDeleted","subject":"{id}","occurred_at":"2026-02-01T13:00:00Z","data":{{"entity_type":"Person","version":{version}}}}}"#
+    )
 }
 
 #[tokio::test]
 async fn folds_upserts_deletes_and_relationships_into_tables() {
     let mut d = driver(100).await;
     d.pipe_json(ENTITIES, &upsert("acme", "p1", 1, "Ada")).await;
-    d.pipe_json(ENTITIES, &upsert("acme", "p2", 1, "Charles")).await;
-    d.pipe_json(ENTITIES, &upsert("globex", "p1", 5, "Grace")).await;
+    d.pipe_json(ENTITIES, &upsert("acme", "p2", 1, "Charles"))
+        .await;
+    d.pipe_json(ENTITIES, &upsert("globex", "p1", 5, "Grace"))
+        .await;
     d.pipe_json(ENTITIES, &delete("acme", "p2", 2)).await;
     d.pipe_json(RELS, r#"{"tenant":"acme","kind":"RelationshipUpserted","subject":"r1","occurred_at":"2026-02-01T12:00:00Z","data":{"rel_id":"r1","src":"p1","dst":"p2","rel_type":"KNOWS","version":1,"attributes":{"since":1833}}}"#).await;
     d.run_until_idle().await.unwrap();
 
     let rows = d.rows(&entities_table()).await;
-    assert_eq!(rows.len(), 3, "tenant-scoped keys: acme/p1, acme/p2, globex/p1");
-    let find = |t: &str, id: &str| rows.iter().find(|r| r["tenant_id"] == t && r["entity_id"] == id).unwrap().clone();
+    assert_eq!(
+        rows.len(),
+        3,
+        "tenant-scoped keys: acme/p1, acme/p2, globex/p1"
+    );
+    let find = |t: &str, id: &str| {
+        rows.iter()
+            .find(|r| r["tenant_id"] == t && r["entity_id"] == id)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(find("acme", "p1")["attributes"]["given_name"], "Ada");
     assert_eq!(find("globex", "p1")["attributes"]["given_name"], "Grace");
     let p2 = find("acme", "p2");
-    assert_eq!((p2["deleted"].clone(), p2["version"].clone()), (Value::Bool(true), Value::from(2)), "soft delete");
+    assert_eq!(
+        (p2["deleted"].clone(), p2["version"].clone()),
+        (Value::Bool(true), Value::from(2)),
+        "soft delete"
+    );
     let rels = d.rows(&relationships_table()).await;
     assert_eq!(rels.len(), 1);
     assert_eq!(rels[0]["src_id"], "p1");
@@ -54,42 +75,64 @@ async fn folds_upserts_deletes_and_relationships_into_tables() {
 #[tokio::test]
 async fn ignores_older_and_replayed_versions_without_change_events() {
     let mut d = driver(100).await;
-    d.pipe_json(ENTITIES, &upsert("acme", "p1", 3, "Ada v3")).await;
+    d.pipe_json(ENTITIES, &upsert("acme", "p1", 3, "Ada v3"))
+        .await;
     d.run_until_idle().await.unwrap();
-    d.pipe_json(ENTITIES, &upsert("acme", "p1", 2, "Ada v2 (late)")).await;
-    d.pipe_json(ENTITIES, &upsert("acme", "p1", 3, "Ada v3 (replayed)")).await;
+    d.pipe_json(ENTITIES, &upsert("acme", "p1", 2, "Ada v2 (late)"))
+        .await;
+    d.pipe_json(ENTITIES, &upsert("acme", "p1", 3, "Ada v3 (replayed)"))
+        .await;
     d.pipe_json(ENTITIES, &delete("acme", "p1", 1)).await;
     d.run_until_idle().await.unwrap();
     let rows = d.rows(&entities_table()).await;
     assert_eq!(rows[0]["attributes"]["given_name"], "Ada v3");
     assert_eq!(rows[0]["deleted"], false, "an older delete does not delete");
-    assert_eq!(d.output_json(CHANGES).await.len(), 1, "only the applied mutation made a change event");
+    assert_eq!(
+        d.output_json(CHANGES).await.len(),
+        1,
+        "only the applied mutation made a change event"
+    );
 
     // A delete keeps a late older upsert from resurrecting the entity.
     d.pipe_json(ENTITIES, &delete("acme", "p1", 4)).await;
-    d.pipe_json(ENTITIES, &upsert("acme", "p1", 3, "zombie")).await;
+    d.pipe_json(ENTITIES, &upsert("acme", "p1", 3, "zombie"))
+        .await;
     d.run_until_idle().await.unwrap();
     let rows = d.rows(&entities_table()).await;
-    assert_eq!((rows[0]["deleted"].clone(), rows[0]["version"].clone()), (Value::Bool(true), Value::from(4)));
+    assert_eq!(
+        (rows[0]["deleted"].clone(), rows[0]["version"].clone()),
+        (Value::Bool(true), Value::from(4))
+    );
 }
 
 #[tokio::test]
 async fn emits_one_change_per_applied_mutation_in_order_per_key() {
     let mut d = driver(100).await;
     for v in 1..=5 {
-        d.pipe_json(ENTITIES, &upsert("acme", "p1", v, &format!("v{v}"))).await;
+        d.pipe_json(ENTITIES, &upsert("acme", "p1", v, &format!("v{v}")))
+            .await;
     }
     d.pipe_json(ENTITIES, &delete("acme", "p1", 6)).await;
     d.run_until_idle().await.unwrap();
     let changes = d.output_json(CHANGES).await;
     assert_eq!(changes.len(), 6);
-    let versions: Vec<i64> = changes.iter().map(|c| c["version"].as_i64().unwrap()).collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6], "per-key order of application");
+    let versions: Vec<i64> = changes
+        .iter()
+        .map(|c| c["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        vec![1, 2, 3, 4, 5, 6],
+        "per-key order of application"
+    );
     assert_eq!(changes[5]["op"], "delete");
     assert_eq!(changes[0]["tenant"], "acme");
     assert_eq!(changes[0]["key"]["entity_id"], "p1");
     assert_eq!(changes[4]["row"]["attributes"]["given_name"], "v5");
-    let mut ids: Vec<&str> = changes.iter().map(|c| c["change_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = changes
+        .iter()
+        .map(|c| c["change_id"].as_str().unwrap())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 6, "change ids are unique");
@@ -103,16 +146,35 @@ async fn dead_letters_bad_input_with_bytes_and_reason_and_keeps_going() {
     d.pipe_raw(ENTITIES, br#"{"tenant":"acme","kind":"EntityUpserted","subject":"p9","occurred_at":"2026-02-01T12:00:00Z","data":{"entity_type":"Person","version":"x","attributes":{}}}"#).await;
     d.pipe_json(ENTITIES, &upsert("acme", "p1", 1, "Ada")).await;
     d.run_until_idle().await.unwrap();
-    assert_eq!(d.rows(&entities_table()).await.len(), 1, "the good event still landed");
+    assert_eq!(
+        d.rows(&entities_table()).await.len(),
+        1,
+        "the good event still landed"
+    );
     let dlq = d.output("ig.dlq.entities").await;
     assert_eq!(dlq.len(), 3);
-    let header = |r: &conductor_engine::log::StoredRecord, k: &str| String::from_utf8(r.record.header(k).unwrap().to_vec()).unwrap();
-    let garbage = dlq.iter().find(|r| r.record.value == b"\x00\x01 not an event").expect("original bytes kept");
+    let header = |r: &conductor_engine::log::StoredRecord, k: &str| {
+        String::from_utf8(r.record.header(k).unwrap().to_vec()).unwrap()
+    };
+    let garbage = dlq
+        .iter()
+        .find(|r| r.record.value == b"\x00\x01 not an event")
+        .expect("original bytes kept");
     assert_eq!(header(garbage, HEADER_DLQ_ERROR_KIND), "invalidjson");
-    assert!(header(garbage, HEADER_DLQ_SOURCE_OFFSET).parse::<i64>().is_ok());
-    let wrong_kind = dlq.iter().find(|r| header(r, HEADER_DLQ_ERROR_KIND) == "invalid_input").unwrap();
+    assert!(
+        header(garbage, HEADER_DLQ_SOURCE_OFFSET)
+            .parse::<i64>()
+            .is_ok()
+    );
+    let wrong_kind = dlq
+        .iter()
+        .find(|r| header(r, HEADER_DLQ_ERROR_KIND) == "invalid_input")
+        .unwrap();
     assert!(header(wrong_kind, HEADER_DLQ_REASON).contains("UsageRecorded"));
-    let bad_field = dlq.iter().find(|r| header(r, HEADER_DLQ_REASON).contains("data.version")).unwrap();
+    let bad_field = dlq
+        .iter()
+        .find(|r| header(r, HEADER_DLQ_REASON).contains("data.version"))
+        .unwrap();
     assert_eq!(header(bad_field, HEADER_DLQ_ERROR_KIND), "invalidfield");
 }
 
@@ -123,7 +185,11 @@ async fn gives_the_same_projection_and_changefeed_whatever_the_batch_size() {
     let mut events = Vec::new();
     for i in 0..300i64 {
         let id = format!("p{}", i % 37);
-        events.push(if i % 11 == 0 { delete("acme", &id, i) } else { upsert(if i % 3 == 0 { "globex" } else { "acme" }, &id, i / 2, "x") });
+        events.push(if i % 11 == 0 {
+            delete("acme", &id, i)
+        } else {
+            upsert(if i % 3 == 0 { "globex" } else { "acme" }, &id, i / 2, "x")
+        });
     }
     let mut digests = Vec::new();
     for batch in [1, 7, 64, 5000] {
@@ -137,7 +203,12 @@ async fn gives_the_same_projection_and_changefeed_whatever_the_batch_size() {
             .output_json(CHANGES)
             .await
             .iter()
-            .map(|c| (c["change_id"].as_str().unwrap().to_string(), c["version"].to_string()))
+            .map(|c| {
+                (
+                    c["change_id"].as_str().unwrap().to_string(),
+                    c["version"].to_string(),
+                )
+            })
             .collect();
         changes.sort();
         digests.push((rows, changes));

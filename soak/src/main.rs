@@ -18,7 +18,10 @@ use clap::{Parser, Subcommand};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "conductor-soak", about = "Load, soak and chaos scenarios for Conductor")]
+#[command(
+    name = "conductor-soak",
+    about = "Load, soak and chaos scenarios for Conductor"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,

@@ -20,7 +20,11 @@ const PARTITIONS: i32 = 3;
 #[derive(clap::Args)]
 pub struct Args {
     /// Postgres URL [env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test].
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
     database_url: String,
     /// Events for the throughput phase.
     #[arg(long, default_value_t = 200_000)]
@@ -44,11 +48,17 @@ pub struct Args {
 
 async fn fresh_store(url: &str, tag: &str) -> Result<PostgresStore, String> {
     let schema = format!("soak_{tag}_{}", std::process::id());
-    PostgresStore::connect(url, Some(&schema)).await.map_err(|e| e.to_string())
+    PostgresStore::connect(url, Some(&schema))
+        .await
+        .map_err(|e| e.to_string())
 }
 
-async fn topology(max_events: usize, linger_ms: u64) -> Result<conductor_engine::runtime::TopologyConfig, String> {
-    let mut c = parse_topology(TOPOLOGY, &conductor_processors::names()).map_err(|p| format!("{p:?}"))?;
+async fn topology(
+    max_events: usize,
+    linger_ms: u64,
+) -> Result<conductor_engine::runtime::TopologyConfig, String> {
+    let mut c =
+        parse_topology(TOPOLOGY, &conductor_processors::names()).map_err(|p| format!("{p:?}"))?;
     c.batch.max_events = max_events;
     c.batch.linger_ms = linger_ms;
     Ok(c)
@@ -57,30 +67,48 @@ async fn topology(max_events: usize, linger_ms: u64) -> Result<conductor_engine:
 async fn input_log() -> Result<MemoryLog, String> {
     let log = MemoryLog::new();
     for t in ["ig.ingest.entities", "ig.ingest.relationships"] {
-        log.create_topic(t, &TopicConfig::with_partitions(PARTITIONS)).await.map_err(|e| e.to_string())?;
+        log.create_topic(t, &TopicConfig::with_partitions(PARTITIONS))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(log)
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
-    println!("pg-fold: {} events over {} entities into Postgres ({})", args.events, args.entities, args.database_url);
+    println!(
+        "pg-fold: {} events over {} entities into Postgres ({})",
+        args.events, args.entities, args.database_url
+    );
     let records = entity_records(args.events, args.entities, PARTITIONS);
 
     // Phase 1: throughput with exactly-once on (store txn + outbox relay running concurrently).
     let store = fresh_store(&args.database_url, "fold").await?;
     let log = input_log().await?;
     for p in 0..PARTITIONS {
-        let batch: Vec<_> = records.iter().filter(|(q, _)| *q == p).map(|(_, r)| r.clone()).collect();
+        let batch: Vec<_> = records
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, r)| r.clone())
+            .collect();
         for chunk in batch.chunks(5000) {
-            log.append("ig.ingest.entities", p, chunk.to_vec()).await.map_err(|e| e.to_string())?;
+            log.append("ig.ingest.entities", p, chunk.to_vec())
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     let shared_log: Arc<dyn Log> = Arc::new(log.clone());
     let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
-    let mut worker = Worker::start(topology(args.max_events, 0).await?, Box::new(EntitiesProcessor), shared_log.clone(), shared_store.clone())
+    let mut worker = Worker::start(
+        topology(args.max_events, 0).await?,
+        Box::new(EntitiesProcessor),
+        shared_log.clone(),
+        shared_store.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let relay = Relay::start("entities", shared_log.clone(), shared_store.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let relay = Relay::start("entities", shared_log.clone(), shared_store.clone()).await.map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let relay_task = tokio::spawn(relay.run(worker.committed.clone(), stop_rx));
     let started = Instant::now();
@@ -98,7 +126,10 @@ pub async fn run(args: Args) -> Result<(), String> {
     }
     let fold_secs = started.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
-    relay_task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    relay_task
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let total_secs = started.elapsed().as_secs_f64();
     let fold_rate = folded as f64 / fold_secs;
     let changes = count(&log, "ig.changefeed.entities").await;
@@ -106,10 +137,16 @@ pub async fn run(args: Args) -> Result<(), String> {
     // The ceiling: COPY rows of the same shape (one per event) into the same server.
     let spec = copy_table();
     let copy_store = fresh_store(&args.database_url, "copy").await?;
-    copy_store.migrate(std::slice::from_ref(&spec)).await.map_err(|e| e.to_string())?;
+    copy_store
+        .migrate(std::slice::from_ref(&spec))
+        .await
+        .map_err(|e| e.to_string())?;
     let rows = copy_rows(&records, &spec);
     let t = Instant::now();
-    let copied = copy_store.copy_rows(&spec, &rows).await.map_err(|e| e.to_string())?;
+    let copied = copy_store
+        .copy_rows(&spec, &rows)
+        .await
+        .map_err(|e| e.to_string())?;
     let copy_secs = t.elapsed().as_secs_f64();
     let copy_rate = copied as f64 / copy_secs;
     copy_store.drop_schema().await.map_err(|e| e.to_string())?;
@@ -138,12 +175,22 @@ pub async fn run(args: Args) -> Result<(), String> {
     });
     report::write(&args.report, &r)?;
     println!("\nfold into Postgres (exactly-once: rows + outbox + offsets per txn, relay running)");
-    println!("  {folded} events in {fold_secs:.2}s = {fold_rate:.0} events/s ({changes} change events relayed; drained at {total_secs:.2}s)");
-    println!("  time split: decode+fold+resolve {:.2}s, version look-ups {:.2}s, store commits {:.2}s, reading input/other {:.2}s",
-        fold_us as f64 / 1e6, versions_us as f64 / 1e6, commit_us as f64 / 1e6, fold_secs - (fold_us + versions_us + commit_us) as f64 / 1e6);
+    println!(
+        "  {folded} events in {fold_secs:.2}s = {fold_rate:.0} events/s ({changes} change events relayed; drained at {total_secs:.2}s)"
+    );
+    println!(
+        "  time split: decode+fold+resolve {:.2}s, version look-ups {:.2}s, store commits {:.2}s, reading input/other {:.2}s",
+        fold_us as f64 / 1e6,
+        versions_us as f64 / 1e6,
+        commit_us as f64 / 1e6,
+        fold_secs - (fold_us + versions_us + commit_us) as f64 / 1e6
+    );
     println!("  COPY of {copied} rows of the same shape: {copy_secs:.2}s = {copy_rate:.0} rows/s");
     println!("  ratio fold / COPY = {:.2}", fold_rate / copy_rate);
-    println!("event-to-commit latency at {} events/s over {}s ({measured} events): p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms", args.rate, args.latency_seconds);
+    println!(
+        "event-to-commit latency at {} events/s over {}s ({measured} events): p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms",
+        args.rate, args.latency_seconds
+    );
     println!("report: {}", args.report.display());
     Ok(())
 }
@@ -189,10 +236,17 @@ async fn latency(args: &Args) -> Result<(f64, f64, f64, usize), String> {
     let log = input_log().await?;
     let shared_log: Arc<dyn Log> = Arc::new(log.clone());
     let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
-    let mut worker = Worker::start(topology(args.max_events, 5).await?, Box::new(EntitiesProcessor), shared_log.clone(), shared_store.clone())
+    let mut worker = Worker::start(
+        topology(args.max_events, 5).await?,
+        Box::new(EntitiesProcessor),
+        shared_log.clone(),
+        shared_store.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let relay = Relay::start("entities", shared_log.clone(), shared_store.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let relay = Relay::start("entities", shared_log.clone(), shared_store.clone()).await.map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let relay_task = tokio::spawn(relay.run(worker.committed.clone(), stop_rx));
 
@@ -224,7 +278,11 @@ async fn latency(args: &Args) -> Result<(f64, f64, f64, usize), String> {
         for ((topic, p), next) in worker.positions().clone() {
             let from = seen.get(&(topic.clone(), p)).copied().unwrap_or(0);
             if next > from {
-                for r in log.read(&topic, p, from, (next - from) as usize).await.map_err(|e| e.to_string())? {
+                for r in log
+                    .read(&topic, p, from, (next - from) as usize)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
                     latencies.push((committed_at - r.record.timestamp_ms) as f64);
                 }
             }
@@ -233,8 +291,16 @@ async fn latency(args: &Args) -> Result<(f64, f64, f64, usize), String> {
     }
     producer.await.map_err(|e| e.to_string())?;
     let _ = stop_tx.send(true);
-    relay_task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    relay_task
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     store.drop_schema().await.map_err(|e| e.to_string())?;
     latencies.sort_by(|a, b| a.total_cmp(b));
-    Ok((report::percentile(&latencies, 50.0), report::percentile(&latencies, 95.0), report::percentile(&latencies, 99.0), latencies.len()))
+    Ok((
+        report::percentile(&latencies, 50.0),
+        report::percentile(&latencies, 95.0),
+        report::percentile(&latencies, 99.0),
+        latencies.len(),
+    ))
 }

@@ -16,5 +16,9 @@ pub fn write(path: &Path, report: &serde_json::Value) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(report).unwrap_or_default()).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(
+        path,
+        serde_json::to_string_pretty(report).unwrap_or_default(),
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
 }

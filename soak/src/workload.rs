@@ -13,7 +13,7 @@ pub fn entity_records(n: usize, entities: usize, partitions: i32) -> Vec<(i32, R
             x ^= x >> 7;
             x ^= x << 17;
             let id = x % entities as u64;
-            let tenant = if x % 3 == 0 { "globex" } else { "acme" };
+            let tenant = if x.is_multiple_of(3) { "globex" } else { "acme" };
             let line = format!(
                 r#"{{"tenant":"{tenant}","kind":"EntityUpserted","subject":"e{id}","occurred_at":"2026-02-01T12:00:00Z","data":{{"entity_type":"Person","version":{},"attributes":{{"given_name":"name{}","surname":"surname{}","postcode":"{}"}}}}}}"#,
                 i / entities + 1,

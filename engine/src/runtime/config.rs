@@ -75,7 +75,11 @@ fn three() -> i32 {
 
 impl Default for ChangefeedConfig {
     fn default() -> Self {
-        ChangefeedConfig { enabled: true, topic: None, partitions: 3 }
+        ChangefeedConfig {
+            enabled: true,
+            topic: None,
+            partitions: 3,
+        }
     }
 }
 
@@ -104,7 +108,11 @@ fn default_linger_ms() -> u64 {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_events: default_max_events(), max_bytes: default_max_bytes(), linger_ms: default_linger_ms() }
+        BatchConfig {
+            max_events: default_max_events(),
+            max_bytes: default_max_bytes(),
+            linger_ms: default_linger_ms(),
+        }
     }
 }
 
@@ -123,7 +131,10 @@ pub struct ErrorPolicy {
 
 impl Default for ErrorPolicy {
     fn default() -> Self {
-        ErrorPolicy { on_processor_error: OnError::Halt, dlq_topic: None }
+        ErrorPolicy {
+            on_processor_error: OnError::Halt,
+            dlq_topic: None,
+        }
     }
 }
 
@@ -137,11 +148,17 @@ pub enum OnError {
 
 impl TopologyConfig {
     pub fn changefeed_topic(&self) -> String {
-        self.changefeed.topic.clone().unwrap_or_else(|| format!("ig.changefeed.{}", self.name))
+        self.changefeed
+            .topic
+            .clone()
+            .unwrap_or_else(|| format!("ig.changefeed.{}", self.name))
     }
 
     pub fn dlq_topic(&self) -> String {
-        self.errors.dlq_topic.clone().unwrap_or_else(|| format!("ig.dlq.{}", self.name))
+        self.errors
+            .dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("ig.dlq.{}", self.name))
     }
 }
 
@@ -169,12 +186,29 @@ impl fmt::Display for ConfigProblem {
 }
 
 fn problem(key: &str, message: impl Into<String>, hint: Option<String>) -> ConfigProblem {
-    ConfigProblem { key: key.to_string(), message: message.into(), hint }
+    ConfigProblem {
+        key: key.to_string(),
+        message: message.into(),
+        hint,
+    }
 }
 
 /// Known keys per section, for unknown-key reports with suggestions.
 const KNOWN: &[(&str, &[&str])] = &[
-    ("", &["name", "processor", "description", "sources", "changefeed", "batch", "errors", "parallelism", "processor_config"]),
+    (
+        "",
+        &[
+            "name",
+            "processor",
+            "description",
+            "sources",
+            "changefeed",
+            "batch",
+            "errors",
+            "parallelism",
+            "processor_config",
+        ],
+    ),
     ("sources", &["topics", "start"]),
     ("changefeed", &["enabled", "topic", "partitions"]),
     ("batch", &["max_events", "max_bytes", "linger_ms"]),
@@ -188,30 +222,58 @@ fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1];
             for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
             }
             prev = cur;
         }
         prev[b.len()]
     }
-    options.iter().map(|o| (distance(word, o), *o)).filter(|(d, _)| *d <= 3).min().map(|(_, o)| o)
+    options
+        .iter()
+        .map(|o| (distance(word, o), *o))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, o)| o)
 }
 
 /// Parses and validates a topology file. `processors` are the registered
 /// processor names. Returns every problem found, not just the first.
-pub fn parse_topology(text: &str, processors: &[&str]) -> Result<TopologyConfig, Vec<ConfigProblem>> {
+pub fn parse_topology(
+    text: &str,
+    processors: &[&str],
+) -> Result<TopologyConfig, Vec<ConfigProblem>> {
     let table: toml::Table = match text.parse() {
         Ok(t) => t,
-        Err(e) => return Err(vec![problem("", format!("not valid TOML: {}", e.message().trim()), e.span().map(|s| format!("at byte {}", s.start)))]),
+        Err(e) => {
+            return Err(vec![problem(
+                "",
+                format!("not valid TOML: {}", e.message().trim()),
+                e.span().map(|s| format!("at byte {}", s.start)),
+            )]);
+        }
     };
     let mut problems = Vec::new();
     for (section, keys) in KNOWN {
-        let sub = if section.is_empty() { Some(&table) } else { table.get(*section).and_then(|v| v.as_table()) };
+        let sub = if section.is_empty() {
+            Some(&table)
+        } else {
+            table.get(*section).and_then(|v| v.as_table())
+        };
         let Some(sub) = sub else { continue };
         for key in sub.keys() {
             if !keys.contains(&key.as_str()) {
-                let full = if section.is_empty() { key.clone() } else { format!("{section}.{key}") };
-                let hint = closest(key, keys).map(|c| format!("did you mean `{c}`?")).or_else(|| Some(format!("known keys: {}", keys.join(", "))));
+                let full = if section.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{section}.{key}")
+                };
+                let hint = closest(key, keys)
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .or_else(|| Some(format!("known keys: {}", keys.join(", "))));
                 problems.push(problem(&full, "unknown key", hint));
             }
         }
@@ -229,26 +291,54 @@ pub fn parse_topology(text: &str, processors: &[&str]) -> Result<TopologyConfig,
         Err(e) => return Err(vec![problem("", e.message().trim().to_string(), None)]),
     };
     problems.extend(check(&config, processors));
-    if problems.is_empty() { Ok(config) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
 }
 
 fn check(c: &TopologyConfig, processors: &[&str]) -> Vec<ConfigProblem> {
     let mut p = Vec::new();
-    if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
-        p.push(problem("name", format!("`{}` is not a valid topology name", c.name), Some("use lowercase letters, digits and `_`".into())));
+    if c.name.is_empty()
+        || !c
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+    {
+        p.push(problem(
+            "name",
+            format!("`{}` is not a valid topology name", c.name),
+            Some("use lowercase letters, digits and `_`".into()),
+        ));
     }
     if !processors.contains(&c.processor.as_str()) {
-        p.push(problem("processor", format!("unknown processor `{}`", c.processor), Some(format!("registered processors: {}", processors.join(", ")))));
+        p.push(problem(
+            "processor",
+            format!("unknown processor `{}`", c.processor),
+            Some(format!("registered processors: {}", processors.join(", "))),
+        ));
     }
     if c.sources.topics.is_empty() {
-        p.push(problem("sources.topics", "lists no topic", Some("e.g. topics = [\"ig.ingest.entities\"]".into())));
+        p.push(problem(
+            "sources.topics",
+            "lists no topic",
+            Some("e.g. topics = [\"ig.ingest.entities\"]".into()),
+        ));
     }
     for (i, t) in c.sources.topics.iter().enumerate() {
         if let Err(e) = validate_topic_name(t) {
-            p.push(problem(&format!("sources.topics[{i}]"), e.to_string(), None));
+            p.push(problem(
+                &format!("sources.topics[{i}]"),
+                e.to_string(),
+                None,
+            ));
         }
     }
-    for (key, topic) in [("changefeed.topic", &c.changefeed.topic), ("errors.dlq_topic", &c.errors.dlq_topic)] {
+    for (key, topic) in [
+        ("changefeed.topic", &c.changefeed.topic),
+        ("errors.dlq_topic", &c.errors.dlq_topic),
+    ] {
         if let Some(t) = topic
             && let Err(e) = validate_topic_name(t)
         {
@@ -256,21 +346,43 @@ fn check(c: &TopologyConfig, processors: &[&str]) -> Vec<ConfigProblem> {
         }
     }
     if !(1..=1000).contains(&c.changefeed.partitions) {
-        p.push(problem("changefeed.partitions", format!("must be 1..=1000, got {}", c.changefeed.partitions), None));
+        p.push(problem(
+            "changefeed.partitions",
+            format!("must be 1..=1000, got {}", c.changefeed.partitions),
+            None,
+        ));
     }
     if c.batch.max_events == 0 || c.batch.max_events > 1_000_000 {
-        p.push(problem("batch.max_events", format!("must be 1..=1000000, got {}", c.batch.max_events), Some("5000 is a good start".into())));
+        p.push(problem(
+            "batch.max_events",
+            format!("must be 1..=1000000, got {}", c.batch.max_events),
+            Some("5000 is a good start".into()),
+        ));
     }
     if c.batch.max_bytes < 1024 {
-        p.push(problem("batch.max_bytes", format!("must be at least 1024, got {}", c.batch.max_bytes), None));
+        p.push(problem(
+            "batch.max_bytes",
+            format!("must be at least 1024, got {}", c.batch.max_bytes),
+            None,
+        ));
     }
     if c.batch.linger_ms > 60_000 {
-        p.push(problem("batch.linger_ms", format!("must be at most 60000 (one minute), got {}", c.batch.linger_ms), Some("batches also close at max_events".into())));
+        p.push(problem(
+            "batch.linger_ms",
+            format!(
+                "must be at most 60000 (one minute), got {}",
+                c.batch.linger_ms
+            ),
+            Some("batches also close at max_events".into()),
+        ));
     }
     if c.parallelism != 1 {
         p.push(problem(
             "parallelism",
-            format!("{} workers per topology is not supported yet", c.parallelism),
+            format!(
+                "{} workers per topology is not supported yet",
+                c.parallelism
+            ),
             Some("set 1; a worker already consumes every partition in order".into()),
         ));
     }
@@ -314,11 +426,22 @@ mod tests {
         "#;
         let problems = parse_topology(text, &["entities"]).unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        for k in ["name", "processor", "parallelism", "sources.topics[1]", "batch.max_events", "batch.linger_ms"] {
+        for k in [
+            "name",
+            "processor",
+            "parallelism",
+            "sources.topics[1]",
+            "batch.max_events",
+            "batch.linger_ms",
+        ] {
             assert!(keys.contains(&k), "missing {k} in {problems:?}");
         }
         let processor = problems.iter().find(|p| p.key == "processor").unwrap();
-        assert!(processor.to_string().contains("registered processors: entities"));
+        assert!(
+            processor
+                .to_string()
+                .contains("registered processors: entities")
+        );
     }
 
     #[test]
@@ -326,14 +449,33 @@ mod tests {
         let text = "name = \"x\"\nprocesor = \"entities\"\n[sources]\ntopics=[\"a\"]\n[batch]\nlinger = 5\n";
         let problems = parse_topology(text, &["entities"]).unwrap_err();
         let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        assert!(shown.iter().any(|s| s.contains("procesor") && s.contains("did you mean `processor`")), "{shown:?}");
-        assert!(shown.iter().any(|s| s.starts_with("batch.linger") && s.contains("linger_ms")), "{shown:?}");
-        assert!(shown.iter().any(|s| s.starts_with("processor: is required")), "{shown:?}");
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("procesor") && s.contains("did you mean `processor`")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("batch.linger") && s.contains("linger_ms")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("processor: is required")),
+            "{shown:?}"
+        );
     }
 
     #[test]
     fn reports_wrong_types_and_bad_toml() {
-        let problems = parse_topology("name = 3\nprocessor = \"entities\"\n[sources]\ntopics = [\"a\"]\n", &["entities"]).unwrap_err();
+        let problems = parse_topology(
+            "name = 3\nprocessor = \"entities\"\n[sources]\ntopics = [\"a\"]\n",
+            &["entities"],
+        )
+        .unwrap_err();
         assert!(problems[0].message.contains("string"), "{problems:?}");
         let problems = parse_topology("name = [", &["entities"]).unwrap_err();
         assert!(problems[0].message.contains("not valid TOML"));

@@ -31,7 +31,10 @@ pub struct TopologyTestDriver {
 
 impl TopologyTestDriver {
     /// Creates the source topics (3 partitions each) and starts the topology.
-    pub async fn new(mut config: TopologyConfig, processor: Box<dyn Processor>) -> Result<Self, RuntimeError> {
+    pub async fn new(
+        mut config: TopologyConfig,
+        processor: Box<dyn Processor>,
+    ) -> Result<Self, RuntimeError> {
         // No lingering in tests: each step folds what is there.
         config.batch.linger_ms = 0;
         let log = MemoryLog::new();
@@ -42,26 +45,47 @@ impl TopologyTestDriver {
         let shared_log: Arc<dyn Log> = Arc::new(log.clone());
         let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
         let name = config.name.clone();
-        let worker = Worker::start(config, processor, shared_log.clone(), shared_store.clone()).await?;
-        let relay = Relay::start(&name, shared_log, shared_store).await.map_err(|e| match e {
-            super::relay::RelayError::Log(l) => RuntimeError::Log(l),
-            super::relay::RelayError::Store(s) => RuntimeError::Store(s),
-        })?;
-        Ok(TopologyTestDriver { log, store, worker, relay })
+        let worker =
+            Worker::start(config, processor, shared_log.clone(), shared_store.clone()).await?;
+        let relay = Relay::start(&name, shared_log, shared_store)
+            .await
+            .map_err(|e| match e {
+                super::relay::RelayError::Log(l) => RuntimeError::Log(l),
+                super::relay::RelayError::Store(s) => RuntimeError::Store(s),
+            })?;
+        Ok(TopologyTestDriver {
+            log,
+            store,
+            worker,
+            relay,
+        })
     }
 
     /// Appends a JSON event (validated; panics on an invalid one — use
     /// [`Self::pipe_raw`] to feed bad bytes) keyed and partitioned as `produce` does.
     pub async fn pipe_json(&self, topic: &str, json: &str) {
-        let event = conductor_schemas::codec::decode_json(json.as_bytes(), None).expect("pipe_json needs a valid event");
-        let n = self.log.describe_topic(topic).await.expect("source topic").partitions.len() as i32;
+        let event = conductor_schemas::codec::decode_json(json.as_bytes(), None)
+            .expect("pipe_json needs a valid event");
+        let n = self
+            .log
+            .describe_topic(topic)
+            .await
+            .expect("source topic")
+            .partitions
+            .len() as i32;
         let p = partition_for_key(event_key(&event).as_bytes(), n);
-        self.log.append(topic, p, vec![event_record(&event, Encoding::Json)]).await.expect("append");
+        self.log
+            .append(topic, p, vec![event_record(&event, Encoding::Json)])
+            .await
+            .expect("append");
     }
 
     /// Appends raw bytes (e.g. garbage, to exercise the DLQ) to partition 0.
     pub async fn pipe_raw(&self, topic: &str, value: &[u8]) {
-        self.log.append(topic, 0, vec![Record::new(None, value.to_vec())]).await.expect("append");
+        self.log
+            .append(topic, 0, vec![Record::new(None, value.to_vec())])
+            .await
+            .expect("append");
     }
 
     /// Runs worker and relay until neither has anything left to do.
@@ -86,15 +110,26 @@ impl TopologyTestDriver {
     /// Every record of an output topic, partition by partition.
     pub async fn output(&self, topic: &str) -> Vec<StoredRecord> {
         let mut out = Vec::new();
-        let Ok(d) = self.log.describe_topic(topic).await else { return out };
+        let Ok(d) = self.log.describe_topic(topic).await else {
+            return out;
+        };
         for p in d.partitions {
-            out.extend(self.log.read(topic, p.partition, p.low_watermark, usize::MAX).await.expect("read"));
+            out.extend(
+                self.log
+                    .read(topic, p.partition, p.low_watermark, usize::MAX)
+                    .await
+                    .expect("read"),
+            );
         }
         out
     }
 
     /// Output records decoded as JSON values (changefeed events).
     pub async fn output_json(&self, topic: &str) -> Vec<serde_json::Value> {
-        self.output(topic).await.iter().filter_map(|r| serde_json::from_slice(&r.record.value).ok()).collect()
+        self.output(topic)
+            .await
+            .iter()
+            .filter_map(|r| serde_json::from_slice(&r.record.value).ok())
+            .collect()
     }
 }

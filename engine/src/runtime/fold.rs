@@ -25,9 +25,18 @@ pub const HEADER_DLQ_REASON: &str = "ig-dlq-reason";
 
 /// An output of one input record, before it gets an outbox seq.
 enum Output {
-    Change { upsert: RowUpsert, event_id: String },
-    Emit { topic: String, record: crate::log::Record },
-    Dead { kind: String, reason: String },
+    Change {
+        upsert: RowUpsert,
+        event_id: String,
+    },
+    Emit {
+        topic: String,
+        record: crate::log::Record,
+    },
+    Dead {
+        kind: String,
+        reason: String,
+    },
 }
 
 /// What folding one batch produced, before versions are resolved.
@@ -48,14 +57,21 @@ pub struct HaltError {
 }
 
 /// Decodes and folds every record; bad input becomes a DLQ output.
-pub fn fold(processor: &mut dyn Processor, config: &TopologyConfig, records: Vec<StoredRecord>) -> Result<Folded, HaltError> {
+pub fn fold(
+    processor: &mut dyn Processor,
+    config: &TopologyConfig,
+    records: Vec<StoredRecord>,
+) -> Result<Folded, HaltError> {
     let mut items = Vec::with_capacity(records.len());
     let (mut events, mut dead) = (0, 0);
     for r in records {
         let outputs = match envelope::decode_event(&r.record) {
             Err(e) => {
                 dead += 1;
-                vec![Output::Dead { kind: format!("{:?}", e.kind()).to_lowercase(), reason: e.to_string() }]
+                vec![Output::Dead {
+                    kind: format!("{:?}", e.kind()).to_lowercase(),
+                    reason: e.to_string(),
+                }]
             }
             Ok(event) => match processor.process(&event) {
                 Ok(effects) => {
@@ -63,18 +79,31 @@ pub fn fold(processor: &mut dyn Processor, config: &TopologyConfig, records: Vec
                     effects
                         .into_iter()
                         .map(|e| match e {
-                            Effect::Upsert(upsert) => Output::Change { upsert, event_id: event.meta.event_id.clone() },
+                            Effect::Upsert(upsert) => Output::Change {
+                                upsert,
+                                event_id: event.meta.event_id.clone(),
+                            },
                             Effect::Emit(emit) => Output::Emit {
                                 topic: emit.topic,
-                                record: envelope::event_record(&emit.event, envelope::Encoding::Json),
+                                record: envelope::event_record(
+                                    &emit.event,
+                                    envelope::Encoding::Json,
+                                ),
                             },
                         })
                         .collect()
                 }
-                Err(error) if error.kind == ProcessorErrorKind::Internal && config.errors.on_processor_error == OnError::Halt => {
+                Err(error)
+                    if error.kind == ProcessorErrorKind::Internal
+                        && config.errors.on_processor_error == OnError::Halt =>
+                {
                     return Err(HaltError {
                         processor: processor.name().to_string(),
-                        at: SourcePosition { topic: r.topic.clone(), partition: r.partition, offset: r.offset },
+                        at: SourcePosition {
+                            topic: r.topic.clone(),
+                            partition: r.partition,
+                            offset: r.offset,
+                        },
                         error,
                     });
                 }
@@ -84,13 +113,20 @@ pub fn fold(processor: &mut dyn Processor, config: &TopologyConfig, records: Vec
                         ProcessorErrorKind::InvalidInput => "invalid_input",
                         ProcessorErrorKind::Internal => "processor_error",
                     };
-                    vec![Output::Dead { kind: kind.into(), reason: error.message }]
+                    vec![Output::Dead {
+                        kind: kind.into(),
+                        reason: error.message,
+                    }]
                 }
             },
         };
         items.push((r, outputs));
     }
-    Ok(Folded { items, events, dead })
+    Ok(Folded {
+        items,
+        events,
+        dead,
+    })
 }
 
 impl Folded {
@@ -129,7 +165,11 @@ impl Folded {
         let mut changes = 0;
         let mut seq = first_seq;
         for (r, outputs) in self.items {
-            let source = SourcePosition { topic: r.topic.clone(), partition: r.partition, offset: r.offset };
+            let source = SourcePosition {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+            };
             positions.insert((r.topic.clone(), r.partition), r.offset + 1);
             for (index, output) in outputs.into_iter().enumerate() {
                 let (topic, key, value, headers) = match output {
@@ -145,12 +185,15 @@ impl Folded {
                             continue;
                         }
                         let spec = tables.iter().find(|t| t.name == upsert.table);
-                        let (value, headers) = change_event(config, spec, &upsert, &event_id, &source, index as u32);
+                        let (value, headers) =
+                            change_event(config, spec, &upsert, &event_id, &source, index as u32);
                         let key = upsert.key.join("/").into_bytes();
                         finals.insert(id, upsert);
                         (changefeed.clone(), Some(key), value, headers)
                     }
-                    Output::Emit { topic, record } => (topic, record.key, record.value, record.headers),
+                    Output::Emit { topic, record } => {
+                        (topic, record.key, record.value, record.headers)
+                    }
                     Output::Dead { kind, reason } => {
                         let mut headers = r.record.headers.clone();
                         for (k, v) in [
@@ -161,12 +204,28 @@ impl Folded {
                             (HEADER_DLQ_ERROR_KIND, kind),
                             (HEADER_DLQ_REASON, reason),
                         ] {
-                            headers.push(Header { key: k.into(), value: v.into_bytes() });
+                            headers.push(Header {
+                                key: k.into(),
+                                value: v.into_bytes(),
+                            });
                         }
-                        (dlq.clone(), r.record.key.clone(), r.record.value.clone(), headers)
+                        (
+                            dlq.clone(),
+                            r.record.key.clone(),
+                            r.record.value.clone(),
+                            headers,
+                        )
                     }
                 };
-                outbox.push(OutboxRecord { seq, topic, key, value, headers, source: source.clone(), source_index: index as u32 });
+                outbox.push(OutboxRecord {
+                    seq,
+                    topic,
+                    key,
+                    value,
+                    headers,
+                    source: source.clone(),
+                    source_index: index as u32,
+                });
                 seq += 1;
             }
         }
@@ -176,7 +235,11 @@ impl Folded {
             outbox,
             offsets: positions
                 .into_iter()
-                .map(|((topic, partition), next_offset)| InputPosition { topic, partition, next_offset })
+                .map(|((topic, partition), next_offset)| InputPosition {
+                    topic,
+                    partition,
+                    next_offset,
+                })
                 .collect(),
         };
         (commit, changes)
@@ -185,7 +248,10 @@ impl Folded {
 
 /// Stable id of a change: the same input, the same change, in every run.
 pub fn change_id(topology: &str, source: &SourcePosition, index: u32) -> String {
-    let text = format!("{topology}\n{}\n{}\n{}\n{index}", source.topic, source.partition, source.offset);
+    let text = format!(
+        "{topology}\n{}\n{}\n{}\n{index}",
+        source.topic, source.partition, source.offset
+    );
     format!("ch-{}", &blake3::hash(text.as_bytes()).to_hex()[..32])
 }
 
@@ -202,8 +268,12 @@ fn change_event(
     let (key, row) = match spec {
         Some(spec) => {
             let row = upsert.to_json(spec);
-            let key: serde_json::Map<String, serde_json::Value> =
-                spec.key.iter().zip(&upsert.key).map(|(c, k)| (c.name.to_string(), k.clone().into())).collect();
+            let key: serde_json::Map<String, serde_json::Value> = spec
+                .key
+                .iter()
+                .zip(&upsert.key)
+                .map(|(c, k)| (c.name.to_string(), k.clone().into()))
+                .collect();
             (serde_json::Value::Object(key), row)
         }
         None => (serde_json::json!(upsert.key), serde_json::Value::Null),
@@ -221,11 +291,26 @@ fn change_event(
         "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
     });
     let headers = vec![
-        Header { key: HEADER_CHANGE_ID.into(), value: id.into_bytes() },
-        Header { key: HEADER_TENANT.into(), value: tenant.into_bytes() },
-        Header { key: HEADER_TABLE.into(), value: upsert.table.as_bytes().to_vec() },
-        Header { key: HEADER_EVENT_ID.into(), value: event_id.as_bytes().to_vec() },
-        Header { key: HEADER_CONTENT_TYPE.into(), value: b"application/json".to_vec() },
+        Header {
+            key: HEADER_CHANGE_ID.into(),
+            value: id.into_bytes(),
+        },
+        Header {
+            key: HEADER_TENANT.into(),
+            value: tenant.into_bytes(),
+        },
+        Header {
+            key: HEADER_TABLE.into(),
+            value: upsert.table.as_bytes().to_vec(),
+        },
+        Header {
+            key: HEADER_EVENT_ID.into(),
+            value: event_id.as_bytes().to_vec(),
+        },
+        Header {
+            key: HEADER_CONTENT_TYPE.into(),
+            value: b"application/json".to_vec(),
+        },
     ];
     (serde_json::to_vec(&value).unwrap_or_default(), headers)
 }

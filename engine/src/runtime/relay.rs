@@ -9,7 +9,10 @@
 //! leaves rows the next round skips.
 
 use super::worker::ensure_topic;
-use crate::log::{InputPosition, Log, LogError, OutputRecord, Record, SourcePosition, Transaction, TransactionalWriter, now_ms, partition_for_key};
+use crate::log::{
+    InputPosition, Log, LogError, OutputRecord, Record, SourcePosition, Transaction,
+    TransactionalWriter, now_ms, partition_for_key,
+};
 use crate::metrics as m;
 use crate::store::{ProjectionStore, StoreError};
 use std::collections::HashMap;
@@ -45,13 +48,30 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub async fn start(topology: &str, log: Arc<dyn Log>, store: Arc<dyn ProjectionStore>) -> Result<Self, RelayError> {
+    pub async fn start(
+        topology: &str,
+        log: Arc<dyn Log>,
+        store: Arc<dyn ProjectionStore>,
+    ) -> Result<Self, RelayError> {
         let marker = marker_topic(topology);
         ensure_topic(log.as_ref(), &marker, 1).await?;
         let group = format!("{topology}.relay");
         let writer = log.open_writer(&group, &group).await?;
-        let position = log.committed_positions(&group, &marker).await?.get(&0).copied().unwrap_or(0);
-        Ok(Relay { topology: topology.to_string(), log, store, writer, position, partitions: HashMap::new(), deleted_below: 0 })
+        let position = log
+            .committed_positions(&group, &marker)
+            .await?
+            .get(&0)
+            .copied()
+            .unwrap_or(0);
+        Ok(Relay {
+            topology: topology.to_string(),
+            log,
+            store,
+            writer,
+            position,
+            partitions: HashMap::new(),
+            deleted_below: 0,
+        })
     }
 
     async fn partitions_of(&mut self, topic: &str) -> Result<i32, LogError> {
@@ -73,10 +93,15 @@ impl Relay {
 
     /// Relays one round; returns how many records went out.
     pub async fn step(&mut self) -> Result<usize, RelayError> {
-        let records = self.store.read_outbox(&self.topology, self.position, RELAY_BATCH).await?;
+        let records = self
+            .store
+            .read_outbox(&self.topology, self.position, RELAY_BATCH)
+            .await?;
         if records.is_empty() {
             if self.deleted_below < self.position {
-                self.store.delete_outbox(&self.topology, self.position).await?;
+                self.store
+                    .delete_outbox(&self.topology, self.position)
+                    .await?;
                 self.deleted_below = self.position;
             }
             return Ok(0);
@@ -93,23 +118,47 @@ impl Relay {
             outputs.push(OutputRecord {
                 topic: r.topic.clone(),
                 partition,
-                record: Record { key: r.key.clone(), value: r.value.clone(), headers: r.headers.clone(), timestamp_ms: now },
-                source: Some((SourcePosition { topic: marker.clone(), partition: 0, offset: r.seq }, 0)),
+                record: Record {
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    headers: r.headers.clone(),
+                    timestamp_ms: now,
+                },
+                source: Some((
+                    SourcePosition {
+                        topic: marker.clone(),
+                        partition: 0,
+                        offset: r.seq,
+                    },
+                    0,
+                )),
             });
         }
         let next = records.last().map_or(self.position, |r| r.seq + 1);
         self.writer
-            .commit(Transaction { outputs, positions: vec![InputPosition { topic: marker, partition: 0, next_offset: next }] })
+            .commit(Transaction {
+                outputs,
+                positions: vec![InputPosition {
+                    topic: marker,
+                    partition: 0,
+                    next_offset: next,
+                }],
+            })
             .await?;
         self.position = next;
         self.store.delete_outbox(&self.topology, next).await?;
         self.deleted_below = next;
-        metrics::counter!(m::OUTBOX_RELAYED_TOTAL, "topology" => self.topology.clone()).increment(records.len() as u64);
+        metrics::counter!(m::OUTBOX_RELAYED_TOTAL, "topology" => self.topology.clone())
+            .increment(records.len() as u64);
         Ok(records.len())
     }
 
     /// Relays until `shutdown`, then empties the outbox once more (drain).
-    pub async fn run(mut self, committed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> Result<(), RelayError> {
+    pub async fn run(
+        mut self,
+        committed: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), RelayError> {
         loop {
             let sent = self.step().await?;
             if sent > 0 {

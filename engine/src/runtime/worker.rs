@@ -22,7 +22,9 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Halted(#[from] HaltError),
-    #[error("source topic `{topic}` of topology `{topology}` does not exist (hint: `conductor topic create {topic} --partitions N`)")]
+    #[error(
+        "source topic `{topic}` of topology `{topology}` does not exist (hint: `conductor topic create {topic} --partitions N`)"
+    )]
     MissingSource { topology: String, topic: String },
 }
 
@@ -62,7 +64,10 @@ pub struct Worker {
 
 /// Creates `topic` unless it exists.
 pub async fn ensure_topic(log: &dyn Log, topic: &str, partitions: i32) -> Result<(), LogError> {
-    match log.create_topic(topic, &TopicConfig::with_partitions(partitions)).await {
+    match log
+        .create_topic(topic, &TopicConfig::with_partitions(partitions))
+        .await
+    {
         Ok(()) | Err(LogError::TopicExists(_)) => Ok(()),
         Err(e) => Err(e),
     }
@@ -79,7 +84,12 @@ impl Worker {
         let tables = processor.tables();
         store.migrate(&tables).await?;
         if config.changefeed.enabled {
-            ensure_topic(log.as_ref(), &config.changefeed_topic(), config.changefeed.partitions).await?;
+            ensure_topic(
+                log.as_ref(),
+                &config.changefeed_topic(),
+                config.changefeed.partitions,
+            )
+            .await?;
         }
         ensure_topic(log.as_ref(), &config.dlq_topic(), 1).await?;
         let stored = store.load_offsets(&config.name).await?;
@@ -88,7 +98,10 @@ impl Worker {
             let description = match log.describe_topic(topic).await {
                 Ok(d) => d,
                 Err(LogError::UnknownTopic(_)) => {
-                    return Err(RuntimeError::MissingSource { topology: config.name.clone(), topic: topic.clone() });
+                    return Err(RuntimeError::MissingSource {
+                        topology: config.name.clone(),
+                        topic: topic.clone(),
+                    });
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -97,13 +110,27 @@ impl Worker {
                     StartFrom::Earliest => p.low_watermark,
                     StartFrom::Latest => p.high_watermark,
                 };
-                let pos = stored.get(&(topic.clone(), p.partition)).copied().unwrap_or(start);
+                let pos = stored
+                    .get(&(topic.clone(), p.partition))
+                    .copied()
+                    .unwrap_or(start);
                 positions.insert((topic.clone(), p.partition), pos);
             }
         }
         let next_seq = store.next_outbox_seq(&config.name).await?;
         let status = StatusHandle::new(&config.name, processor.name());
-        Ok(Worker { config, log, store, processor, tables, positions, next_seq, versions: HashMap::new(), status, committed: Arc::new(Notify::new()) })
+        Ok(Worker {
+            config,
+            log,
+            store,
+            processor,
+            tables,
+            positions,
+            next_seq,
+            versions: HashMap::new(),
+            status,
+            committed: Arc::new(Notify::new()),
+        })
     }
 
     /// Next offset to read per input partition.
@@ -120,7 +147,11 @@ impl Worker {
     }
 
     /// Reads what is available (up to the batch limits) without waiting.
-    async fn gather(&self, batch: &mut Vec<StoredRecord>, bytes: &mut usize) -> Result<(), LogError> {
+    async fn gather(
+        &self,
+        batch: &mut Vec<StoredRecord>,
+        bytes: &mut usize,
+    ) -> Result<(), LogError> {
         let max = self.config.batch.max_events;
         // A fair share per partition per pass, so one busy partition can't starve the others.
         let share = (max / self.positions.len().max(1)).max(1);
@@ -129,8 +160,15 @@ impl Worker {
                 break;
             }
             // Records already gathered from this partition in this batch.
-            let from = batch.iter().rev().find(|r| &r.topic == topic && r.partition == *partition).map_or(*pos, |r| r.offset + 1);
-            let records = self.log.read(topic, *partition, from, share.min(max - batch.len())).await?;
+            let from = batch
+                .iter()
+                .rev()
+                .find(|r| &r.topic == topic && r.partition == *partition)
+                .map_or(*pos, |r| r.offset + 1);
+            let records = self
+                .log
+                .read(topic, *partition, from, share.min(max - batch.len()))
+                .await?;
             for r in records {
                 *bytes += r.record.payload_len();
                 batch.push(r);
@@ -154,16 +192,26 @@ impl Worker {
         }
         let linger = Duration::from_millis(self.config.batch.linger_ms);
         let started = Instant::now();
-        while batch.len() < self.config.batch.max_events && bytes < self.config.batch.max_bytes && started.elapsed() < linger {
+        while batch.len() < self.config.batch.max_events
+            && bytes < self.config.batch.max_bytes
+            && started.elapsed() < linger
+        {
             tokio::time::sleep(Duration::from_millis(2).min(linger)).await;
             self.gather(&mut batch, &mut bytes).await?;
         }
         self.commit_batch(batch).await
     }
 
-    async fn commit_batch(&mut self, batch: Vec<StoredRecord>) -> Result<StepOutcome, RuntimeError> {
+    async fn commit_batch(
+        &mut self,
+        batch: Vec<StoredRecord>,
+    ) -> Result<StepOutcome, RuntimeError> {
         let records = batch.len();
-        let oldest_append_ms = batch.iter().map(|r| r.record.timestamp_ms).min().unwrap_or_else(now_ms);
+        let oldest_append_ms = batch
+            .iter()
+            .map(|r| r.record.timestamp_ms)
+            .min()
+            .unwrap_or_else(now_ms);
         let t_fold = Instant::now();
         let folded = fold::fold(self.processor.as_mut(), &self.config, batch)?;
         let fold_micros = t_fold.elapsed().as_micros() as u64;
@@ -171,7 +219,11 @@ impl Worker {
         let (events, dead) = (folded.events, folded.dead);
         let mut versions = HashMap::new();
         for (table, keys) in folded.keys_by_table() {
-            let spec = self.tables.iter().find(|t| t.name == table).ok_or_else(|| StoreError::UnknownTable(table.to_string()))?;
+            let spec = self
+                .tables
+                .iter()
+                .find(|t| t.name == table)
+                .ok_or_else(|| StoreError::UnknownTable(table.to_string()))?;
             let mut missing = Vec::new();
             for k in keys {
                 match self.versions.get(&(table, k.clone())) {
@@ -193,7 +245,11 @@ impl Worker {
         let fold_micros = fold_micros + t_resolve.elapsed().as_micros() as u64;
         let outbox_len = commit.outbox.len() as i64;
         let new_positions = commit.offsets.clone();
-        let applied: Vec<((&'static str, Vec<String>), i64)> = commit.upserts.iter().map(|u| ((u.table, u.key.clone()), u.version)).collect();
+        let applied: Vec<((&'static str, Vec<String>), i64)> = commit
+            .upserts
+            .iter()
+            .map(|u| ((u.table, u.key.clone()), u.version))
+            .collect();
         let t = Instant::now();
         if let Err(e) = self.store.commit(commit).await {
             // The outcome may be unknown (a commit can succeed and its reply
@@ -225,7 +281,8 @@ impl Worker {
         metrics::counter!(m::BATCHES_COMMITTED_TOTAL, &labels).increment(1);
         metrics::histogram!(m::BATCH_SIZE_EVENTS, &labels).record(records as f64);
         metrics::histogram!(m::COMMIT_DURATION_SECONDS, &labels).record(commit_secs);
-        metrics::histogram!(m::PROCESSING_LATENCY_SECONDS, &labels).record((now_ms() - oldest_append_ms).max(0) as f64 / 1000.0);
+        metrics::histogram!(m::PROCESSING_LATENCY_SECONDS, &labels)
+            .record((now_ms() - oldest_append_ms).max(0) as f64 / 1000.0);
         self.status.update(|s| {
             s.events_processed += events as u64;
             s.dlq_events += dead as u64;
@@ -233,7 +290,14 @@ impl Worker {
             s.batches += 1;
             s.last_commit_ms = Some(now_ms());
         });
-        Ok(StepOutcome { records, changes, dead, fold_micros, versions_micros, commit_micros: (commit_secs * 1e6) as u64 })
+        Ok(StepOutcome {
+            records,
+            changes,
+            dead,
+            fold_micros,
+            versions_micros,
+            commit_micros: (commit_secs * 1e6) as u64,
+        })
     }
 
     /// Re-reads positions and the outbox seq from the store.
@@ -256,7 +320,13 @@ impl Worker {
             let lag = (high - pos).max(0);
             metrics::gauge!(m::CONSUMER_LAG, "topology" => self.config.name.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
                 .set(lag as f64);
-            parts.push(PartitionStatus { topic: topic.clone(), partition: *partition, next_offset: *pos, high_watermark: high, lag });
+            parts.push(PartitionStatus {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *pos,
+                high_watermark: high,
+                lag,
+            });
         }
         self.status.update(|s| s.partitions = parts);
         Ok(())
@@ -281,7 +351,13 @@ impl Worker {
                 if now_paused != paused {
                     paused = now_paused;
                     tracing::info!(topology = %self.config.name, paused, "topology control changed");
-                    self.status.update(|s| s.state = if paused { TopologyState::Paused } else { TopologyState::Running });
+                    self.status.update(|s| {
+                        s.state = if paused {
+                            TopologyState::Paused
+                        } else {
+                            TopologyState::Running
+                        }
+                    });
                 }
             }
             if last_lag.elapsed() >= Duration::from_secs(1) {

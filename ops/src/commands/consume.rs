@@ -1,14 +1,14 @@
 //! `conductor consume`: print a topic's events, each with its resume cursor.
 
 use crate::backend::{Access, cursor_key, open_log};
-use crate::cli::{ConsumeArgs};
+use crate::cli::ConsumeArgs;
 use crate::error::CliError;
 use crate::settings::Settings;
+use conductor_engine::cursor::CursorKey;
 use conductor_engine::cursor::{Cursor, check_against_log};
 use conductor_engine::envelope::{decode_event, record_tenant};
 use conductor_engine::log::StoredRecord;
 use conductor_engine::runtime::fold::HEADER_CHANGE_ID;
-use conductor_engine::cursor::CursorKey;
 use conductor_schemas::Event;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,21 +22,39 @@ const CHUNK: usize = 500;
 pub async fn run(global: &Settings, args: ConsumeArgs) -> Result<(), CliError> {
     let log = open_log(global, Access::Read).await?;
     let key = cursor_key(global)?;
-    let tenant = args.tenant.clone().unwrap_or_else(|| ALL_TENANTS.to_string());
+    let tenant = args
+        .tenant
+        .clone()
+        .unwrap_or_else(|| ALL_TENANTS.to_string());
     let description = log.describe_topic(&args.topic).await?;
     let mut positions: BTreeMap<i32, i64> = match args.from.as_str() {
-        "earliest" => description.partitions.iter().map(|p| (p.partition, p.low_watermark)).collect(),
-        "latest" => description.partitions.iter().map(|p| (p.partition, p.high_watermark)).collect(),
+        "earliest" => description
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.low_watermark))
+            .collect(),
+        "latest" => description
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.high_watermark))
+            .collect(),
         token => {
             let cursor = key.decode(token, &tenant)?;
             if cursor.topic != args.topic {
                 return Err(CliError::usage(
-                    format!("the cursor is for topic `{}`, not `{}`", cursor.topic, args.topic),
+                    format!(
+                        "the cursor is for topic `{}`, not `{}`",
+                        cursor.topic, args.topic
+                    ),
                     format!("consume --topic {} with this cursor", cursor.topic),
                 ));
             }
             check_against_log(log.as_ref(), &cursor).await??;
-            let mut positions: BTreeMap<i32, i64> = description.partitions.iter().map(|p| (p.partition, p.low_watermark)).collect();
+            let mut positions: BTreeMap<i32, i64> = description
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.low_watermark))
+                .collect();
             positions.extend(cursor.positions);
             positions
         }
@@ -120,7 +138,9 @@ fn render(
         Some(_) => serde_json::from_slice::<serde_json::Value>(&r.record.value)
             .map(Payload::Change)
             .map_err(|e| e.to_string()),
-        None => decode_event(&r.record).map(|e| Payload::Event(Box::new(e))).map_err(|e| e.to_string()),
+        None => decode_event(&r.record)
+            .map(|e| Payload::Event(Box::new(e)))
+            .map_err(|e| e.to_string()),
     };
     let tenant_of = |p: &Payload| match p {
         Payload::Event(e) => e.meta.tenant.clone(),
@@ -135,10 +155,18 @@ fn render(
         // Can't prove whose it is: never show it to a tenant-scoped reader.
         return None;
     }
-    let cursor = key.encode(&Cursor { tenant: tenant.to_string(), topic: r.topic.clone(), positions: positions.clone() });
+    let cursor = key.encode(&Cursor {
+        tenant: tenant.to_string(),
+        topic: r.topic.clone(),
+        positions: positions.clone(),
+    });
     let (event, error, value) = match decoded {
         Ok(event) => (Some(event), None, None),
-        Err(e) => (None, Some(e), Some(String::from_utf8_lossy(&r.record.value))),
+        Err(e) => (
+            None,
+            Some(e),
+            Some(String::from_utf8_lossy(&r.record.value)),
+        ),
     };
     let line = Line {
         cursor,

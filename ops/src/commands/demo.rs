@@ -24,7 +24,10 @@ const PARTITIONS: i32 = 3;
 
 pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     if args.fresh {
-        for path in [settings.data_dir.join("log"), settings.data_dir.join("projections.db")] {
+        for path in [
+            settings.data_dir.join("log"),
+            settings.data_dir.join("projections.db"),
+        ] {
             if path.is_dir() {
                 std::fs::remove_dir_all(&path)?;
             } else if path.exists() {
@@ -37,22 +40,39 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     }
     let configs = match args.topologies.clone().or(settings.topologies.clone()) {
         Some(dir) => topologies::load_dir(&dir)?,
-        None if std::path::Path::new("topologies").is_dir() => topologies::load_dir(std::path::Path::new("topologies"))?,
-        None => vec![parse_topology(BUILTIN_ENTITIES, &conductor_processors::names()).map_err(|p| CliError::plain(format!("built-in topology: {p:?}")))?],
+        None if std::path::Path::new("topologies").is_dir() => {
+            topologies::load_dir(std::path::Path::new("topologies"))?
+        }
+        None => vec![
+            parse_topology(BUILTIN_ENTITIES, &conductor_processors::names())
+                .map_err(|p| CliError::plain(format!("built-in topology: {p:?}")))?,
+        ],
     };
     let metrics = server::metrics_handle();
     let log = open_log(settings, Access::Write).await?;
-    println!("conductor demo — data directory {}", settings.data_dir.display());
+    println!(
+        "conductor demo — data directory {}",
+        settings.data_dir.display()
+    );
     let loaded = load_dataset(log.as_ref(), args.people).await?;
     let store = open_store(settings).await?;
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
     let running = topologies::start(configs, log.clone(), store.clone()).await?;
-    let listen = args.listen.or(settings.listen).unwrap_or_else(|| super::run::DEFAULT_LISTEN.parse().unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))));
-    let state = AppState { topologies: Arc::new(running.statuses.clone()), metrics };
+    let listen = args.listen.or(settings.listen).unwrap_or_else(|| {
+        super::run::DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
+    });
+    let state = AppState {
+        topologies: Arc::new(running.statuses.clone()),
+        metrics,
+    };
     let server = match server::serve(listen, state).await {
         Ok(addr) => Some(addr),
         Err(e) => {
-            eprintln!("note: HTTP server not started on {listen} ({e}); pass --listen 127.0.0.1:0 to pick a free port");
+            eprintln!(
+                "note: HTTP server not started on {listen} ({e}); pass --listen 127.0.0.1:0 to pick a free port"
+            );
             None
         }
     };
@@ -60,9 +80,11 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     let total = loaded.max(1);
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} folding [{bar:40}] {pos}/{len} events  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} folding [{bar:40}] {pos}/{len} events  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     loop {
         let mut lag = 0i64;
@@ -77,7 +99,10 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
                 && snap.state == conductor_engine::runtime::TopologyState::Failed
             {
                 bar.abandon();
-                return Err(CliError::plain(format!("topology {} failed: {err}", snap.name)));
+                return Err(CliError::plain(format!(
+                    "topology {} failed: {err}",
+                    snap.name
+                )));
             }
         }
         bar.set_position(total.saturating_sub(lag.max(0) as u64));
@@ -96,7 +121,9 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     summary(log.as_ref(), store.as_ref(), &names, settings).await?;
     if let Some(running) = running {
         if let Some(addr) = server {
-            println!("\nserving on http://{addr} (Ctrl-C stops): /v1/topologies  /metrics  /healthz");
+            println!(
+                "\nserving on http://{addr} (Ctrl-C stops): /v1/topologies  /metrics  /healthz"
+            );
         }
         super::run::wait_for_signal().await;
         running.shutdown().await?;
@@ -112,7 +139,9 @@ async fn load_dataset(log: &dyn Log, people: usize) -> Result<u64, CliError> {
     }
     let existing = input_records(log).await?;
     if existing > 0 {
-        println!("dataset already loaded ({existing} records in the ingest topics; `conductor demo --fresh` starts over)");
+        println!(
+            "dataset already loaded ({existing} records in the ingest topics; `conductor demo --fresh` starts over)"
+        );
         return Ok(existing);
     }
     let events = demo_data::generate(people, 0x1D_C0DE);
@@ -121,10 +150,16 @@ async fn load_dataset(log: &dyn Log, people: usize) -> Result<u64, CliError> {
         match conductor_schemas::codec::decode_json(e.line.as_bytes(), None) {
             Ok(event) => {
                 let p = partition_for_key(event_key(&event).as_bytes(), PARTITIONS);
-                batches.entry((e.topic, p)).or_default().push(event_record(&event, Encoding::Json));
+                batches
+                    .entry((e.topic, p))
+                    .or_default()
+                    .push(event_record(&event, Encoding::Json));
             }
             // Broken on purpose: appended as they came, for the DLQ to catch.
-            Err(_) => batches.entry((e.topic, 0)).or_default().push(Record::new(None, e.line.clone().into_bytes())),
+            Err(_) => batches
+                .entry((e.topic, 0))
+                .or_default()
+                .push(Record::new(None, e.line.clone().into_bytes())),
         }
     }
     for ((topic, p), records) in batches {
@@ -132,7 +167,10 @@ async fn load_dataset(log: &dyn Log, people: usize) -> Result<u64, CliError> {
             log.append(topic, p, chunk.to_vec()).await?;
         }
     }
-    println!("produced {} events for {people} people (with duplicates, updates, deletes, relationships and 4 broken records)", events.len());
+    println!(
+        "produced {} events for {people} people (with duplicates, updates, deletes, relationships and 4 broken records)",
+        events.len()
+    );
     Ok(events.len() as u64)
 }
 
@@ -148,32 +186,67 @@ async fn input_records(log: &dyn Log) -> Result<u64, CliError> {
 
 async fn topic_size(log: &dyn Log, topic: &str) -> u64 {
     match log.describe_topic(topic).await {
-        Ok(d) => d.partitions.iter().map(|p| (p.high_watermark - p.low_watermark) as u64).sum(),
+        Ok(d) => d
+            .partitions
+            .iter()
+            .map(|p| (p.high_watermark - p.low_watermark) as u64)
+            .sum(),
         Err(_) => 0,
     }
 }
 
-async fn summary(log: &dyn Log, store: &dyn conductor_engine::store::ProjectionStore, names: &[String], settings: &Settings) -> Result<(), CliError> {
-    let entities = store.dump_table(&conductor_processors::entities::entities_table()).await?;
-    let relationships = store.dump_table(&conductor_processors::entities::relationships_table()).await?;
+async fn summary(
+    log: &dyn Log,
+    store: &dyn conductor_engine::store::ProjectionStore,
+    names: &[String],
+    settings: &Settings,
+) -> Result<(), CliError> {
+    let entities = store
+        .dump_table(&conductor_processors::entities::entities_table())
+        .await?;
+    let relationships = store
+        .dump_table(&conductor_processors::entities::relationships_table())
+        .await?;
     let deleted = entities.iter().filter(|r| r["deleted"] == true).count();
-    let dups = entities.iter().filter(|r| r["entity_id"].as_str().is_some_and(|s| s.contains("-dup-"))).count();
-    println!("\nprojection (store: {}):", super::run::store_name(settings));
-    println!("  entities       {:>7} rows ({deleted} soft-deleted, {dups} duplicate records for ER to find)", entities.len());
+    let dups = entities
+        .iter()
+        .filter(|r| r["entity_id"].as_str().is_some_and(|s| s.contains("-dup-")))
+        .count();
+    println!(
+        "\nprojection (store: {}):",
+        super::run::store_name(settings)
+    );
+    println!(
+        "  entities       {:>7} rows ({deleted} soft-deleted, {dups} duplicate records for ER to find)",
+        entities.len()
+    );
     println!("  relationships  {:>7} rows", relationships.len());
     for n in names {
-        println!("  ig.changefeed.{n:<10} {:>7} change events", topic_size(log, &format!("ig.changefeed.{n}")).await);
-        println!("  ig.dlq.{n:<17} {:>7} dead-lettered records", topic_size(log, &format!("ig.dlq.{n}")).await);
+        println!(
+            "  ig.changefeed.{n:<10} {:>7} change events",
+            topic_size(log, &format!("ig.changefeed.{n}")).await
+        );
+        println!(
+            "  ig.dlq.{n:<17} {:>7} dead-lettered records",
+            topic_size(log, &format!("ig.dlq.{n}")).await
+        );
     }
     let dd = settings.data_dir.display();
-    let exe = std::env::args().next().unwrap_or_else(|| "conductor".into());
+    let exe = std::env::args()
+        .next()
+        .unwrap_or_else(|| "conductor".into());
     println!("\nwhat to try next:");
-    println!("  query the projection:   sqlite3 {dd}/projections.db \"SELECT tenant_id, entity_id, kind, attributes FROM entities LIMIT 5\"");
-    println!("  consume the changefeed: {exe} --data-dir {dd} consume --topic ig.changefeed.entities --tenant acme --limit 3");
+    println!(
+        "  query the projection:   sqlite3 {dd}/projections.db \"SELECT tenant_id, entity_id, kind, attributes FROM entities LIMIT 5\""
+    );
+    println!(
+        "  consume the changefeed: {exe} --data-dir {dd} consume --topic ig.changefeed.entities --tenant acme --limit 3"
+    );
     println!("  see what was rejected:  {exe} --data-dir {dd} dlq list entities");
     println!("  topology positions/lag: {exe} --data-dir {dd} topology status");
-    println!("  produce more and fold:  {exe} --data-dir {dd} produce --topic ig.ingest.entities ops/samples/entities.jsonl && {exe} --data-dir {dd} run");
+    println!(
+        "  produce more and fold:  {exe} --data-dir {dd} produce --topic ig.ingest.entities ops/samples/entities.jsonl && {exe} --data-dir {dd} run"
+    );
     println!("  start over:             {exe} --data-dir {dd} demo --fresh");
     Ok(())
 }
-

@@ -16,7 +16,10 @@ fn dlq_topic(topology: &str) -> String {
 }
 
 fn header(r: &StoredRecord, key: &str) -> String {
-    r.record.header(key).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+    r.record
+        .header(key)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }
 
 async fn read_all(log: &dyn Log, topic: &str) -> Result<Vec<StoredRecord>, CliError> {
@@ -41,7 +44,11 @@ pub async fn run(settings: &Settings, cmd: DlqCommand) -> Result<(), CliError> {
         DlqCommand::List { topology, limit } => {
             let log = open_log(settings, Access::Read).await?;
             let records = read_all(log.as_ref(), &dlq_topic(&topology)).await?;
-            println!("{} dead-lettered record(s) in {}", records.len(), dlq_topic(&topology));
+            println!(
+                "{} dead-lettered record(s) in {}",
+                records.len(),
+                dlq_topic(&topology)
+            );
             for r in records.iter().take(limit) {
                 println!(
                     "{:>6}  {}[{}]@{}  {:<16}  {}",
@@ -62,9 +69,23 @@ pub async fn run(settings: &Settings, cmd: DlqCommand) -> Result<(), CliError> {
                 .await?
                 .into_iter()
                 .next()
-                .ok_or_else(|| CliError::usage(format!("no record at offset {offset} of {}", dlq_topic(&topology)), "`conductor dlq list` shows the offsets"))?;
-            let headers: serde_json::Map<String, serde_json::Value> =
-                r.record.headers.iter().map(|h| (h.key.clone(), String::from_utf8_lossy(&h.value).into_owned().into())).collect();
+                .ok_or_else(|| {
+                    CliError::usage(
+                        format!("no record at offset {offset} of {}", dlq_topic(&topology)),
+                        "`conductor dlq list` shows the offsets",
+                    )
+                })?;
+            let headers: serde_json::Map<String, serde_json::Value> = r
+                .record
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.clone(),
+                        String::from_utf8_lossy(&h.value).into_owned().into(),
+                    )
+                })
+                .collect();
             let view = serde_json::json!({
                 "dlq_offset": r.offset,
                 "source": {"topic": header(&r, HEADER_DLQ_SOURCE_TOPIC), "partition": header(&r, HEADER_DLQ_SOURCE_PARTITION), "offset": header(&r, HEADER_DLQ_SOURCE_OFFSET)},
@@ -75,12 +96,22 @@ pub async fn run(settings: &Settings, cmd: DlqCommand) -> Result<(), CliError> {
                 "value_hex": r.record.value.iter().map(|b| format!("{b:02x}")).collect::<String>(),
                 "headers": headers,
             });
-            println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).unwrap_or_default()
+            );
             Ok(())
         }
-        DlqCommand::Redrive { topology, offset, all } => {
+        DlqCommand::Redrive {
+            topology,
+            offset,
+            all,
+        } => {
             if offset.is_none() && !all {
-                return Err(CliError::usage("say which records to redrive", "pass --offset N for one record or --all"));
+                return Err(CliError::usage(
+                    "say which records to redrive",
+                    "pass --offset N for one record or --all",
+                ));
             }
             let log = match open_log(settings, Access::Write).await {
                 Err(e) if e.message.contains("locked") => {
@@ -92,19 +123,42 @@ pub async fn run(settings: &Settings, cmd: DlqCommand) -> Result<(), CliError> {
                 other => other?,
             };
             let records = read_all(log.as_ref(), &dlq_topic(&topology)).await?;
-            let chosen: Vec<&StoredRecord> = records.iter().filter(|r| offset.is_none_or(|o| r.offset == o)).collect();
+            let chosen: Vec<&StoredRecord> = records
+                .iter()
+                .filter(|r| offset.is_none_or(|o| r.offset == o))
+                .collect();
             if chosen.is_empty() {
-                return Err(CliError::usage("nothing to redrive", "`conductor dlq list` shows the offsets"));
+                return Err(CliError::usage(
+                    "nothing to redrive",
+                    "`conductor dlq list` shows the offsets",
+                ));
             }
             for r in &chosen {
                 let topic = header(r, HEADER_DLQ_SOURCE_TOPIC);
                 let partition: i32 = header(r, HEADER_DLQ_SOURCE_PARTITION).parse().unwrap_or(0);
-                let headers: Vec<Header> = r.record.headers.iter().filter(|h| !h.key.starts_with("ig-dlq-")).cloned().collect();
-                let record = Record { key: r.record.key.clone(), value: r.record.value.clone(), headers, timestamp_ms: conductor_engine::log::now_ms() };
+                let headers: Vec<Header> = r
+                    .record
+                    .headers
+                    .iter()
+                    .filter(|h| !h.key.starts_with("ig-dlq-"))
+                    .cloned()
+                    .collect();
+                let record = Record {
+                    key: r.record.key.clone(),
+                    value: r.record.value.clone(),
+                    headers,
+                    timestamp_ms: conductor_engine::log::now_ms(),
+                };
                 let at = log.append(&topic, partition, vec![record]).await?;
-                println!("redrove dlq offset {} to {topic}[{partition}]@{}", r.offset, at.first);
+                println!(
+                    "redrove dlq offset {} to {topic}[{partition}]@{}",
+                    r.offset, at.first
+                );
             }
-            println!("{} record(s) redriven; the topology folds them again (fix the producer or the processor first)", chosen.len());
+            println!(
+                "{} record(s) redriven; the topology folds them again (fix the producer or the processor first)",
+                chosen.len()
+            );
             Ok(())
         }
     }

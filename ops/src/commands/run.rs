@@ -17,7 +17,10 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     if !args.only.is_empty() {
         for name in &args.only {
             if !configs.iter().any(|c| &c.name == name) {
-                return Err(CliError::usage(format!("--only {name}: no such topology in {}", dir.display()), "`conductor topology list` shows them"));
+                return Err(CliError::usage(
+                    format!("--only {name}: no such topology in {}", dir.display()),
+                    "`conductor topology list` shows them",
+                ));
             }
         }
         configs.retain(|c| args.only.contains(&c.name));
@@ -27,12 +30,27 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     let store = open_store(settings).await?;
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
     let running = topologies::start(configs, log, store).await?;
-    let listen = args.listen.or(settings.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))));
-    let state = AppState { topologies: Arc::new(running.statuses.clone()), metrics };
-    let bound = server::serve(listen, state)
-        .await
-        .map_err(|e| CliError::new(format!("cannot listen on {listen}: {e}"), "pass --listen ADDR (e.g. 127.0.0.1:0 for any free port)"))?;
-    eprintln!("conductor: running {} on {} log, {} store; http://{bound}/v1/topologies (Ctrl-C stops)", names.join(", "), backend_name(settings), store_name(settings));
+    let listen = args.listen.or(settings.listen).unwrap_or_else(|| {
+        DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+    });
+    let state = AppState {
+        topologies: Arc::new(running.statuses.clone()),
+        metrics,
+    };
+    let bound = server::serve(listen, state).await.map_err(|e| {
+        CliError::new(
+            format!("cannot listen on {listen}: {e}"),
+            "pass --listen ADDR (e.g. 127.0.0.1:0 for any free port)",
+        )
+    })?;
+    eprintln!(
+        "conductor: running {} on {} log, {} store; http://{bound}/v1/topologies (Ctrl-C stops)",
+        names.join(", "),
+        backend_name(settings),
+        store_name(settings)
+    );
     if args.exit_when_idle {
         tokio::select! {
             _ = wait_for_signal() => {}
@@ -64,13 +82,14 @@ pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -8,7 +8,9 @@ use conductor_schemas::compat::{self, CompatMode};
 pub fn run(cmd: SchemaCommand) -> Result<(), CliError> {
     match cmd {
         SchemaCommand::Check { old, new, mode } => {
-            let mode: CompatMode = mode.parse().map_err(|e: String| CliError::usage(e, "use --mode backward|forward|full"))?;
+            let mode: CompatMode = mode
+                .parse()
+                .map_err(|e: String| CliError::usage(e, "use --mode backward|forward|full"))?;
             match compat::check_files(&old, &new, mode) {
                 Ok(()) => {
                     println!("compatible: {} can replace {} ({mode})", new.display(), old.display());
@@ -37,7 +39,10 @@ pub fn run(cmd: SchemaCommand) -> Result<(), CliError> {
         SchemaCommand::Show { name } => {
             let registry = SchemaRegistry::builtin();
             let schema = registry.get(&name).ok_or_else(|| {
-                CliError::new(format!("unknown schema `{name}`"), "`conductor schema list` shows the known schemas")
+                CliError::new(
+                    format!("unknown schema `{name}`"),
+                    "`conductor schema list` shows the known schemas",
+                )
             })?;
             println!("{}", schema.source_text.trim_end());
             Ok(())

@@ -13,7 +13,13 @@ pub async fn run(settings: &Settings, cmd: TopologyCommand) -> Result<(), CliErr
         TopologyCommand::List { topologies: dir } => {
             let dir = topologies::topologies_dir(dir, settings.topologies.clone());
             for c in topologies::load_dir(&dir)? {
-                println!("{}\tprocessor={}\tsources={}\t{}", c.name, c.processor, c.sources.topics.join(","), c.description);
+                println!(
+                    "{}\tprocessor={}\tsources={}\t{}",
+                    c.name,
+                    c.processor,
+                    c.sources.topics.join(","),
+                    c.description
+                );
             }
             Ok(())
         }
@@ -21,45 +27,89 @@ pub async fn run(settings: &Settings, cmd: TopologyCommand) -> Result<(), CliErr
             let mut failed = Vec::new();
             for f in &files {
                 match topologies::load_file(f) {
-                    Ok(c) => println!("{}: ok (topology `{}`, processor `{}`)", f.display(), c.name, c.processor),
+                    Ok(c) => println!(
+                        "{}: ok (topology `{}`, processor `{}`)",
+                        f.display(),
+                        c.name,
+                        c.processor
+                    ),
                     Err(e) => failed.push(e.message),
                 }
             }
-            if failed.is_empty() { Ok(()) } else { Err(CliError::plain(failed.join("\n"))) }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(CliError::plain(failed.join("\n")))
+            }
         }
-        TopologyCommand::Status { name, topologies: dir, json } => status(settings, name, dir, json).await,
+        TopologyCommand::Status {
+            name,
+            topologies: dir,
+            json,
+        } => status(settings, name, dir, json).await,
         TopologyCommand::Pause { name } => set_paused(settings, &name, true).await,
         TopologyCommand::Resume { name } => set_paused(settings, &name, false).await,
-        TopologyCommand::ResetOffsets { name, to, topologies: dir } => reset_offsets(settings, &name, &to, dir).await,
+        TopologyCommand::ResetOffsets {
+            name,
+            to,
+            topologies: dir,
+        } => reset_offsets(settings, &name, &to, dir).await,
     }
 }
 
-fn find(settings: &Settings, dir: Option<std::path::PathBuf>, name: &str) -> Result<conductor_engine::runtime::TopologyConfig, CliError> {
+fn find(
+    settings: &Settings,
+    dir: Option<std::path::PathBuf>,
+    name: &str,
+) -> Result<conductor_engine::runtime::TopologyConfig, CliError> {
     let dir = topologies::topologies_dir(dir, settings.topologies.clone());
     topologies::load_dir(&dir)?
         .into_iter()
         .find(|c| c.name == name)
-        .ok_or_else(|| CliError::usage(format!("no topology named `{name}` in {}", dir.display()), "`conductor topology list` shows them"))
+        .ok_or_else(|| {
+            CliError::usage(
+                format!("no topology named `{name}` in {}", dir.display()),
+                "`conductor topology list` shows them",
+            )
+        })
 }
 
 async fn set_paused(settings: &Settings, name: &str, paused: bool) -> Result<(), CliError> {
     let store = open_store(settings).await?;
     let current = store.control(name).await?;
     if current.paused == paused {
-        return Err(CliError::plain(format!("topology `{name}` is already {}", if paused { "paused" } else { "running (not paused)" })));
+        return Err(CliError::plain(format!(
+            "topology `{name}` is already {}",
+            if paused {
+                "paused"
+            } else {
+                "running (not paused)"
+            }
+        )));
     }
     store.set_control(name, &TopologyControl { paused }).await?;
-    println!("topology {name} {}; a running worker follows within a second", if paused { "paused" } else { "resumed" });
+    println!(
+        "topology {name} {}; a running worker follows within a second",
+        if paused { "paused" } else { "resumed" }
+    );
     Ok(())
 }
 
-async fn status(settings: &Settings, name: Option<String>, dir: Option<std::path::PathBuf>, json: bool) -> Result<(), CliError> {
+async fn status(
+    settings: &Settings,
+    name: Option<String>,
+    dir: Option<std::path::PathBuf>,
+    json: bool,
+) -> Result<(), CliError> {
     let dir = topologies::topologies_dir(dir, settings.topologies.clone());
     let configs = topologies::load_dir(&dir)?;
     let store = open_store(settings).await?;
     let log = open_log(settings, Access::Read).await?;
     let mut out = Vec::new();
-    for c in configs.iter().filter(|c| name.as_ref().is_none_or(|n| n == &c.name)) {
+    for c in configs
+        .iter()
+        .filter(|c| name.as_ref().is_none_or(|n| n == &c.name))
+    {
         let offsets = store.load_offsets(&c.name).await?;
         let control = store.control(&c.name).await?;
         let mut parts = Vec::new();
@@ -82,28 +132,58 @@ async fn status(settings: &Settings, name: Option<String>, dir: Option<std::path
     if let Some(n) = &name
         && out.is_empty()
     {
-        return Err(CliError::usage(format!("no topology named `{n}` in {}", dir.display()), "`conductor topology list` shows them"));
+        return Err(CliError::usage(
+            format!("no topology named `{n}` in {}", dir.display()),
+            "`conductor topology list` shows them",
+        ));
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         for t in &out {
-            println!("{}  processor={}  {}  lag={}", t["name"].as_str().unwrap_or(""), t["processor"].as_str().unwrap_or(""), if t["paused"] == true { "PAUSED" } else { "active" }, t["lag"]);
+            println!(
+                "{}  processor={}  {}  lag={}",
+                t["name"].as_str().unwrap_or(""),
+                t["processor"].as_str().unwrap_or(""),
+                if t["paused"] == true {
+                    "PAUSED"
+                } else {
+                    "active"
+                },
+                t["lag"]
+            );
             for p in t["partitions"].as_array().into_iter().flatten() {
-                println!("  {}[{}]  next={}  end={}  lag={}", p["topic"].as_str().unwrap_or(""), p["partition"], p["next_offset"], p["high_watermark"], p["lag"]);
+                println!(
+                    "  {}[{}]  next={}  end={}  lag={}",
+                    p["topic"].as_str().unwrap_or(""),
+                    p["partition"],
+                    p["next_offset"],
+                    p["high_watermark"],
+                    p["lag"]
+                );
             }
         }
     }
     Ok(())
 }
 
-async fn reset_offsets(settings: &Settings, name: &str, to: &str, dir: Option<std::path::PathBuf>) -> Result<(), CliError> {
+async fn reset_offsets(
+    settings: &Settings,
+    name: &str,
+    to: &str,
+    dir: Option<std::path::PathBuf>,
+) -> Result<(), CliError> {
     let config = find(settings, dir, name)?;
     // Taking the write side of the log proves no `conductor run` holds it
     // (file log); a running worker would overwrite the positions.
     let log = match open_log(settings, Access::Write).await {
         Err(e) if e.message.contains("locked") => {
-            return Err(CliError::new(format!("cannot reset offsets of `{name}` while a conductor process runs on this data directory"), "stop `conductor run` first"));
+            return Err(CliError::new(
+                format!(
+                    "cannot reset offsets of `{name}` while a conductor process runs on this data directory"
+                ),
+                "stop `conductor run` first",
+            ));
         }
         other => other?,
     };
@@ -111,7 +191,12 @@ async fn reset_offsets(settings: &Settings, name: &str, to: &str, dir: Option<st
         "earliest" | "latest" => None,
         t => Some(
             chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| CliError::usage(format!("--to {t}: {e}"), "use earliest, latest, or an RFC 3339 time like 2026-02-01T12:00:00Z"))?
+                .map_err(|e| {
+                    CliError::usage(
+                        format!("--to {t}: {e}"),
+                        "use earliest, latest, or an RFC 3339 time like 2026-02-01T12:00:00Z",
+                    )
+                })?
                 .timestamp_millis(),
         ),
     };
@@ -122,16 +207,26 @@ async fn reset_offsets(settings: &Settings, name: &str, to: &str, dir: Option<st
             let next = match (to, when) {
                 ("earliest", _) => p.low_watermark,
                 ("latest", _) => p.high_watermark,
-                (_, Some(ms)) => log.offset_for_timestamp(topic, p.partition, ms).await?.unwrap_or(p.high_watermark),
+                (_, Some(ms)) => log
+                    .offset_for_timestamp(topic, p.partition, ms)
+                    .await?
+                    .unwrap_or(p.high_watermark),
                 _ => p.high_watermark,
             };
-            positions.push(InputPosition { topic: topic.clone(), partition: p.partition, next_offset: next });
+            positions.push(InputPosition {
+                topic: topic.clone(),
+                partition: p.partition,
+                next_offset: next,
+            });
         }
     }
     store.store_offsets(name, &positions).await?;
     for p in &positions {
         println!("{}[{}] -> {}", p.topic, p.partition, p.next_offset);
     }
-    println!("reset {} positions of topology {name} to {to}", positions.len());
+    println!(
+        "reset {} positions of topology {name} to {to}",
+        positions.len()
+    );
     Ok(())
 }

@@ -9,14 +9,23 @@ pub fn exe() -> &'static str {
 }
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A `conductor` command with a data dir and a fixed cursor key.
 pub fn conductor(data: &Path) -> Command {
     let mut c = Command::new(exe());
     c.arg("--data-dir").arg(data);
-    for var in ["CONDUCTOR_LOG", "CONDUCTOR_STORE", "CONDUCTOR_DATABASE_URL", "CONDUCTOR_KAFKA_BOOTSTRAP", "CONDUCTOR_CONFIG"] {
+    for var in [
+        "CONDUCTOR_LOG",
+        "CONDUCTOR_STORE",
+        "CONDUCTOR_DATABASE_URL",
+        "CONDUCTOR_KAFKA_BOOTSTRAP",
+        "CONDUCTOR_CONFIG",
+    ] {
         c.env_remove(var);
     }
     c.env("CONDUCTOR_CURSOR_KEY", "test-cursor-key-0123456789");
@@ -24,7 +33,12 @@ pub fn conductor(data: &Path) -> Command {
 }
 
 pub fn ok(out: Output) -> String {
-    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -52,7 +66,9 @@ pub fn entity_workload(n: usize) -> String {
         let version = (i as u64 / entities) as i64 + (r % 4) as i64 - 1; // mostly rising, sometimes older
         let line = match i % 1000 {
             // Valid by schema, wrong for the topology: dead-lettered.
-            999 => format!(r#"{{"tenant":"{tenant}","kind":"UsageRecorded","subject":"m{i}","occurred_at":"2026-02-01T12:00:00Z","data":{{"usage_kind":"events","quantity":{i}}}}}"#),
+            999 => format!(
+                r#"{{"tenant":"{tenant}","kind":"UsageRecorded","subject":"m{i}","occurred_at":"2026-02-01T12:00:00Z","data":{{"usage_kind":"events","quantity":{i}}}}}"#
+            ),
             _ if r % 17 == 0 => format!(
                 r#"{{"tenant":"{tenant}","kind":"EntityDeleted","subject":"e{id}","occurred_at":"2026-02-01T12:00:00Z","data":{{"entity_type":"Person","version":{}}}}}"#,
                 version.max(0)
