@@ -1,0 +1,199 @@
+//! Operating topologies as a user does: demo, validate, status, pause/resume,
+//! DLQ list/inspect/redrive, and the HTTP admin endpoints of `conductor run`.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+use support::*;
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn demo_folds_the_sample_dataset_and_says_what_to_try_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(conductor(dir.path()).current_dir(repo()).args([
+        "demo",
+        "--people",
+        "300",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(out.contains("entities") && out.contains("rows"), "{out}");
+    assert!(
+        out.contains("4 dead-lettered records") || out.contains("      4 dead-lettered"),
+        "{out}"
+    );
+    assert!(out.contains("what to try next"), "{out}");
+    // Running it again does not produce the dataset twice.
+    let again = run_ok(conductor(dir.path()).current_dir(repo()).args([
+        "demo",
+        "--people",
+        "300",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(again.contains("dataset already loaded"), "{again}");
+    let dlq = run_ok(conductor(dir.path()).args(["dlq", "list", "entities"]));
+    assert!(dlq.starts_with("4 dead-lettered record(s)"), "{dlq}");
+}
+
+#[test]
+fn validates_topology_files_reporting_every_problem() {
+    let ok = run_ok(
+        conductor(std::path::Path::new("/nonexistent"))
+            .arg("topology")
+            .arg("validate")
+            .arg(repo().join("topologies/entities.toml")),
+    );
+    assert!(ok.contains("ok (topology `entities`"), "{ok}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"Bad\"\nprocesor = \"entities\"\n[sources]\ntopics = []\n[batch]\nlinger_ms = 99999999\n").unwrap();
+    let out = conductor(dir.path())
+        .args(["topology", "validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "procesor",
+        "did you mean `processor`",
+        "processor: is required",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}
+
+#[test]
+fn operates_a_running_topology_over_http_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(conductor(dir.path()).current_dir(repo()).args([
+        "demo",
+        "--people",
+        "100",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+
+    // Pause is stored, so it holds across processes and restarts.
+    run_ok(
+        conductor(dir.path())
+            .current_dir(repo())
+            .args(["topology", "pause", "entities"]),
+    );
+    let status: serde_json::Value = serde_json::from_str(&run_ok(
+        conductor(dir.path())
+            .current_dir(repo())
+            .args(["topology", "status", "--json"]),
+    ))
+    .unwrap();
+    assert_eq!(status[0]["paused"], true);
+    assert_eq!(status[0]["lag"], 0);
+    let again = conductor(dir.path())
+        .current_dir(repo())
+        .args(["topology", "pause", "entities"])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("already paused")
+    );
+    run_ok(
+        conductor(dir.path())
+            .current_dir(repo())
+            .args(["topology", "resume", "entities"]),
+    );
+
+    // Redrive a dead letter back to its source topic (the run dead-letters it again).
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(
+        conductor(dir.path()).args(["dlq", "inspect", "entities", "0"]),
+    ))
+    .unwrap();
+    assert!(
+        inspect["reason"].as_str().unwrap().contains("data.version"),
+        "{inspect}"
+    );
+    let redrive =
+        run_ok(conductor(dir.path()).args(["dlq", "redrive", "entities", "--offset", "0"]));
+    assert!(
+        redrive.contains("redrove dlq offset 0 to ig.ingest.entities"),
+        "{redrive}"
+    );
+
+    let mut child = conductor(dir.path())
+        .current_dir(repo())
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("run prints its address")
+        .to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    let (code, ready) = http_get(&addr, "/readyz");
+    assert_eq!(code, 200, "{ready}");
+    let (_, topologies) = http_get(&addr, "/v1/topologies");
+    let topologies: serde_json::Value = serde_json::from_str(&topologies).unwrap();
+    assert_eq!(topologies[0]["name"], "entities");
+    assert_eq!(topologies[0]["state"], "running");
+    assert_eq!(
+        topologies[0]["dlq_events"], 1,
+        "the redriven record was dead-lettered again"
+    );
+    let (_, metrics) = http_get(&addr, "/metrics");
+    for name in [
+        "conductor_dlq_events_total",
+        "conductor_batch_size_events",
+        "conductor_processing_latency_seconds",
+        "conductor_consumer_lag",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in /metrics");
+    }
+    assert_eq!(http_get(&addr, "/v1/topologies/nope").0, 404);
+    unsafe_sigterm(child.id());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM stops run gracefully");
+    let dlq = run_ok(conductor(dir.path()).args(["dlq", "list", "entities"]));
+    assert!(dlq.starts_with("5 dead-lettered record(s)"), "{dlq}");
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
