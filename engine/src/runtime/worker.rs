@@ -28,6 +28,18 @@ pub enum RuntimeError {
     MissingSource { topology: String, topic: String },
 }
 
+/// A batch whose commit runs in the background.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    started: Instant,
+    records: usize,
+    events: usize,
+    dead: usize,
+    changes: usize,
+    oldest_append_ms: i64,
+    new_positions: Vec<((String, i32), i64)>,
+}
+
 /// Keys whose version the worker remembers before it starts over.
 const VERSION_CACHE_MAX: usize = 2_000_000;
 
@@ -49,8 +61,12 @@ pub struct Worker {
     store: Arc<dyn ProjectionStore>,
     processor: Box<dyn Processor>,
     tables: Vec<TableSpec>,
-    /// (topic, partition) → next offset to read.
+    /// (topic, partition) → next offset after the last *committed* batch.
     positions: BTreeMap<(String, i32), i64>,
+    /// (topic, partition) → next offset to read (ahead of `positions` while
+    /// a commit is in flight).
+    read_positions: BTreeMap<(String, i32), i64>,
+    inflight: Option<InFlight>,
     next_seq: i64,
     /// Stored row versions this worker knows, so most batches need no
     /// look-up query. Valid because a topology's worker is the only writer of
@@ -125,7 +141,9 @@ impl Worker {
             store,
             processor,
             tables,
+            read_positions: positions.clone(),
             positions,
+            inflight: None,
             next_seq,
             versions: HashMap::new(),
             status,
@@ -133,7 +151,7 @@ impl Worker {
         })
     }
 
-    /// Next offset to read per input partition.
+    /// Next offset after the last committed batch, per input partition.
     pub fn positions(&self) -> &BTreeMap<(String, i32), i64> {
         &self.positions
     }
@@ -154,8 +172,8 @@ impl Worker {
     ) -> Result<(), LogError> {
         let max = self.config.batch.max_events;
         // A fair share per partition per pass, so one busy partition can't starve the others.
-        let share = (max / self.positions.len().max(1)).max(1);
-        for ((topic, partition), pos) in &self.positions {
+        let share = (max / self.read_positions.len().max(1)).max(1);
+        for ((topic, partition), pos) in &self.read_positions {
             if batch.len() >= max || *bytes >= self.config.batch.max_bytes {
                 break;
             }
@@ -180,14 +198,18 @@ impl Worker {
         Ok(())
     }
 
-    /// Folds and commits one batch: whatever is available now, topped up for
-    /// up to `linger_ms` while below `max_events`. Returns what it did
-    /// (`records == 0` when there was nothing to read).
+    /// Folds one batch — whatever is available now, topped up for up to
+    /// `linger_ms` while below `max_events` — and starts its commit once the
+    /// previous one is done. Returns what it did; `records == 0` means there
+    /// was nothing to read and nothing is left in flight.
     pub async fn step(&mut self) -> Result<StepOutcome, RuntimeError> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         self.gather(&mut batch, &mut bytes).await?;
         if batch.is_empty() {
+            // Idle: finish the commit in flight, so an idle worker has
+            // everything it read committed (and the relay can see it).
+            self.flush().await?;
             return Ok(StepOutcome::default());
         }
         let linger = Duration::from_millis(self.config.batch.linger_ms);
@@ -202,6 +224,15 @@ impl Worker {
         self.commit_batch(batch).await
     }
 
+    /// Folds a batch and hands its commit to a background task, after the
+    /// previous batch's commit has finished. So batch N+1 is decoded and
+    /// folded while batch N is being written — commits themselves stay
+    /// strictly one after the other, which the outbox sequence requires.
+    ///
+    /// Invariant: `read_positions`, `next_seq` and `versions` describe the
+    /// store as it will be once every commit handed out so far succeeds; if
+    /// one fails, they are reloaded from the store and the folded-but-not-
+    /// committed batch is dropped (it is read again).
     async fn commit_batch(
         &mut self,
         batch: Vec<StoredRecord>,
@@ -233,6 +264,8 @@ impl Worker {
                     None => missing.push(k),
                 }
             }
+            // Keys missing from the cache were not touched by a commit in
+            // flight (those are all cached), so the store's answer is current.
             if !missing.is_empty() {
                 for (k, v) in self.store.current_versions(spec, &missing).await? {
                     versions.insert((table, k), v);
@@ -243,15 +276,63 @@ impl Worker {
         let t_resolve = Instant::now();
         let (commit, changes) = folded.resolve(&self.config, &self.tables, versions, self.next_seq);
         let fold_micros = fold_micros + t_resolve.elapsed().as_micros() as u64;
-        let outbox_len = commit.outbox.len() as i64;
-        let new_positions = commit.offsets.clone();
-        let applied: Vec<((&'static str, Vec<String>), i64)> = commit
-            .upserts
+        let new_positions: Vec<((String, i32), i64)> = commit
+            .offsets
             .iter()
-            .map(|u| ((u.table, u.key.clone()), u.version))
+            .map(|p| ((p.topic.clone(), p.partition), p.next_offset))
             .collect();
-        let t = Instant::now();
-        if let Err(e) = self.store.commit(commit).await {
+        if self.versions.len() + commit.upserts.len() > VERSION_CACHE_MAX {
+            self.versions.clear();
+        }
+        self.versions.extend(
+            commit
+                .upserts
+                .iter()
+                .map(|u| ((u.table, u.key.clone()), u.version)),
+        );
+        self.next_seq += commit.outbox.len() as i64;
+        self.read_positions.extend(new_positions.iter().cloned());
+
+        // Wait for the previous commit, then start this one.
+        let t_wait = Instant::now();
+        self.flush().await?;
+        let waited_micros = t_wait.elapsed().as_micros() as u64;
+        let store = self.store.clone();
+        let started = Instant::now();
+        let task = tokio::spawn(async move { store.commit(commit).await });
+        self.inflight = Some(InFlight {
+            task,
+            started,
+            records,
+            events,
+            dead,
+            changes,
+            oldest_append_ms,
+            new_positions,
+        });
+        Ok(StepOutcome {
+            records,
+            changes,
+            dead,
+            fold_micros,
+            versions_micros,
+            commit_micros: waited_micros,
+        })
+    }
+
+    /// Waits for the commit in flight, if any, and books its result.
+    pub async fn flush(&mut self) -> Result<(), RuntimeError> {
+        let Some(f) = self.inflight.take() else {
+            return Ok(());
+        };
+        let result = match f.task.await {
+            Ok(r) => r,
+            Err(join) => Err(StoreError::Database {
+                operation: "commit".into(),
+                detail: format!("commit task failed: {join}"),
+            }),
+        };
+        if let Err(e) = result {
             // The outcome may be unknown (a commit can succeed and its reply
             // be lost): forget what we believed and start over from what the
             // store says, so the retry neither repeats nor skips anything.
@@ -261,43 +342,29 @@ impl Worker {
             }
             return Err(e.into());
         }
-        let commit_secs = t.elapsed().as_secs_f64();
-        if self.versions.len() + applied.len() > VERSION_CACHE_MAX {
-            self.versions.clear();
-        }
-        self.versions.extend(applied);
-        self.next_seq += outbox_len;
-        for p in new_positions {
-            self.positions.insert((p.topic, p.partition), p.next_offset);
-        }
+        let commit_secs = f.started.elapsed().as_secs_f64();
+        self.positions.extend(f.new_positions);
         self.committed.notify_one();
 
         let labels = [("topology", self.config.name.clone())];
-        metrics::counter!(m::EVENTS_PROCESSED_TOTAL, &labels).increment(events as u64);
-        if dead > 0 {
-            metrics::counter!(m::DLQ_EVENTS_TOTAL, &labels).increment(dead as u64);
+        metrics::counter!(m::EVENTS_PROCESSED_TOTAL, &labels).increment(f.events as u64);
+        if f.dead > 0 {
+            metrics::counter!(m::DLQ_EVENTS_TOTAL, &labels).increment(f.dead as u64);
         }
-        metrics::counter!(m::CHANGES_TOTAL, &labels).increment(changes as u64);
+        metrics::counter!(m::CHANGES_TOTAL, &labels).increment(f.changes as u64);
         metrics::counter!(m::BATCHES_COMMITTED_TOTAL, &labels).increment(1);
-        metrics::histogram!(m::BATCH_SIZE_EVENTS, &labels).record(records as f64);
+        metrics::histogram!(m::BATCH_SIZE_EVENTS, &labels).record(f.records as f64);
         metrics::histogram!(m::COMMIT_DURATION_SECONDS, &labels).record(commit_secs);
         metrics::histogram!(m::PROCESSING_LATENCY_SECONDS, &labels)
-            .record((now_ms() - oldest_append_ms).max(0) as f64 / 1000.0);
+            .record((now_ms() - f.oldest_append_ms).max(0) as f64 / 1000.0);
         self.status.update(|s| {
-            s.events_processed += events as u64;
-            s.dlq_events += dead as u64;
-            s.changes += changes as u64;
+            s.events_processed += f.events as u64;
+            s.dlq_events += f.dead as u64;
+            s.changes += f.changes as u64;
             s.batches += 1;
             s.last_commit_ms = Some(now_ms());
         });
-        Ok(StepOutcome {
-            records,
-            changes,
-            dead,
-            fold_micros,
-            versions_micros,
-            commit_micros: (commit_secs * 1e6) as u64,
-        })
+        Ok(())
     }
 
     /// Re-reads positions and the outbox seq from the store.
@@ -308,6 +375,7 @@ impl Worker {
                 *pos = *p;
             }
         }
+        self.read_positions = self.positions.clone();
         self.next_seq = self.store.next_outbox_seq(&self.config.name).await?;
         Ok(())
     }
@@ -372,6 +440,8 @@ impl Worker {
                 match self.step().await {
                     Ok(o) => o,
                     Err(e @ RuntimeError::Halted(_)) => {
+                        // Batches before the failing one are good: keep them.
+                        let _ = self.flush().await;
                         tracing::error!(topology = %self.config.name, error = %e, "topology halted");
                         self.status.update(|s| {
                             s.state = TopologyState::Failed;
@@ -395,6 +465,7 @@ impl Worker {
                 }
             }
         }
+        self.flush().await?;
         self.status.update(|s| s.state = TopologyState::Draining);
         Ok(())
     }
