@@ -7,6 +7,7 @@
 #             (database `test`), else a throwaway cluster made with initdb.
 #   Kafka     KAFKA_BOOTSTRAP if set, else a tansu broker (installed by
 #             ops/install-tansu.sh) started on a free loopback port.
+#   Clients   Python confluent-kafka (PyPI) and psql for the end-to-end tests.
 # Under CI=true a service that can't be had is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -74,9 +75,21 @@ ensure_kafka() {
     echo "Kafka: tansu (pid $pid) on $KAFKA_BOOTSTRAP"
 }
 
+ensure_python_client() {
+    # The end-to-end tests drive the broker with a client nobody on the team wrote.
+    if python3 -c "import confluent_kafka" 2>/dev/null; then
+        echo "Python confluent-kafka: installed"
+        return
+    fi
+    python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka==2.16.1" \
+        || fail "could not install the Python confluent-kafka client from PyPI"
+    echo "Python confluent-kafka: installed now"
+}
+
 step "services"
 ensure_postgres
 ensure_kafka
+ensure_python_client
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
