@@ -37,7 +37,9 @@ pub struct Cursor {
 pub enum CursorError {
     #[error("malformed cursor: {0} (hint: pass a cursor exactly as the server returned it)")]
     Malformed(String),
-    #[error("unsupported cursor version {0} (this server reads version {CURSOR_VERSION}); start from `earliest` or `latest`")]
+    #[error(
+        "unsupported cursor version {0} (this server reads version {CURSOR_VERSION}); start from `earliest` or `latest`"
+    )]
     UnknownVersion(u8),
     #[error("cursor signature is invalid: it was altered, or issued by another server key")]
     BadSignature,
@@ -72,7 +74,10 @@ impl CursorKey {
     /// A key from secret bytes (at least 16).
     pub fn new(secret: &[u8]) -> Result<Self, String> {
         if secret.len() < 16 {
-            return Err(format!("cursor key must be at least 16 bytes, got {}", secret.len()));
+            return Err(format!(
+                "cursor key must be at least 16 bytes, got {}",
+                secret.len()
+            ));
         }
         Ok(CursorKey {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
@@ -82,11 +87,14 @@ impl CursorKey {
     /// Loads the key from `path`, creating a random one there on first use.
     pub fn load_or_create(path: &Path) -> Result<Self, LogError> {
         match std::fs::read(path) {
-            Ok(bytes) => Self::new(&bytes).map_err(|e| LogError::InvalidArgument(format!("{}: {e}", path.display()))),
+            Ok(bytes) => Self::new(&bytes)
+                .map_err(|e| LogError::InvalidArgument(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut secret = [0u8; 32];
                 ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-                    .map_err(|_| LogError::InvalidArgument("no system randomness for a cursor key".into()))?;
+                    .map_err(|_| {
+                        LogError::InvalidArgument("no system randomness for a cursor key".into())
+                    })?;
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
                 }
@@ -117,7 +125,10 @@ impl CursorKey {
     /// Verifies and decodes a cursor for `tenant`.
     pub fn decode(&self, token: &str, tenant: &str) -> Result<Cursor, CursorError> {
         if token.len() > MAX_TOKEN_CHARS {
-            return Err(CursorError::Malformed(format!("{} characters is too long", token.len())));
+            return Err(CursorError::Malformed(format!(
+                "{} characters is too long",
+                token.len()
+            )));
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim())
@@ -132,7 +143,8 @@ impl CursorKey {
         }
         let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
         hmac::verify(&self.key, signed, tag).map_err(|_| CursorError::BadSignature)?;
-        let cursor = parse_body(&signed[1..]).ok_or_else(|| CursorError::Malformed("bad body".into()))?;
+        let cursor =
+            parse_body(&signed[1..]).ok_or_else(|| CursorError::Malformed("bad body".into()))?;
         if cursor.tenant != tenant {
             return Err(CursorError::WrongTenant);
         }
@@ -171,12 +183,19 @@ fn parse_body(mut b: &[u8]) -> Option<Cursor> {
         let o = i64::from_le_bytes(take(&mut b, 8)?.try_into().ok()?);
         positions.insert(p, o);
     }
-    b.is_empty().then_some(Cursor { tenant, topic, positions })
+    b.is_empty().then_some(Cursor {
+        tenant,
+        topic,
+        positions,
+    })
 }
 
 /// Checks a decoded cursor against the log: every offset must still be
 /// readable (else [`CursorError::Expired`]) and not beyond the end.
-pub async fn check_against_log(log: &dyn Log, cursor: &Cursor) -> Result<Result<(), CursorError>, LogError> {
+pub async fn check_against_log(
+    log: &dyn Log,
+    cursor: &Cursor,
+) -> Result<Result<(), CursorError>, LogError> {
     for (&partition, &offset) in &cursor.positions {
         let (low, high) = log.watermarks(&cursor.topic, partition).await?;
         if offset < low {
@@ -219,14 +238,21 @@ mod tests {
     #[test]
     fn round_trips_and_is_url_safe() {
         let token = key().encode(&sample());
-        assert!(token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_eq!(key().decode(&token, "acme").unwrap(), sample());
     }
 
     #[test]
     fn rejects_cursor_of_other_tenant() {
         let token = key().encode(&sample());
-        assert_eq!(key().decode(&token, "globex"), Err(CursorError::WrongTenant));
+        assert_eq!(
+            key().decode(&token, "globex"),
+            Err(CursorError::WrongTenant)
+        );
     }
 
     #[test]
@@ -249,7 +275,9 @@ mod tests {
         let token = key().encode(&sample());
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
         bytes[0] = 9;
-        let err = key().decode(&URL_SAFE_NO_PAD.encode(bytes), "acme").unwrap_err();
+        let err = key()
+            .decode(&URL_SAFE_NO_PAD.encode(bytes), "acme")
+            .unwrap_err();
         assert_eq!(err, CursorError::UnknownVersion(9));
         assert!(err.to_string().contains("version 9"));
     }

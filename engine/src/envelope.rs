@@ -42,11 +42,15 @@ pub fn event_record(event: &Event, encoding: Encoding) -> Record {
 
 /// Decodes an event record, by its `content-type` header when present.
 pub fn decode_event(record: &Record) -> Result<Event, SchemaError> {
-    let content_type = record.header(HEADER_CONTENT_TYPE).and_then(|v| std::str::from_utf8(v).ok());
+    let content_type = record
+        .header(HEADER_CONTENT_TYPE)
+        .and_then(|v| std::str::from_utf8(v).ok());
     codec::decode(&record.value, content_type)
 }
 
 /// The tenant of a record from its header, without decoding the value.
 pub fn record_tenant(record: &Record) -> Option<&str> {
-    record.header(HEADER_TENANT).and_then(|v| std::str::from_utf8(v).ok())
+    record
+        .header(HEADER_TENANT)
+        .and_then(|v| std::str::from_utf8(v).ok())
 }

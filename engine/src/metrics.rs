@@ -19,13 +19,45 @@ pub const OUTBOX_PENDING: &str = "conductor_outbox_pending";
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(EVENTS_PROCESSED_TOTAL, "Input events folded and committed");
-    describe_counter!(DLQ_EVENTS_TOTAL, "Input records sent to the dead-letter topic, by error kind");
-    describe_counter!(CHANGES_TOTAL, "Projection changes applied (one change event each)");
-    describe_counter!(BATCHES_COMMITTED_TOTAL, "Batches committed to the projection store");
-    describe_histogram!(BATCH_SIZE_EVENTS, Unit::Count, "Input records per committed batch");
-    describe_histogram!(PROCESSING_LATENCY_SECONDS, Unit::Seconds, "Time from append to the log to the commit of its batch");
-    describe_histogram!(COMMIT_DURATION_SECONDS, Unit::Seconds, "Duration of one store commit");
-    describe_gauge!(CONSUMER_LAG, Unit::Count, "Records between a topology's position and the partition's end");
-    describe_counter!(OUTBOX_RELAYED_TOTAL, "Outbox records appended to their topics");
-    describe_gauge!(OUTBOX_PENDING, Unit::Count, "Outbox records committed but not yet relayed");
+    describe_counter!(
+        DLQ_EVENTS_TOTAL,
+        "Input records sent to the dead-letter topic, by error kind"
+    );
+    describe_counter!(
+        CHANGES_TOTAL,
+        "Projection changes applied (one change event each)"
+    );
+    describe_counter!(
+        BATCHES_COMMITTED_TOTAL,
+        "Batches committed to the projection store"
+    );
+    describe_histogram!(
+        BATCH_SIZE_EVENTS,
+        Unit::Count,
+        "Input records per committed batch"
+    );
+    describe_histogram!(
+        PROCESSING_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Time from append to the log to the commit of its batch"
+    );
+    describe_histogram!(
+        COMMIT_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of one store commit"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "Records between a topology's position and the partition's end"
+    );
+    describe_counter!(
+        OUTBOX_RELAYED_TOTAL,
+        "Outbox records appended to their topics"
+    );
+    describe_gauge!(
+        OUTBOX_PENDING,
+        Unit::Count,
+        "Outbox records committed but not yet relayed"
+    );
 }

@@ -43,7 +43,11 @@ impl TableSpec {
     /// Every column in storage order: key, `version`, the rest.
     pub fn all_columns(&self) -> Vec<ColumnSpec> {
         let mut v = self.key.clone();
-        v.push(ColumnSpec { name: "version", ty: ColumnType::BigInt, nullable: false });
+        v.push(ColumnSpec {
+            name: "version",
+            ty: ColumnType::BigInt,
+            nullable: false,
+        });
         v.extend(self.columns.iter().cloned());
         v
     }
@@ -83,7 +87,10 @@ impl RowUpsert {
         }
         m.insert("version".into(), self.version.into());
         for (c, v) in spec.columns.iter().zip(&self.values) {
-            m.insert(c.name.to_string(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null));
+            m.insert(
+                c.name.to_string(),
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+            );
         }
         serde_json::Value::Object(m)
     }

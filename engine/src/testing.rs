@@ -13,15 +13,43 @@ pub fn contract_table(name: &'static str) -> TableSpec {
     TableSpec {
         name,
         key: vec![
-            ColumnSpec { name: "tenant_id", ty: ColumnType::Text, nullable: false },
-            ColumnSpec { name: "id", ty: ColumnType::Text, nullable: false },
+            ColumnSpec {
+                name: "tenant_id",
+                ty: ColumnType::Text,
+                nullable: false,
+            },
+            ColumnSpec {
+                name: "id",
+                ty: ColumnType::Text,
+                nullable: false,
+            },
         ],
         columns: vec![
-            ColumnSpec { name: "label", ty: ColumnType::Text, nullable: true },
-            ColumnSpec { name: "count", ty: ColumnType::BigInt, nullable: false },
-            ColumnSpec { name: "deleted", ty: ColumnType::Bool, nullable: false },
-            ColumnSpec { name: "attributes", ty: ColumnType::Json, nullable: false },
-            ColumnSpec { name: "updated_at", ty: ColumnType::Timestamp, nullable: false },
+            ColumnSpec {
+                name: "label",
+                ty: ColumnType::Text,
+                nullable: true,
+            },
+            ColumnSpec {
+                name: "count",
+                ty: ColumnType::BigInt,
+                nullable: false,
+            },
+            ColumnSpec {
+                name: "deleted",
+                ty: ColumnType::Bool,
+                nullable: false,
+            },
+            ColumnSpec {
+                name: "attributes",
+                ty: ColumnType::Json,
+                nullable: false,
+            },
+            ColumnSpec {
+                name: "updated_at",
+                ty: ColumnType::Timestamp,
+                nullable: false,
+            },
         ],
         indexes: vec![vec!["tenant_id", "label"]],
     }
@@ -36,8 +64,13 @@ fn row(table: &'static str, id: &str, version: i64, label: Option<&str>) -> RowU
             label.map_or(SqlValue::Null, |l| SqlValue::Text(l.into())),
             SqlValue::BigInt(version * 10),
             SqlValue::Bool(false),
-            SqlValue::Json(serde_json::json!({"given_name": "Ada", "n": version, "nested": {"ok": true}})),
-            SqlValue::Timestamp(chrono::DateTime::from_timestamp_micros(1_770_000_000_123_456 + version).unwrap_or_default()),
+            SqlValue::Json(
+                serde_json::json!({"given_name": "Ada", "n": version, "nested": {"ok": true}}),
+            ),
+            SqlValue::Timestamp(
+                chrono::DateTime::from_timestamp_micros(1_770_000_000_123_456 + version)
+                    .unwrap_or_default(),
+            ),
         ],
         deleted: false,
     }
@@ -49,8 +82,15 @@ fn outbox(seq: i64, topology: &str) -> OutboxRecord {
         topic: format!("ig.changefeed.{topology}"),
         key: Some(format!("acme/{seq}").into_bytes()),
         value: vec![0, 159, 146, 150, seq as u8], // not UTF-8 on purpose
-        headers: vec![crate::log::Header { key: "ig-change-id".into(), value: format!("c{seq}").into_bytes() }],
-        source: SourcePosition { topic: "ig.ingest.entities".into(), partition: 2, offset: 100 + seq },
+        headers: vec![crate::log::Header {
+            key: "ig-change-id".into(),
+            value: format!("c{seq}").into_bytes(),
+        }],
+        source: SourcePosition {
+            topic: "ig.ingest.entities".into(),
+            partition: 2,
+            offset: 100 + seq,
+        },
         source_index: (seq % 3) as u32,
     }
 }
@@ -60,54 +100,103 @@ fn outbox(seq: i64, topology: &str) -> OutboxRecord {
 /// `topology` must be unique to this run; `table` must be a fresh table name.
 pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: &'static str) {
     let spec = contract_table(table);
-    store.migrate(std::slice::from_ref(&spec)).await.expect("migrate");
-    store.migrate(std::slice::from_ref(&spec)).await.expect("migrations must be idempotent");
+    store
+        .migrate(std::slice::from_ref(&spec))
+        .await
+        .expect("migrate");
+    store
+        .migrate(std::slice::from_ref(&spec))
+        .await
+        .expect("migrations must be idempotent");
 
-    assert!(store.load_offsets(topology).await.unwrap().is_empty(), "fresh topology has no offsets");
-    assert_eq!(store.next_outbox_seq(topology).await.unwrap(), 0, "outbox seq starts at 0");
+    assert!(
+        store.load_offsets(topology).await.unwrap().is_empty(),
+        "fresh topology has no offsets"
+    );
+    assert_eq!(
+        store.next_outbox_seq(topology).await.unwrap(),
+        0,
+        "outbox seq starts at 0"
+    );
 
-    let pos = |o: i64| vec![InputPosition { topic: "ig.ingest.entities".into(), partition: 2, next_offset: o }];
+    let pos = |o: i64| {
+        vec![InputPosition {
+            topic: "ig.ingest.entities".into(),
+            partition: 2,
+            next_offset: o,
+        }]
+    };
     store
         .commit(StoreCommit {
             topology: topology.into(),
-            upserts: vec![row(table, "p1", 3, Some("first")), row(table, "p2", 1, None)],
+            upserts: vec![
+                row(table, "p1", 3, Some("first")),
+                row(table, "p2", 1, None),
+            ],
             outbox: vec![outbox(0, topology), outbox(1, topology)],
             offsets: pos(10),
         })
         .await
         .expect("commit");
     let offsets = store.load_offsets(topology).await.unwrap();
-    assert_eq!(offsets.get(&("ig.ingest.entities".to_string(), 2)), Some(&10), "offsets stored with the batch");
+    assert_eq!(
+        offsets.get(&("ig.ingest.entities".to_string(), 2)),
+        Some(&10),
+        "offsets stored with the batch"
+    );
     assert_eq!(store.next_outbox_seq(topology).await.unwrap(), 2);
 
     // Version guard: older and equal versions change nothing; newer wins.
     store
         .commit(StoreCommit {
             topology: topology.into(),
-            upserts: vec![row(table, "p1", 2, Some("older")), row(table, "p2", 2, Some("newer"))],
+            upserts: vec![
+                row(table, "p1", 2, Some("older")),
+                row(table, "p2", 2, Some("newer")),
+            ],
             outbox: vec![],
             offsets: pos(12),
         })
         .await
         .unwrap();
     store
-        .commit(StoreCommit { topology: topology.into(), upserts: vec![row(table, "p1", 3, Some("same"))], outbox: vec![], offsets: pos(13) })
+        .commit(StoreCommit {
+            topology: topology.into(),
+            upserts: vec![row(table, "p1", 3, Some("same"))],
+            outbox: vec![],
+            offsets: pos(13),
+        })
         .await
         .unwrap();
     let rows = store.dump_table(&spec).await.unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["id"], "p1", "dump is ordered by key");
-    assert_eq!(rows[0]["label"], "first", "older/equal versions are ignored");
+    assert_eq!(
+        rows[0]["label"], "first",
+        "older/equal versions are ignored"
+    );
     assert_eq!(rows[0]["version"], 3);
     assert_eq!(rows[1]["label"], "newer");
     assert_eq!(rows[1]["count"], 20);
     assert_eq!(rows[1]["deleted"], false);
-    assert_eq!(rows[1]["attributes"]["nested"]["ok"], true, "JSON columns round-trip");
-    assert_eq!(rows[1]["updated_at"], "2026-02-02T02:40:00.123458Z", "timestamps dump as RFC 3339 with micros");
+    assert_eq!(
+        rows[1]["attributes"]["nested"]["ok"], true,
+        "JSON columns round-trip"
+    );
+    assert_eq!(
+        rows[1]["updated_at"], "2026-02-02T02:40:00.123458Z",
+        "timestamps dump as RFC 3339 with micros"
+    );
     assert_eq!(rows[0]["label"], serde_json::Value::String("first".into()));
 
     let versions = store
-        .current_versions(&spec, &[vec!["acme".into(), "p1".into()], vec!["acme".into(), "nope".into()]])
+        .current_versions(
+            &spec,
+            &[
+                vec!["acme".into(), "p1".into()],
+                vec!["acme".into(), "nope".into()],
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(versions.len(), 1);
@@ -122,31 +211,76 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             offsets: pos(99),
         })
         .await;
-    assert!(err.is_err(), "a commit with a gap in the outbox seq must fail");
-    assert_eq!(store.dump_table(&spec).await.unwrap().len(), 2, "failed commit left no row");
-    assert_eq!(store.load_offsets(topology).await.unwrap().get(&("ig.ingest.entities".to_string(), 2)), Some(&13), "failed commit left offsets");
+    assert!(
+        err.is_err(),
+        "a commit with a gap in the outbox seq must fail"
+    );
+    assert_eq!(
+        store.dump_table(&spec).await.unwrap().len(),
+        2,
+        "failed commit left no row"
+    );
+    assert_eq!(
+        store
+            .load_offsets(topology)
+            .await
+            .unwrap()
+            .get(&("ig.ingest.entities".to_string(), 2)),
+        Some(&13),
+        "failed commit left offsets"
+    );
 
     // Outbox: read in seq order with bytes intact, then delete relayed ones.
     let got = store.read_outbox(topology, 0, 10).await.unwrap();
-    assert_eq!(got, vec![outbox(0, topology), outbox(1, topology)], "outbox records round-trip exactly");
+    assert_eq!(
+        got,
+        vec![outbox(0, topology), outbox(1, topology)],
+        "outbox records round-trip exactly"
+    );
     assert_eq!(store.read_outbox(topology, 1, 10).await.unwrap().len(), 1);
     assert_eq!(store.delete_outbox(topology, 1).await.unwrap(), 1);
-    assert_eq!(store.read_outbox(topology, 0, 10).await.unwrap(), vec![outbox(1, topology)]);
-    assert_eq!(store.next_outbox_seq(topology).await.unwrap(), 2, "deleting does not move the seq");
+    assert_eq!(
+        store.read_outbox(topology, 0, 10).await.unwrap(),
+        vec![outbox(1, topology)]
+    );
+    assert_eq!(
+        store.next_outbox_seq(topology).await.unwrap(),
+        2,
+        "deleting does not move the seq"
+    );
 
     // reset-offsets replaces the positions.
     store
-        .store_offsets(topology, &[InputPosition { topic: "ig.ingest.entities".into(), partition: 0, next_offset: 5 }])
+        .store_offsets(
+            topology,
+            &[InputPosition {
+                topic: "ig.ingest.entities".into(),
+                partition: 0,
+                next_offset: 5,
+            }],
+        )
         .await
         .unwrap();
     let offsets = store.load_offsets(topology).await.unwrap();
     assert_eq!(offsets.len(), 1);
-    assert_eq!(offsets.get(&("ig.ingest.entities".to_string(), 0)), Some(&5));
+    assert_eq!(
+        offsets.get(&("ig.ingest.entities".to_string(), 0)),
+        Some(&5)
+    );
 
-    assert_eq!(store.control(topology).await.unwrap(), TopologyControl::default());
-    store.set_control(topology, &TopologyControl { paused: true }).await.unwrap();
+    assert_eq!(
+        store.control(topology).await.unwrap(),
+        TopologyControl::default()
+    );
+    store
+        .set_control(topology, &TopologyControl { paused: true })
+        .await
+        .unwrap();
     assert!(store.control(topology).await.unwrap().paused);
-    store.set_control(topology, &TopologyControl { paused: false }).await.unwrap();
+    store
+        .set_control(topology, &TopologyControl { paused: false })
+        .await
+        .unwrap();
     assert!(!store.control(topology).await.unwrap().paused);
 }
 
@@ -159,15 +293,27 @@ pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, event
     for (i, e) in events.iter().enumerate() {
         let ea = a.process(e);
         let eb = b.process(e);
-        assert_eq!(ea, eb, "processor {} is not deterministic at event {i}", a.name());
+        assert_eq!(
+            ea,
+            eb,
+            "processor {} is not deterministic at event {i}",
+            a.name()
+        );
         for effect in ea.unwrap_or_default() {
             if let Effect::Upsert(u) = effect {
                 let spec = tables
                     .iter()
                     .find(|t| t.name == u.table)
-                    .unwrap_or_else(|| panic!("processor {} writes undeclared table {}", a.name(), u.table));
+                    .unwrap_or_else(|| {
+                        panic!("processor {} writes undeclared table {}", a.name(), u.table)
+                    });
                 assert_eq!(u.key.len(), spec.key.len(), "key arity of {}", u.table);
-                assert_eq!(u.values.len(), spec.columns.len(), "value arity of {}", u.table);
+                assert_eq!(
+                    u.values.len(),
+                    spec.columns.len(),
+                    "value arity of {}",
+                    u.table
+                );
             }
         }
     }

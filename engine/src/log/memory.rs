@@ -39,7 +39,12 @@ impl MemoryLog {
     }
 
     /// Drops every record below `offset` (what retention does), for tests of expiry.
-    pub fn truncate_before(&self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError> {
+    pub fn truncate_before(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), LogError> {
         let mut st = self.lock();
         let p = partition_mut(&mut st, topic, partition)?;
         let drop = (offset - p.low).clamp(0, p.records.len() as i64) as usize;
@@ -55,7 +60,11 @@ impl MemoryLog {
     }
 }
 
-fn partition_mut<'a>(st: &'a mut State, topic: &str, partition: i32) -> Result<&'a mut Partition, LogError> {
+fn partition_mut<'a>(
+    st: &'a mut State,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a mut Partition, LogError> {
     let parts = st
         .topics
         .get_mut(topic)
@@ -88,7 +97,9 @@ impl Log for MemoryLog {
         if st.topics.contains_key(topic) {
             return Err(LogError::TopicExists(topic.to_string()));
         }
-        let parts = (0..config.partitions).map(|_| Partition::default()).collect();
+        let parts = (0..config.partitions)
+            .map(|_| Partition::default())
+            .collect();
         st.topics.insert(topic.to_string(), parts);
         Ok(())
     }
@@ -117,10 +128,17 @@ impl Log for MemoryLog {
         })
     }
 
-    async fn append(&self, topic: &str, partition: i32, records: Vec<Record>) -> Result<AppendedRange, LogError> {
+    async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<Record>,
+    ) -> Result<AppendedRange, LogError> {
         validate_records(&records)?;
         if records.is_empty() {
-            return Err(LogError::InvalidArgument("cannot append an empty batch".into()));
+            return Err(LogError::InvalidArgument(
+                "cannot append an empty batch".into(),
+            ));
         }
         let mut st = self.lock();
         let p = partition_mut(&mut st, topic, partition)?;
@@ -132,7 +150,13 @@ impl Log for MemoryLog {
         })
     }
 
-    async fn read(&self, topic: &str, partition: i32, from: i64, max_records: usize) -> Result<Vec<StoredRecord>, LogError> {
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        max_records: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
         let mut st = self.lock();
         let p = partition_mut(&mut st, topic, partition)?;
         if from < p.low || from > p.high() {
@@ -164,17 +188,25 @@ impl Log for MemoryLog {
         Ok((p.low, p.high()))
     }
 
-    async fn offset_for_timestamp(&self, topic: &str, partition: i32, timestamp_ms: i64) -> Result<Option<i64>, LogError> {
+    async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> Result<Option<i64>, LogError> {
         let mut st = self.lock();
         let p = partition_mut(&mut st, topic, partition)?;
-        Ok(p
-            .records
+        Ok(p.records
             .iter()
             .position(|r| r.timestamp_ms >= timestamp_ms)
             .map(|i| p.low + i as i64))
     }
 
-    async fn open_writer(&self, group: &str, writer_id: &str) -> Result<Box<dyn TransactionalWriter>, LogError> {
+    async fn open_writer(
+        &self,
+        group: &str,
+        writer_id: &str,
+    ) -> Result<Box<dyn TransactionalWriter>, LogError> {
         let mut st = self.lock();
         let epoch = st.epochs.entry(writer_id.to_string()).or_insert(0);
         *epoch += 1;
@@ -186,7 +218,11 @@ impl Log for MemoryLog {
         }))
     }
 
-    async fn committed_positions(&self, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, LogError> {
+    async fn committed_positions(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<i32, i64>, LogError> {
         Ok(self
             .lock()
             .positions

@@ -156,7 +156,9 @@ pub struct Transaction {
 /// Why a log operation failed. Callers decide on [`LogError::kind`], never on text.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("topic `{0}` does not exist (hint: create it with `conductor topic create {0} --partitions N`)")]
+    #[error(
+        "topic `{0}` does not exist (hint: create it with `conductor topic create {0} --partitions N`)"
+    )]
     UnknownTopic(String),
     #[error("topic `{0}` already exists")]
     TopicExists(String),

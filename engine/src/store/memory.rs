@@ -58,11 +58,23 @@ impl ProjectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn load_offsets(&self, topology: &str) -> Result<BTreeMap<(String, i32), i64>, StoreError> {
-        Ok(self.lock().offsets.get(topology).cloned().unwrap_or_default())
+    async fn load_offsets(
+        &self,
+        topology: &str,
+    ) -> Result<BTreeMap<(String, i32), i64>, StoreError> {
+        Ok(self
+            .lock()
+            .offsets
+            .get(topology)
+            .cloned()
+            .unwrap_or_default())
     }
 
-    async fn store_offsets(&self, topology: &str, offsets: &[InputPosition]) -> Result<(), StoreError> {
+    async fn store_offsets(
+        &self,
+        topology: &str,
+        offsets: &[InputPosition],
+    ) -> Result<(), StoreError> {
         let mut st = self.lock();
         let map = st.offsets.entry(topology.to_string()).or_default();
         map.clear();
@@ -72,10 +84,20 @@ impl ProjectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn current_versions(&self, table: &TableSpec, keys: &[Vec<String>]) -> Result<HashMap<Vec<String>, i64>, StoreError> {
+    async fn current_versions(
+        &self,
+        table: &TableSpec,
+        keys: &[Vec<String>],
+    ) -> Result<HashMap<Vec<String>, i64>, StoreError> {
         let st = self.lock();
-        let rows = st.rows.get(table.name).ok_or_else(|| StoreError::UnknownTable(table.name.to_string()))?;
-        Ok(keys.iter().filter_map(|k| rows.get(k).map(|r| (k.clone(), r.version))).collect())
+        let rows = st
+            .rows
+            .get(table.name)
+            .ok_or_else(|| StoreError::UnknownTable(table.name.to_string()))?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| rows.get(k).map(|r| (k.clone(), r.version)))
+            .collect())
     }
 
     async fn next_outbox_seq(&self, topology: &str) -> Result<i64, StoreError> {
@@ -88,7 +110,11 @@ impl ProjectionStore for MemoryStore {
         if let Some(first) = commit.outbox.first()
             && first.seq != expected
         {
-            return Err(StoreError::OutboxSequence { topology: commit.topology, expected, got: first.seq });
+            return Err(StoreError::OutboxSequence {
+                topology: commit.topology,
+                expected,
+                got: first.seq,
+            });
         }
         for u in &commit.upserts {
             if !st.rows.contains_key(u.table) {
@@ -115,18 +141,30 @@ impl ProjectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn read_outbox(&self, topology: &str, from_seq: i64, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+    async fn read_outbox(
+        &self,
+        topology: &str,
+        from_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
         let st = self.lock();
         Ok(st
             .outbox
             .get(topology)
-            .map(|o| o.range(from_seq..).take(limit).map(|(_, r)| r.clone()).collect())
+            .map(|o| {
+                o.range(from_seq..)
+                    .take(limit)
+                    .map(|(_, r)| r.clone())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     async fn delete_outbox(&self, topology: &str, below_seq: i64) -> Result<u64, StoreError> {
         let mut st = self.lock();
-        let Some(o) = st.outbox.get_mut(topology) else { return Ok(0) };
+        let Some(o) = st.outbox.get_mut(topology) else {
+            return Ok(0);
+        };
         let keep = o.split_off(&below_seq);
         let removed = o.len() as u64;
         *o = keep;
@@ -134,17 +172,31 @@ impl ProjectionStore for MemoryStore {
     }
 
     async fn control(&self, topology: &str) -> Result<TopologyControl, StoreError> {
-        Ok(self.lock().control.get(topology).cloned().unwrap_or_default())
+        Ok(self
+            .lock()
+            .control
+            .get(topology)
+            .cloned()
+            .unwrap_or_default())
     }
 
-    async fn set_control(&self, topology: &str, control: &TopologyControl) -> Result<(), StoreError> {
-        self.lock().control.insert(topology.to_string(), control.clone());
+    async fn set_control(
+        &self,
+        topology: &str,
+        control: &TopologyControl,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .control
+            .insert(topology.to_string(), control.clone());
         Ok(())
     }
 
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError> {
         let st = self.lock();
-        let rows = st.rows.get(table.name).ok_or_else(|| StoreError::UnknownTable(table.name.to_string()))?;
+        let rows = st
+            .rows
+            .get(table.name)
+            .ok_or_else(|| StoreError::UnknownTable(table.name.to_string()))?;
         Ok(rows
             .values()
             .map(|r| {

@@ -61,13 +61,23 @@ pub struct TopologyControl {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot connect to the {backend} store at {target}: {detail}")]
-    Connect { backend: &'static str, target: String, detail: String },
+    Connect {
+        backend: &'static str,
+        target: String,
+        detail: String,
+    },
     #[error("database error during {operation}: {detail}")]
     Database { operation: String, detail: String },
     #[error("unknown table `{0}`: it is not declared by any processor of this store")]
     UnknownTable(String),
-    #[error("outbox sequence mismatch for topology `{topology}`: commit starts at {got}, store expects {expected}")]
-    OutboxSequence { topology: String, expected: i64, got: i64 },
+    #[error(
+        "outbox sequence mismatch for topology `{topology}`: commit starts at {got}, store expects {expected}"
+    )]
+    OutboxSequence {
+        topology: String,
+        expected: i64,
+        got: i64,
+    },
 }
 
 /// Where projections, outbox and offsets live.
@@ -80,14 +90,25 @@ pub trait ProjectionStore: Send + Sync + 'static {
     async fn migrate(&self, tables: &[TableSpec]) -> Result<(), StoreError>;
 
     /// The stored input positions of a topology: (topic, partition) → next offset.
-    async fn load_offsets(&self, topology: &str) -> Result<BTreeMap<(String, i32), i64>, StoreError>;
+    async fn load_offsets(
+        &self,
+        topology: &str,
+    ) -> Result<BTreeMap<(String, i32), i64>, StoreError>;
 
     /// Replaces a topology's input positions (reset-offsets); the caller makes
     /// sure the topology is not running.
-    async fn store_offsets(&self, topology: &str, offsets: &[InputPosition]) -> Result<(), StoreError>;
+    async fn store_offsets(
+        &self,
+        topology: &str,
+        offsets: &[InputPosition],
+    ) -> Result<(), StoreError>;
 
     /// Stored versions of the given keys of `table` (absent keys are missing).
-    async fn current_versions(&self, table: &TableSpec, keys: &[Vec<String>]) -> Result<HashMap<Vec<String>, i64>, StoreError>;
+    async fn current_versions(
+        &self,
+        table: &TableSpec,
+        keys: &[Vec<String>],
+    ) -> Result<HashMap<Vec<String>, i64>, StoreError>;
 
     /// The seq the next outbox record of `topology` must get.
     async fn next_outbox_seq(&self, topology: &str) -> Result<i64, StoreError>;
@@ -96,7 +117,12 @@ pub trait ProjectionStore: Send + Sync + 'static {
     async fn commit(&self, commit: StoreCommit) -> Result<(), StoreError>;
 
     /// Outbox records of `topology` with `seq >= from_seq`, in seq order.
-    async fn read_outbox(&self, topology: &str, from_seq: i64, limit: usize) -> Result<Vec<OutboxRecord>, StoreError>;
+    async fn read_outbox(
+        &self,
+        topology: &str,
+        from_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError>;
 
     /// Deletes outbox records with `seq < below_seq` (already relayed).
     async fn delete_outbox(&self, topology: &str, below_seq: i64) -> Result<u64, StoreError>;
@@ -105,14 +131,21 @@ pub trait ProjectionStore: Send + Sync + 'static {
     async fn control(&self, topology: &str) -> Result<TopologyControl, StoreError>;
 
     /// Writes a topology's control row.
-    async fn set_control(&self, topology: &str, control: &TopologyControl) -> Result<(), StoreError>;
+    async fn set_control(
+        &self,
+        topology: &str,
+        control: &TopologyControl,
+    ) -> Result<(), StoreError>;
 
     /// Every row of a table as JSON objects ordered by key (tests, digests, diffs).
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError>;
 }
 
 /// blake3 digest of a table's rows in key order: equal digests, equal projections.
-pub async fn table_digest(store: &dyn ProjectionStore, table: &TableSpec) -> Result<String, StoreError> {
+pub async fn table_digest(
+    store: &dyn ProjectionStore,
+    table: &TableSpec,
+) -> Result<String, StoreError> {
     let mut h = blake3::Hasher::new();
     for row in store.dump_table(table).await? {
         h.update(row.to_string().as_bytes());

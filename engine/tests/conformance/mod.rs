@@ -23,8 +23,14 @@ fn rec(i: i64) -> Record {
         key: Some(format!("acme/subject-{i}").into_bytes()),
         value: format!("{{\"n\":{i}}}").into_bytes(),
         headers: vec![
-            Header { key: "ig-tenant".into(), value: b"acme".to_vec() },
-            Header { key: "seq".into(), value: i.to_le_bytes().to_vec() },
+            Header {
+                key: "ig-tenant".into(),
+                value: b"acme".to_vec(),
+            },
+            Header {
+                key: "seq".into(),
+                value: i.to_le_bytes().to_vec(),
+            },
         ],
         timestamp_ms: 1_700_000_000_000 + i * 1000,
     }
@@ -37,7 +43,12 @@ async fn create(log: &Arc<dyn Log>, topic: &str, partitions: i32) {
 }
 
 /// Reads a whole partition from `from`.
-pub async fn read_all(log: &Arc<dyn Log>, topic: &str, partition: i32, from: i64) -> Vec<StoredRecord> {
+pub async fn read_all(
+    log: &Arc<dyn Log>,
+    topic: &str,
+    partition: i32,
+    from: i64,
+) -> Vec<StoredRecord> {
     let mut out = Vec::new();
     let mut next = from;
     loop {
@@ -72,17 +83,24 @@ pub async fn rejects_duplicate_unknown_and_invalid_topics(log: Arc<dyn Log>, p: 
         log.create_topic(&t, &TopicConfig::with_partitions(1)).await,
         Err(LogError::TopicExists(_))
     ));
-    assert!(matches!(log.describe_topic(&format!("{p}.missing")).await, Err(LogError::UnknownTopic(_))));
+    assert!(matches!(
+        log.describe_topic(&format!("{p}.missing")).await,
+        Err(LogError::UnknownTopic(_))
+    ));
     assert!(matches!(
         log.append(&format!("{p}.missing"), 0, vec![rec(0)]).await,
         Err(LogError::UnknownTopic(_))
     ));
     assert!(matches!(
-        log.create_topic("bad name/with slash", &TopicConfig::with_partitions(1)).await,
+        log.create_topic("bad name/with slash", &TopicConfig::with_partitions(1))
+            .await,
         Err(LogError::InvalidTopicName { .. })
     ));
     let err = log.append(&t, 5, vec![rec(0)]).await.unwrap_err();
-    assert!(matches!(err, LogError::UnknownPartition { partition: 5, .. }), "{err}");
+    assert!(
+        matches!(err, LogError::UnknownPartition { partition: 5, .. }),
+        "{err}"
+    );
 }
 
 pub async fn appends_dense_offsets_and_reads_back_intact(log: Arc<dyn Log>, p: String) {
@@ -101,12 +119,24 @@ pub async fn appends_dense_offsets_and_reads_back_intact(log: Arc<dyn Log>, p: S
         assert_eq!(s.offset, i as i64);
         assert_eq!(s.partition, 0);
         assert_eq!(s.topic, t);
-        let expected = if i == 3 { no_key.clone() } else { rec(i as i64) };
+        let expected = if i == 3 {
+            no_key.clone()
+        } else {
+            rec(i as i64)
+        };
         assert_eq!(s.record.key, expected.key, "key at {i}");
         assert_eq!(s.record.value, expected.value, "value at {i}");
-        assert_eq!(s.record.timestamp_ms, expected.timestamp_ms, "timestamp at {i}");
+        assert_eq!(
+            s.record.timestamp_ms, expected.timestamp_ms,
+            "timestamp at {i}"
+        );
         for h in &expected.headers {
-            assert_eq!(s.record.header(&h.key), Some(h.value.as_slice()), "header {} at {i}", h.key);
+            assert_eq!(
+                s.record.header(&h.key),
+                Some(h.value.as_slice()),
+                "header {} at {i}",
+                h.key
+            );
         }
     }
 }
@@ -115,7 +145,9 @@ pub async fn reads_from_any_position_with_a_limit(log: Arc<dyn Log>, p: String) 
     let t = format!("{p}.pos");
     create(&log, &t, 1).await;
     for chunk in 0..5 {
-        log.append(&t, 0, (chunk * 20..chunk * 20 + 20).map(rec).collect()).await.unwrap();
+        log.append(&t, 0, (chunk * 20..chunk * 20 + 20).map(rec).collect())
+            .await
+            .unwrap();
     }
     let got = log.read(&t, 0, 37, 10).await.unwrap();
     assert!(!got.is_empty() && got.len() <= 10);
@@ -124,8 +156,14 @@ pub async fn reads_from_any_position_with_a_limit(log: Arc<dyn Log>, p: String) 
     for w in got.windows(2) {
         assert_eq!(w[1].offset, w[0].offset + 1);
     }
-    assert!(log.read(&t, 0, 100, 10).await.unwrap().is_empty(), "reading at the end is empty");
-    assert!(matches!(log.read(&t, 0, 500, 10).await, Err(LogError::OffsetOutOfRange { .. })));
+    assert!(
+        log.read(&t, 0, 100, 10).await.unwrap().is_empty(),
+        "reading at the end is empty"
+    );
+    assert!(matches!(
+        log.read(&t, 0, 500, 10).await,
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     assert_eq!(log.watermarks(&t, 0).await.unwrap(), (0, 100));
 }
 
@@ -133,12 +171,19 @@ pub async fn keeps_partitions_independent(log: Arc<dyn Log>, p: String) {
     let t = format!("{p}.parts");
     create(&log, &t, 3).await;
     log.append(&t, 0, (0..5).map(rec).collect()).await.unwrap();
-    log.append(&t, 2, (100..102).map(rec).collect()).await.unwrap();
+    log.append(&t, 2, (100..102).map(rec).collect())
+        .await
+        .unwrap();
     let d = log.describe_topic(&t).await.unwrap();
     let highs: Vec<i64> = d.partitions.iter().map(|p| p.high_watermark).collect();
     assert_eq!(highs, vec![5, 0, 2]);
     let p2 = read_all(&log, &t, 2, 0).await;
-    assert_eq!(p2.iter().map(|r| r.record.value.clone()).collect::<Vec<_>>(), vec![rec(100).value, rec(101).value]);
+    assert_eq!(
+        p2.iter()
+            .map(|r| r.record.value.clone())
+            .collect::<Vec<_>>(),
+        vec![rec(100).value, rec(101).value]
+    );
     assert!(read_all(&log, &t, 1, 0).await.is_empty());
 }
 
@@ -147,10 +192,28 @@ pub async fn finds_offset_for_timestamp(log: Arc<dyn Log>, p: String) {
     create(&log, &t, 1).await;
     log.append(&t, 0, (0..50).map(rec).collect()).await.unwrap();
     let base = 1_700_000_000_000;
-    assert_eq!(log.offset_for_timestamp(&t, 0, base - 5).await.unwrap(), Some(0));
-    assert_eq!(log.offset_for_timestamp(&t, 0, base + 20_000).await.unwrap(), Some(20));
-    assert_eq!(log.offset_for_timestamp(&t, 0, base + 20_500).await.unwrap(), Some(21));
-    assert_eq!(log.offset_for_timestamp(&t, 0, base + 1_000_000).await.unwrap(), None);
+    assert_eq!(
+        log.offset_for_timestamp(&t, 0, base - 5).await.unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        log.offset_for_timestamp(&t, 0, base + 20_000)
+            .await
+            .unwrap(),
+        Some(20)
+    );
+    assert_eq!(
+        log.offset_for_timestamp(&t, 0, base + 20_500)
+            .await
+            .unwrap(),
+        Some(21)
+    );
+    assert_eq!(
+        log.offset_for_timestamp(&t, 0, base + 1_000_000)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn rejects_oversized_record(log: Arc<dyn Log>, p: String) {
@@ -158,8 +221,15 @@ pub async fn rejects_oversized_record(log: Arc<dyn Log>, p: String) {
     create(&log, &t, 1).await;
     let mut r = rec(0);
     r.value = vec![b'x'; MAX_RECORD_BYTES + 1];
-    assert!(matches!(log.append(&t, 0, vec![r]).await, Err(LogError::RecordTooLarge { .. })));
-    assert_eq!(log.watermarks(&t, 0).await.unwrap().1, 0, "nothing appended");
+    assert!(matches!(
+        log.append(&t, 0, vec![r]).await,
+        Err(LogError::RecordTooLarge { .. })
+    ));
+    assert_eq!(
+        log.watermarks(&t, 0).await.unwrap().1,
+        0,
+        "nothing appended"
+    );
 }
 
 pub async fn keeps_order_under_concurrent_appends(log: Arc<dyn Log>, p: String) {
@@ -188,7 +258,10 @@ pub async fn keeps_order_under_concurrent_appends(log: Arc<dyn Log>, p: String) 
     }
     // Each batch stays contiguous (atomic append).
     for chunk in all.chunks(5) {
-        let first: i64 = String::from_utf8_lossy(&chunk[0].record.value)[5..].trim_end_matches('}').parse().unwrap();
+        let first: i64 = String::from_utf8_lossy(&chunk[0].record.value)[5..]
+            .trim_end_matches('}')
+            .parse()
+            .unwrap();
         for (k, r) in chunk.iter().enumerate() {
             assert_eq!(r.record.value, rec(first + k as i64).value);
         }
@@ -200,7 +273,14 @@ fn out(topic: &str, partition: i32, i: i64, src: &str) -> OutputRecord {
         topic: topic.to_string(),
         partition,
         record: rec(i),
-        source: Some((SourcePosition { topic: src.to_string(), partition: 0, offset: i }, 0)),
+        source: Some((
+            SourcePosition {
+                topic: src.to_string(),
+                partition: 0,
+                offset: i,
+            },
+            0,
+        )),
     }
 }
 
@@ -209,13 +289,29 @@ pub async fn commits_outputs_and_positions_together(log: Arc<dyn Log>, p: String
     let output = format!("{p}.out");
     create(&log, &input, 1).await;
     create(&log, &output, 2).await;
-    log.append(&input, 0, (0..10).map(rec).collect()).await.unwrap();
+    log.append(&input, 0, (0..10).map(rec).collect())
+        .await
+        .unwrap();
     let group = format!("{p}-group");
-    assert!(log.committed_positions(&group, &input).await.unwrap().is_empty());
-    let mut w = log.open_writer(&group, &format!("{p}-writer")).await.unwrap();
+    assert!(
+        log.committed_positions(&group, &input)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut w = log
+        .open_writer(&group, &format!("{p}-writer"))
+        .await
+        .unwrap();
     for batch in 0..2i64 {
-        let outputs = (batch * 5..batch * 5 + 5).map(|i| out(&output, (i % 2) as i32, i, &input)).collect();
-        let positions = vec![InputPosition { topic: input.clone(), partition: 0, next_offset: batch * 5 + 5 }];
+        let outputs = (batch * 5..batch * 5 + 5)
+            .map(|i| out(&output, (i % 2) as i32, i, &input))
+            .collect();
+        let positions = vec![InputPosition {
+            topic: input.clone(),
+            partition: 0,
+            next_offset: batch * 5 + 5,
+        }];
         let offsets = w.commit(Transaction { outputs, positions }).await.unwrap();
         assert_eq!(offsets.len(), 5);
     }
@@ -225,9 +321,20 @@ pub async fn commits_outputs_and_positions_together(log: Arc<dyn Log>, p: String
     let p1 = read_all(&log, &output, 1, 0).await;
     assert_eq!(p0.len() + p1.len(), 10);
     let values: Vec<_> = p0.iter().map(|r| r.record.value.clone()).collect();
-    assert_eq!(values, (0..10).filter(|i| i % 2 == 0).map(|i| rec(i).value).collect::<Vec<_>>());
+    assert_eq!(
+        values,
+        (0..10)
+            .filter(|i| i % 2 == 0)
+            .map(|i| rec(i).value)
+            .collect::<Vec<_>>()
+    );
     // Positions are per group.
-    assert!(log.committed_positions(&format!("{p}-other"), &input).await.unwrap().is_empty());
+    assert!(
+        log.committed_positions(&format!("{p}-other"), &input)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn fences_zombie_writer(log: Arc<dyn Log>, p: String) {
@@ -238,26 +345,50 @@ pub async fn fences_zombie_writer(log: Arc<dyn Log>, p: String) {
     let group = format!("{p}-group");
     let id = format!("{p}-writer");
     let mut old = log.open_writer(&group, &id).await.unwrap();
-    old.commit(Transaction { outputs: vec![out(&output, 0, 0, &input)], positions: vec![] }).await.unwrap();
+    old.commit(Transaction {
+        outputs: vec![out(&output, 0, 0, &input)],
+        positions: vec![],
+    })
+    .await
+    .unwrap();
     let mut new = log.open_writer(&group, &id).await.unwrap();
     assert!(new.epoch() > old.epoch());
     let err = old
         .commit(Transaction {
             outputs: vec![out(&output, 0, 1, &input)],
-            positions: vec![InputPosition { topic: input.clone(), partition: 0, next_offset: 2 }],
+            positions: vec![InputPosition {
+                topic: input.clone(),
+                partition: 0,
+                next_offset: 2,
+            }],
         })
         .await
         .unwrap_err();
     assert!(matches!(err, LogError::Fenced { .. }), "{err}");
     new.commit(Transaction {
         outputs: vec![out(&output, 0, 1, &input)],
-        positions: vec![InputPosition { topic: input.clone(), partition: 0, next_offset: 2 }],
+        positions: vec![InputPosition {
+            topic: input.clone(),
+            partition: 0,
+            next_offset: 2,
+        }],
     })
     .await
     .unwrap();
     let all = read_all(&log, &output, 0, 0).await;
-    assert_eq!(all.iter().map(|r| r.record.value.clone()).collect::<Vec<_>>(), vec![rec(0).value, rec(1).value]);
-    assert_eq!(log.committed_positions(&group, &input).await.unwrap().get(&0), Some(&2));
+    assert_eq!(
+        all.iter()
+            .map(|r| r.record.value.clone())
+            .collect::<Vec<_>>(),
+        vec![rec(0).value, rec(1).value]
+    );
+    assert_eq!(
+        log.committed_positions(&group, &input)
+            .await
+            .unwrap()
+            .get(&0),
+        Some(&2)
+    );
 }
 
 /// Expands to one `#[tokio::test]` per conformance case.

@@ -96,7 +96,9 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, FrameError> {
     }
     let len = u32::from_le_bytes(buf[1..5].try_into().unwrap_or_default()) as usize;
     if !(4 + BODY_PREFIX_LEN..=MAX_BATCH_BYTES).contains(&len) {
-        return Err(FrameError::Invalid(format!("implausible batch length {len}")));
+        return Err(FrameError::Invalid(format!(
+            "implausible batch length {len}"
+        )));
     }
     let crc = u32::from_le_bytes(buf[5..9].try_into().unwrap_or_default());
     Ok(BatchHeader {
@@ -157,7 +159,8 @@ pub fn decode_records(batch: &BatchView<'_>) -> Result<Vec<(i64, Record)>, Frame
     // The count is untrusted until every record has been read: bound the
     // allocation by what the bytes could possibly hold.
     const MIN_RECORD_LEN: usize = 8 + 8 + 4 + 4 + 2;
-    let mut out = Vec::with_capacity((batch.count as usize).min(batch.records.len() / MIN_RECORD_LEN));
+    let mut out =
+        Vec::with_capacity((batch.count as usize).min(batch.records.len() / MIN_RECORD_LEN));
     let mut cur = Cursor { buf: batch.records };
     for i in 0..batch.count as i64 {
         let offset = batch.base_offset + i;
@@ -165,10 +168,14 @@ pub fn decode_records(batch: &BatchView<'_>) -> Result<Vec<(i64, Record)>, Frame
         let crc = cur.u32()?;
         let body = cur.take(len)?;
         if crc32c::crc32c(body) != crc {
-            return Err(FrameError::Invalid(format!("record CRC mismatch at offset {offset}")));
+            return Err(FrameError::Invalid(format!(
+                "record CRC mismatch at offset {offset}"
+            )));
         }
         let record = decode_record(body).map_err(|e| match e {
-            FrameError::Incomplete => FrameError::Invalid(format!("record at offset {offset} is truncated")),
+            FrameError::Incomplete => {
+                FrameError::Invalid(format!("record at offset {offset} is truncated"))
+            }
             other => other,
         })?;
         out.push((offset, record));
@@ -251,7 +258,11 @@ mod tests {
 
     fn rec(i: u8) -> Record {
         Record {
-            key: if i % 2 == 0 { Some(vec![i; 3]) } else { None },
+            key: if i.is_multiple_of(2) {
+                Some(vec![i; 3])
+            } else {
+                None
+            },
             value: vec![i; i as usize],
             headers: vec![Header {
                 key: "ig-tenant".into(),
@@ -270,7 +281,10 @@ mod tests {
         assert_eq!(view.base_offset, 42);
         assert_eq!(view.next_offset(), 47);
         let decoded = decode_records(&view).unwrap();
-        assert_eq!(decoded.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), records);
+        assert_eq!(
+            decoded.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+            records
+        );
     }
 
     #[test]
@@ -278,7 +292,11 @@ mod tests {
         let mut buf = Vec::new();
         encode_batch(&mut buf, 0, &[rec(9)]);
         for cut in 0..buf.len() {
-            assert_eq!(open_batch(&buf[..cut]).unwrap_err(), FrameError::Incomplete, "cut at {cut}");
+            assert_eq!(
+                open_batch(&buf[..cut]).unwrap_err(),
+                FrameError::Incomplete,
+                "cut at {cut}"
+            );
         }
     }
 

@@ -90,7 +90,8 @@ impl Journal {
         if actual > valid_len {
             tracing::warn!(path = %path.display(), bytes = actual - valid_len,
                 "truncating torn tail of the transaction journal after an unclean shutdown");
-            file.set_len(valid_len).map_err(|e| LogError::io(&path, e))?;
+            file.set_len(valid_len)
+                .map_err(|e| LogError::io(&path, e))?;
             file.sync_all().map_err(|e| LogError::io(&path, e))?;
         }
         let mut state = JournalState::default();
@@ -125,8 +126,12 @@ impl Journal {
     /// Appends one entry durably and folds it into the state.
     pub fn append(&mut self, kind: u8, meta: &[u8], payload: &[u8]) -> Result<(), LogError> {
         let bytes = encode_entry(kind, meta, payload);
-        self.file.write_all(&bytes).map_err(|e| LogError::io(&self.path, e))?;
-        self.file.sync_data().map_err(|e| LogError::io(&self.path, e))?;
+        self.file
+            .write_all(&bytes)
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| LogError::io(&self.path, e))?;
         self.len += bytes.len() as u64;
         let entry = Entry {
             kind,
@@ -140,7 +145,8 @@ impl Journal {
     /// every partition durable first (the snapshot drops the batches).
     pub fn compact(&mut self) -> Result<(), LogError> {
         let tmp = self.path.with_extension("tmp");
-        let meta = serde_json::to_vec(&self.state).map_err(|e| LogError::InvalidArgument(e.to_string()))?;
+        let meta = serde_json::to_vec(&self.state)
+            .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
         let bytes = encode_entry(KIND_SNAPSHOT, &meta, &[]);
         let mut f = File::create(&tmp).map_err(|e| LogError::io(&tmp, e))?;
         f.write_all(&bytes).map_err(|e| LogError::io(&tmp, e))?;
@@ -178,7 +184,8 @@ fn read_entries(path: &Path) -> Result<(Vec<Entry>, u64), LogError> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
-            f.read_to_end(&mut bytes).map_err(|e| LogError::io(path, e))?;
+            f.read_to_end(&mut bytes)
+                .map_err(|e| LogError::io(path, e))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(LogError::io(path, e)),
@@ -219,12 +226,14 @@ fn corrupt(detail: String) -> LogError {
 fn apply_to_state(state: &mut JournalState, e: &Entry) -> Result<(), LogError> {
     match e.kind {
         KIND_FENCE => {
-            let m: FenceMeta = serde_json::from_slice(&e.meta).map_err(|err| corrupt(err.to_string()))?;
+            let m: FenceMeta =
+                serde_json::from_slice(&e.meta).map_err(|err| corrupt(err.to_string()))?;
             let cur = state.epochs.entry(m.writer_id).or_insert(0);
             *cur = (*cur).max(m.epoch);
         }
         KIND_TXN => {
-            let m: TxnMeta = serde_json::from_slice(&e.meta).map_err(|err| corrupt(err.to_string()))?;
+            let m: TxnMeta =
+                serde_json::from_slice(&e.meta).map_err(|err| corrupt(err.to_string()))?;
             let group = state.positions.entry(m.group).or_default();
             for (topic, partition, next) in m.positions {
                 group.entry(topic).or_default().insert(partition, next);

@@ -129,7 +129,10 @@ impl FileLog {
     }
 
     /// Opens the log read-only (no lock; follows a writer in another process).
-    pub fn open_read_only(root: impl AsRef<Path>, options: FileLogOptions) -> Result<Self, LogError> {
+    pub fn open_read_only(
+        root: impl AsRef<Path>,
+        options: FileLogOptions,
+    ) -> Result<Self, LogError> {
         let root = root.as_ref().to_path_buf();
         let topics = load_topics(&root, &options, false)?;
         Ok(FileLog {
@@ -149,13 +152,22 @@ impl FileLog {
 
     fn writable(&self) -> Result<(), LogError> {
         if self.inner.lock.is_none() {
-            return Err(LogError::Unsupported("writing through a read-only open", "file"));
+            return Err(LogError::Unsupported(
+                "writing through a read-only open",
+                "file",
+            ));
         }
         Ok(())
     }
 
     fn topic(&self, name: &str) -> Result<Arc<TopicState>, LogError> {
-        if let Some(t) = self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(t) = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return Ok(t.clone());
         }
         if self.inner.lock.is_none() {
@@ -172,7 +184,12 @@ impl FileLog {
         Err(LogError::UnknownTopic(name.to_string()))
     }
 
-    fn with_partition<T>(&self, topic: &str, partition: i32, f: impl FnOnce(&mut PartitionLog, &TopicConfig) -> Result<T, LogError>) -> Result<T, LogError> {
+    fn with_partition<T>(
+        &self,
+        topic: &str,
+        partition: i32,
+        f: impl FnOnce(&mut PartitionLog, &TopicConfig) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
         let t = self.topic(topic)?;
         let p = partition_of(&t, topic, partition)?;
         let mut guard = lock_poisoned(p);
@@ -184,15 +201,18 @@ impl FileLog {
     fn replay_journal(&self, txns: Vec<journal::Entry>) -> Result<(), LogError> {
         let mut repaired = 0usize;
         for entry in txns {
-            let meta: TxnMeta = serde_json::from_slice(&entry.meta).map_err(|e| LogError::Corrupt {
-                location: "transaction journal".into(),
-                detail: e.to_string(),
-            })?;
+            let meta: TxnMeta =
+                serde_json::from_slice(&entry.meta).map_err(|e| LogError::Corrupt {
+                    location: "transaction journal".into(),
+                    detail: e.to_string(),
+                })?;
             let mut pos = 0usize;
             for (topic, partition, len) in meta.batches {
-                let bytes = entry.payload.get(pos..pos + len as usize).ok_or_else(|| LogError::Corrupt {
-                    location: "transaction journal".into(),
-                    detail: "entry shorter than its batches".into(),
+                let bytes = entry.payload.get(pos..pos + len as usize).ok_or_else(|| {
+                    LogError::Corrupt {
+                        location: "transaction journal".into(),
+                        detail: "entry shorter than its batches".into(),
+                    }
                 })?;
                 pos += len as usize;
                 let view = codec::open_batch(bytes).map_err(|_| LogError::Corrupt {
@@ -210,21 +230,33 @@ impl FileLog {
                     } else {
                         Err(LogError::Corrupt {
                             location: format!("{topic}[{partition}]"),
-                            detail: format!("high watermark {high} is inside journaled batch {base}..{next}"),
+                            detail: format!(
+                                "high watermark {high} is inside journaled batch {base}..{next}"
+                            ),
                         })
                     }
                 })?;
             }
         }
         if repaired > 0 {
-            tracing::warn!(batches = repaired, "completed committed transactions after an unclean shutdown");
+            tracing::warn!(
+                batches = repaired,
+                "completed committed transactions after an unclean shutdown"
+            );
         }
         Ok(())
     }
 
     /// fsyncs every partition (used before journal compaction and on close).
     pub fn sync_all(&self) -> Result<(), LogError> {
-        let topics: Vec<_> = self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let topics: Vec<_> = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for t in topics {
             for p in &t.partitions {
                 lock_poisoned(p).sync()?;
@@ -236,7 +268,14 @@ impl FileLog {
     /// Applies retention to every partition now; returns segments removed.
     pub fn enforce_retention(&self) -> Result<usize, LogError> {
         self.writable()?;
-        let topics: Vec<_> = self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let topics: Vec<_> = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         let mut removed = 0;
         for t in topics {
             for p in &t.partitions {
@@ -246,8 +285,17 @@ impl FileLog {
         Ok(removed)
     }
 
-    fn commit_txn(&self, writer_id: &str, epoch: u64, group: &str, txn: Transaction) -> Result<Vec<(String, i32, i64)>, LogError> {
-        let journal_mutex = self.inner.journal.as_ref().ok_or(LogError::Unsupported("transactions on a read-only open", "file"))?;
+    fn commit_txn(
+        &self,
+        writer_id: &str,
+        epoch: u64,
+        group: &str,
+        txn: Transaction,
+    ) -> Result<Vec<(String, i32, i64)>, LogError> {
+        let journal_mutex = self.inner.journal.as_ref().ok_or(LogError::Unsupported(
+            "transactions on a read-only open",
+            "file",
+        ))?;
         let mut journal = lock_poisoned(journal_mutex);
         if journal.state.epochs.get(writer_id).copied() != Some(epoch) {
             return Err(LogError::Fenced {
@@ -260,7 +308,10 @@ impl FileLog {
         let n = txn.outputs.len();
         for (i, o) in txn.outputs.into_iter().enumerate() {
             validate_records(std::slice::from_ref(&o.record))?;
-            groups.entry((o.topic, o.partition)).or_default().push((i, o.record));
+            groups
+                .entry((o.topic, o.partition))
+                .or_default()
+                .push((i, o.record));
         }
         // Lock every target partition (sorted order: no deadlock with other commits).
         let topics: Vec<(Arc<TopicState>, i32, String)> = groups
@@ -288,14 +339,24 @@ impl FileLog {
             writer_id: writer_id.to_string(),
             epoch,
             group: group.to_string(),
-            positions: txn.positions.iter().map(|p| (p.topic.clone(), p.partition, p.next_offset)).collect(),
+            positions: txn
+                .positions
+                .iter()
+                .map(|p| (p.topic.clone(), p.partition, p.next_offset))
+                .collect(),
             batches,
         };
-        let meta_bytes = serde_json::to_vec(&meta).map_err(|e| LogError::InvalidArgument(e.to_string()))?;
+        let meta_bytes =
+            serde_json::to_vec(&meta).map_err(|e| LogError::InvalidArgument(e.to_string()))?;
         // The commit point: once this entry is durable the transaction happened.
         journal.append(journal::KIND_TXN, &meta_bytes, &payload)?;
         let mut pos = 0usize;
-        for ((batch, guard), (t, _, _)) in meta.batches.iter().zip(guards.iter_mut()).zip(topics.iter()) {
+        for ((batch, guard), (t, _, _)) in meta
+            .batches
+            .iter()
+            .zip(guards.iter_mut())
+            .zip(topics.iter())
+        {
             let len = batch.2 as usize;
             guard.append_encoded(&payload[pos..pos + len], &t.config, false)?;
             pos += len;
@@ -312,7 +373,11 @@ impl FileLog {
     }
 }
 
-fn partition_of<'a>(t: &'a TopicState, topic: &str, partition: i32) -> Result<&'a Mutex<PartitionLog>, LogError> {
+fn partition_of<'a>(
+    t: &'a TopicState,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a Mutex<PartitionLog>, LogError> {
     usize::try_from(partition)
         .ok()
         .and_then(|i| t.partitions.get(i))
@@ -327,7 +392,11 @@ fn topic_dir(root: &Path, topic: &str) -> PathBuf {
     root.join("topics").join(topic)
 }
 
-fn load_topics(root: &Path, options: &FileLogOptions, writable: bool) -> Result<BTreeMap<String, Arc<TopicState>>, LogError> {
+fn load_topics(
+    root: &Path,
+    options: &FileLogOptions,
+    writable: bool,
+) -> Result<BTreeMap<String, Arc<TopicState>>, LogError> {
     let dir = root.join("topics");
     let mut out = BTreeMap::new();
     let entries = match std::fs::read_dir(&dir) {
@@ -337,7 +406,9 @@ fn load_topics(root: &Path, options: &FileLogOptions, writable: bool) -> Result<
     };
     for entry in entries {
         let entry = entry.map_err(|e| LogError::io(&dir, e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
         let meta_path = entry.path().join("topic.json");
         let text = match std::fs::read(&meta_path) {
             Ok(t) => t,
@@ -350,7 +421,16 @@ fn load_topics(root: &Path, options: &FileLogOptions, writable: bool) -> Result<
             detail: e.to_string(),
         })?;
         let partitions = (0..config.partitions)
-            .map(|p| PartitionLog::open(&name, p, entry.path().join(p.to_string()), options, writable).map(Mutex::new))
+            .map(|p| {
+                PartitionLog::open(
+                    &name,
+                    p,
+                    entry.path().join(p.to_string()),
+                    options,
+                    writable,
+                )
+                .map(Mutex::new)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         out.insert(name, Arc::new(TopicState { config, partitions }));
     }
@@ -379,13 +459,19 @@ impl Log for FileLog {
         let dir = topic_dir(&self.inner.root, topic);
         std::fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
         let partitions = (0..config.partitions)
-            .map(|p| PartitionLog::open(topic, p, dir.join(p.to_string()), &self.inner.options, true).map(Mutex::new))
+            .map(|p| {
+                PartitionLog::open(topic, p, dir.join(p.to_string()), &self.inner.options, true)
+                    .map(Mutex::new)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         // topic.json last, atomically: its presence is what makes the topic exist.
         let tmp = dir.join("topic.json.tmp");
-        let json = serde_json::to_vec_pretty(config).map_err(|e| LogError::InvalidArgument(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(config)
+            .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
         std::fs::write(&tmp, json).map_err(|e| LogError::io(&tmp, e))?;
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| LogError::io(&tmp, e))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| LogError::io(&tmp, e))?;
         std::fs::rename(&tmp, dir.join("topic.json")).map_err(|e| LogError::io(&dir, e))?;
         partition::sync_dir(&dir)?;
         partition::sync_dir(&self.inner.root.join("topics"))?;
@@ -404,7 +490,14 @@ impl Log for FileLog {
             let fresh = load_topics(&self.inner.root, &self.inner.options, false)?;
             return Ok(fresh.into_keys().collect());
         }
-        Ok(self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect())
+        Ok(self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect())
     }
 
     async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, LogError> {
@@ -425,16 +518,26 @@ impl Log for FileLog {
         })
     }
 
-    async fn append(&self, topic: &str, partition: i32, records: Vec<Record>) -> Result<AppendedRange, LogError> {
+    async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<Record>,
+    ) -> Result<AppendedRange, LogError> {
         self.writable()?;
         validate_records(&records)?;
         if records.is_empty() {
-            return Err(LogError::InvalidArgument("cannot append an empty batch".into()));
+            return Err(LogError::InvalidArgument(
+                "cannot append an empty batch".into(),
+            ));
         }
         let n = records.len() as i64;
         let append = move |log: &FileLog, topic: &str| {
             log.with_partition(topic, partition, |p, cfg| p.append(&records, cfg))
-                .map(|first| AppendedRange { first, last: first + n - 1 })
+                .map(|first| AppendedRange {
+                    first,
+                    last: first + n - 1,
+                })
         };
         if let FsyncPolicy::IntervalMs(_) = self.inner.options.fsync {
             // Without a per-append fsync this is a page-cache write of a few
@@ -450,21 +553,43 @@ impl Log for FileLog {
             .map_err(|e| LogError::InvalidArgument(format!("append task failed: {e}")))?
     }
 
-    async fn read(&self, topic: &str, partition: i32, from: i64, max_records: usize) -> Result<Vec<StoredRecord>, LogError> {
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        max_records: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
         self.with_partition(topic, partition, |p, _| p.read(from, max_records))
     }
 
     async fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError> {
-        self.with_partition(topic, partition, |p, _| Ok((p.low_watermark(), p.high_watermark())))
+        self.with_partition(topic, partition, |p, _| {
+            Ok((p.low_watermark(), p.high_watermark()))
+        })
     }
 
-    async fn offset_for_timestamp(&self, topic: &str, partition: i32, timestamp_ms: i64) -> Result<Option<i64>, LogError> {
-        self.with_partition(topic, partition, |p, _| p.offset_for_timestamp(timestamp_ms))
+    async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> Result<Option<i64>, LogError> {
+        self.with_partition(topic, partition, |p, _| {
+            p.offset_for_timestamp(timestamp_ms)
+        })
     }
 
-    async fn open_writer(&self, group: &str, writer_id: &str) -> Result<Box<dyn TransactionalWriter>, LogError> {
+    async fn open_writer(
+        &self,
+        group: &str,
+        writer_id: &str,
+    ) -> Result<Box<dyn TransactionalWriter>, LogError> {
         self.writable()?;
-        let journal_mutex = self.inner.journal.as_ref().ok_or(LogError::Unsupported("transactions on a read-only open", "file"))?;
+        let journal_mutex = self.inner.journal.as_ref().ok_or(LogError::Unsupported(
+            "transactions on a read-only open",
+            "file",
+        ))?;
         let mut journal = lock_poisoned(journal_mutex);
         let epoch = journal.state.epochs.get(writer_id).copied().unwrap_or(0) + 1;
         let meta = serde_json::to_vec(&FenceMeta {
@@ -481,7 +606,11 @@ impl Log for FileLog {
         }))
     }
 
-    async fn committed_positions(&self, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>, LogError> {
+    async fn committed_positions(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<i32, i64>, LogError> {
         let state = match &self.inner.journal {
             Some(j) => lock_poisoned(j).state.clone(),
             None => Journal::read_state(&self.inner.root)?,

@@ -23,7 +23,13 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Opens (or creates) the partition directory. A writable open recovers:
     /// it truncates a torn tail of the last segment.
-    pub fn open(topic: &str, partition: i32, dir: PathBuf, options: &FileLogOptions, writable: bool) -> Result<Self, LogError> {
+    pub fn open(
+        topic: &str,
+        partition: i32,
+        dir: PathBuf,
+        options: &FileLogOptions,
+        writable: bool,
+    ) -> Result<Self, LogError> {
         if writable {
             std::fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
         }
@@ -33,7 +39,8 @@ impl PartitionLog {
         let count = bases.len();
         for (i, base) in bases.into_iter().enumerate() {
             let path = dir.join(super::segment::segment_file_name(base));
-            let (mut seg, outcome) = Segment::open(path, base, options.index_interval_bytes, writable)?;
+            let (mut seg, outcome) =
+                Segment::open(path, base, options.index_interval_bytes, writable)?;
             if outcome.invalid_tail > 0 {
                 let detail = outcome.detail.unwrap_or_default();
                 if i + 1 < count {
@@ -103,7 +110,12 @@ impl PartitionLog {
     /// Appends an already encoded batch whose base offset must be the high
     /// watermark. `sync` false skips the fsync policy (the caller has made the
     /// bytes durable elsewhere, e.g. in the transaction journal).
-    pub fn append_encoded(&mut self, batch: &[u8], config: &TopicConfig, sync: bool) -> Result<(), LogError> {
+    pub fn append_encoded(
+        &mut self,
+        batch: &[u8],
+        config: &TopicConfig,
+        sync: bool,
+    ) -> Result<(), LogError> {
         debug_assert!(self.writable);
         let view = codec::open_batch(batch).map_err(|e| LogError::Corrupt {
             location: format!("{}[{}] batch to append", self.topic, self.partition),
@@ -123,7 +135,14 @@ impl PartitionLog {
     }
 
     /// Writes a checked, encoded batch to the active segment (rolling first if full).
-    fn write_batch(&mut self, batch: &[u8], next: i64, max_ts: i64, config: &TopicConfig, sync: bool) -> Result<(), LogError> {
+    fn write_batch(
+        &mut self,
+        batch: &[u8],
+        next: i64,
+        max_ts: i64,
+        config: &TopicConfig,
+        sync: bool,
+    ) -> Result<(), LogError> {
         if self.active().valid_len >= self.options.segment_bytes {
             let base = self.high_watermark();
             self.roll(base)?;
@@ -140,7 +159,9 @@ impl PartitionLog {
     fn maybe_sync(&mut self) -> Result<(), LogError> {
         match self.options.fsync {
             FsyncPolicy::EveryBatch => self.sync(),
-            FsyncPolicy::IntervalMs(ms) if self.last_sync.elapsed().as_millis() as u64 >= ms => self.sync(),
+            FsyncPolicy::IntervalMs(ms) if self.last_sync.elapsed().as_millis() as u64 >= ms => {
+                self.sync()
+            }
             _ => Ok(()),
         }
     }
@@ -176,9 +197,9 @@ impl PartitionLog {
                 break;
             }
             let oldest = &self.segments[0];
-            let too_old = config
-                .retention_ms
-                .is_some_and(|ms| oldest.max_timestamp != i64::MIN && oldest.max_timestamp < now - ms);
+            let too_old = config.retention_ms.is_some_and(|ms| {
+                oldest.max_timestamp != i64::MIN && oldest.max_timestamp < now - ms
+            });
             let total: u64 = self.segments.iter().map(|s| s.valid_len).sum();
             let too_big = config.retention_bytes.is_some_and(|b| total > b);
             if !(too_old || too_big) {
@@ -229,7 +250,10 @@ impl PartitionLog {
             });
         }
         let mut out = Vec::new();
-        let first_seg = self.segments.partition_point(|s| s.base_offset <= from).saturating_sub(1);
+        let first_seg = self
+            .segments
+            .partition_point(|s| s.base_offset <= from)
+            .saturating_sub(1);
         for seg in &self.segments[first_seg..] {
             if out.len() >= max {
                 break;
@@ -273,7 +297,12 @@ impl PartitionLog {
 
     /// Calls `visit(offset, batch_max_ts, record)` for records from file
     /// position `start` until it returns false or the valid extent ends.
-    fn scan_segment(&self, seg: &Segment, start: u64, mut visit: impl FnMut(i64, i64, Record) -> bool) -> Result<(), LogError> {
+    fn scan_segment(
+        &self,
+        seg: &Segment,
+        start: u64,
+        mut visit: impl FnMut(i64, i64, Record) -> bool,
+    ) -> Result<(), LogError> {
         thread_local! {
             // Reused across reads: batches can be megabytes, and a fresh
             // zeroed buffer per read costs more than decoding it.
@@ -283,14 +312,22 @@ impl PartitionLog {
             let mut pos = start;
             let mut header = [0u8; codec::BATCH_HEADER_LEN];
             let corrupt = |pos: u64, detail: String| LogError::Corrupt {
-                location: format!("{}[{}] {} byte {pos}", self.topic, self.partition, seg.path.display()),
+                location: format!(
+                    "{}[{}] {} byte {pos}",
+                    self.topic,
+                    self.partition,
+                    seg.path.display()
+                ),
                 detail,
             };
             while pos < seg.valid_len {
                 seg.read_exact_at(&mut header, pos)?;
                 let h = codec::parse_header(&header).map_err(|e| corrupt(pos, frame_detail(e)))?;
                 if pos + h.total_len as u64 > seg.valid_len {
-                    return Err(corrupt(pos, "batch runs past the end of the valid log".into()));
+                    return Err(corrupt(
+                        pos,
+                        "batch runs past the end of the valid log".into(),
+                    ));
                 }
                 if buf.len() < h.total_len {
                     buf.resize(h.total_len, 0);
@@ -299,7 +336,9 @@ impl PartitionLog {
                 seg.read_exact_at(bytes, pos)?;
                 let view = codec::open_batch(bytes).map_err(|e| corrupt(pos, frame_detail(e)))?;
                 let max_ts = view.max_timestamp;
-                for (offset, rec) in codec::decode_records(&view).map_err(|e| corrupt(pos, frame_detail(e)))? {
+                for (offset, rec) in
+                    codec::decode_records(&view).map_err(|e| corrupt(pos, frame_detail(e)))?
+                {
                     if !visit(offset, max_ts, rec) {
                         return Ok(());
                     }

@@ -59,7 +59,11 @@ pub struct ScanOutcome {
 
 impl Segment {
     /// Creates an empty segment file (the directory is fsynced by the caller).
-    pub fn create(dir: &Path, base_offset: i64, index_interval_bytes: u64) -> Result<Self, LogError> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> Result<Self, LogError> {
         let path = dir.join(segment_file_name(base_offset));
         let file = OpenOptions::new()
             .read(true)
@@ -92,7 +96,12 @@ impl Segment {
     ///
     /// `writable` segments get their index rewritten from the scan; read-only
     /// openers never modify files.
-    pub fn open(path: PathBuf, base_offset: i64, index_interval_bytes: u64, writable: bool) -> Result<(Self, ScanOutcome), LogError> {
+    pub fn open(
+        path: PathBuf,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        writable: bool,
+    ) -> Result<(Self, ScanOutcome), LogError> {
         let file = OpenOptions::new()
             .read(true)
             .append(writable)
@@ -120,7 +129,11 @@ impl Segment {
     /// Extends `valid_len` over every complete, valid batch after it.
     /// Used at open (recovery) and by read-only openers to see new data.
     pub fn scan_forward(&mut self) -> Result<ScanOutcome, LogError> {
-        let file_len = self.file.metadata().map_err(|e| LogError::io(&self.path, e))?.len();
+        let file_len = self
+            .file
+            .metadata()
+            .map_err(|e| LogError::io(&self.path, e))?
+            .len();
         let mut pos = self.valid_len;
         let mut header = [0u8; codec::BATCH_HEADER_LEN];
         let mut buf = Vec::new();
@@ -143,11 +156,16 @@ impl Segment {
             self.read_exact_at(&mut buf, pos)?;
             let view = match codec::open_batch(&buf) {
                 Ok(v) => v,
-                Err(FrameError::Incomplete) => return Ok(self.invalid_tail(file_len, pos, "incomplete batch".into())),
+                Err(FrameError::Incomplete) => {
+                    return Ok(self.invalid_tail(file_len, pos, "incomplete batch".into()));
+                }
                 Err(FrameError::Invalid(d)) => return Ok(self.invalid_tail(file_len, pos, d)),
             };
             if view.base_offset != self.next_offset {
-                let d = format!("batch offset {} where {} was expected", view.base_offset, self.next_offset);
+                let d = format!(
+                    "batch offset {} where {} was expected",
+                    view.base_offset, self.next_offset
+                );
                 return Ok(self.invalid_tail(file_len, pos, d));
             }
             let (next, max_ts) = (view.next_offset(), view.max_timestamp);
@@ -168,7 +186,14 @@ impl Segment {
     }
 
     /// Records a batch that now lives at `position` (already written).
-    fn note_batch(&mut self, position: u64, len: u64, next_offset: i64, max_ts: i64, write_index: bool) -> Result<(), LogError> {
+    fn note_batch(
+        &mut self,
+        position: u64,
+        len: u64,
+        next_offset: i64,
+        max_ts: i64,
+        write_index: bool,
+    ) -> Result<(), LogError> {
         if self.index.is_empty() || self.bytes_since_index >= self.index_interval_bytes {
             let entry = IndexEntry {
                 offset: self.next_offset,
@@ -194,7 +219,8 @@ impl Segment {
             b[0..8].copy_from_slice(&e.offset.to_le_bytes());
             b[8..16].copy_from_slice(&e.position.to_le_bytes());
             b[16..24].copy_from_slice(&e.max_ts_before.to_le_bytes());
-            f.write_all(&b).map_err(|err| LogError::io(self.path.with_extension("index"), err))?;
+            f.write_all(&b)
+                .map_err(|err| LogError::io(self.path.with_extension("index"), err))?;
         }
         Ok(())
     }
@@ -213,43 +239,67 @@ impl Segment {
             bytes.extend_from_slice(&e.position.to_le_bytes());
             bytes.extend_from_slice(&e.max_ts_before.to_le_bytes());
         }
-        f.write_all(&bytes).map_err(|e| LogError::io(&index_path, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| LogError::io(&index_path, e))?;
         self.index_file = Some(f);
         Ok(())
     }
 
     /// Cuts the file back to its valid extent (recovery after a crash).
     pub fn truncate_to_valid(&mut self) -> Result<(), LogError> {
-        self.file.set_len(self.valid_len).map_err(|e| LogError::io(&self.path, e))?;
-        self.file.sync_all().map_err(|e| LogError::io(&self.path, e))
+        self.file
+            .set_len(self.valid_len)
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| LogError::io(&self.path, e))
     }
 
     /// Appends an encoded batch (one `write`), updating index and extent.
-    pub fn append_batch(&mut self, bytes: &[u8], next_offset: i64, max_ts: i64) -> Result<(), LogError> {
+    pub fn append_batch(
+        &mut self,
+        bytes: &[u8],
+        next_offset: i64,
+        max_ts: i64,
+    ) -> Result<(), LogError> {
         let position = self.valid_len;
-        self.file.write_all(bytes).map_err(|e| LogError::io(&self.path, e))?;
+        self.file
+            .write_all(bytes)
+            .map_err(|e| LogError::io(&self.path, e))?;
         self.note_batch(position, bytes.len() as u64, next_offset, max_ts, true)
     }
 
     pub fn sync(&self) -> Result<(), LogError> {
-        self.file.sync_data().map_err(|e| LogError::io(&self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| LogError::io(&self.path, e))
     }
 
     pub fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> Result<(), LogError> {
-        self.file.read_exact_at(buf, pos).map_err(|e| LogError::io(&self.path, e))
+        self.file
+            .read_exact_at(buf, pos)
+            .map_err(|e| LogError::io(&self.path, e))
     }
 
     /// File position from which to scan for `offset`.
     pub fn position_for_offset(&self, offset: i64) -> u64 {
         let i = self.index.partition_point(|e| e.offset <= offset);
-        if i == 0 { 0 } else { self.index[i - 1].position }
+        if i == 0 {
+            0
+        } else {
+            self.index[i - 1].position
+        }
     }
 
     /// File position from which to scan for the first record with timestamp >= `ts`.
     pub fn position_for_timestamp(&self, ts: i64) -> u64 {
         // max_ts_before is non-decreasing: skip every region entirely older than ts.
         let i = self.index.partition_point(|e| e.max_ts_before < ts);
-        if i == 0 { 0 } else { self.index[i - 1].position }
+        if i == 0 {
+            0
+        } else {
+            self.index[i - 1].position
+        }
     }
 
     pub fn remove_files(&self) -> Result<(), LogError> {
