@@ -12,31 +12,60 @@ use support::*;
 fn service(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("{var} is not set; ops/test.sh starts the services and sets it"),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{var} is not set; ops/test.sh starts the services and sets it")
+        }
         _ => {
-            eprintln!("\n*** NOT RUN: {var} is not set (run ops/test.sh, which starts the services) ***\n");
+            eprintln!(
+                "\n*** NOT RUN: {var} is not set (run ops/test.sh, which starts the services) ***\n"
+            );
             None
         }
     }
 }
 
 fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql").arg(url).args(["-XAtqc", sql]).output().expect("psql is installed");
-    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-XAtqc", sql])
+        .output()
+        .expect("psql is installed");
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn python(args: &[&str]) -> serde_json::Value {
     let script = repo().join("ops/tests/e2e/kafka_client.py");
-    let out = Command::new("python3").arg(script).args(args).output().unwrap();
-    assert!(out.status.success(), "python client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn python_producer_to_kafka_folded_into_postgres_read_with_psql() {
-    let (Some(bootstrap), Some(db)) = (service("KAFKA_BOOTSTRAP"), service("DATABASE_URL")) else { return };
-    let run_id = format!("{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
+    let (Some(bootstrap), Some(db)) = (service("KAFKA_BOOTSTRAP"), service("DATABASE_URL")) else {
+        return;
+    };
+    let run_id = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
     let schema = format!("e2e_{run_id}");
     let name = format!("e2e_{run_id}");
     let input = format!("e2e.{run_id}.entities");
@@ -54,7 +83,16 @@ fn python_producer_to_kafka_folded_into_postgres_read_with_psql() {
     )
     .unwrap();
     let kafka = |c: &mut Command| {
-        c.args(["--log", "kafka", "--kafka-bootstrap", &bootstrap, "--store", "postgres", "--database-url", &scoped]);
+        c.args([
+            "--log",
+            "kafka",
+            "--kafka-bootstrap",
+            &bootstrap,
+            "--store",
+            "postgres",
+            "--database-url",
+            &scoped,
+        ]);
     };
     let mut create = conductor(dir.path());
     kafka(&mut create);
@@ -64,15 +102,52 @@ fn python_producer_to_kafka_folded_into_postgres_read_with_psql() {
 
     let mut run = conductor(dir.path());
     kafka(&mut run);
-    run_ok(run.args(["run", "--listen", "127.0.0.1:0", "--exit-when-idle", "--topologies"]).arg(&topologies));
+    run_ok(
+        run.args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-when-idle",
+            "--topologies",
+        ])
+        .arg(&topologies),
+    );
 
-    let rows = psql(&db, &format!("SELECT count(*), sum(version) FROM {schema}.entities"));
-    assert_eq!(rows, format!("{}|{}", expected["entities"], expected["version_sum"]), "projection read with psql");
-    let offsets = psql(&db, &format!("SELECT sum(next_offset) FROM {schema}.conductor_offsets WHERE topology = '{name}'"));
-    assert_eq!(offsets, expected["produced"].to_string(), "input positions stored with the projection");
+    let rows = psql(
+        &db,
+        &format!("SELECT count(*), sum(version) FROM {schema}.entities"),
+    );
+    assert_eq!(
+        rows,
+        format!("{}|{}", expected["entities"], expected["version_sum"]),
+        "projection read with psql"
+    );
+    let offsets = psql(
+        &db,
+        &format!(
+            "SELECT sum(next_offset) FROM {schema}.conductor_offsets WHERE topology = '{name}'"
+        ),
+    );
+    assert_eq!(
+        offsets,
+        expected["produced"].to_string(),
+        "input positions stored with the projection"
+    );
 
-    let feed = python(&["consume", &bootstrap, &changes, &expected["changes"].to_string(), "60"]);
-    assert_eq!(feed["records"], expected["changes"], "one change event per applied mutation: {feed}");
-    assert_eq!(feed["unique_change_ids"], expected["changes"], "no change event twice: {feed}");
+    let feed = python(&[
+        "consume",
+        &bootstrap,
+        &changes,
+        &expected["changes"].to_string(),
+        "60",
+    ]);
+    assert_eq!(
+        feed["records"], expected["changes"],
+        "one change event per applied mutation: {feed}"
+    );
+    assert_eq!(
+        feed["unique_change_ids"], expected["changes"],
+        "no change event twice: {feed}"
+    );
     psql(&db, &format!("DROP SCHEMA {schema} CASCADE"));
 }

@@ -22,6 +22,33 @@ use std::time::{Duration, Instant};
 /// Consumers kept for reads; more are created under load and dropped after.
 const READER_POOL_SIZE: usize = 4;
 
+/// Forwards librdkafka's log lines and client errors to `tracing`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct TracingContext;
+
+impl rdkafka::ClientContext for TracingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for TracingContext {}
+
+/// A consumer of the reader pool or a group client.
+pub(crate) type Reader = BaseConsumer<TracingContext>;
+
 /// Every client of one [`super::KafkaLog`].
 pub(crate) struct Clients {
     pub config: KafkaConfig,
@@ -31,8 +58,8 @@ pub(crate) struct Clients {
     pub producer: FutureProducer,
     /// Serializes enqueueing so that one batch's records stay contiguous.
     produce_lock: Mutex<()>,
-    readers: Mutex<Vec<BaseConsumer>>,
-    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    readers: Mutex<Vec<Reader>>,
+    groups: Mutex<HashMap<String, Arc<Reader>>>,
     /// topic → partition count, filled from metadata.
     partitions: Mutex<HashMap<String, i32>>,
 }
@@ -89,9 +116,14 @@ where
 
 fn base_config(config: &KafkaConfig, role: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
+    if let Some(debug) = &config.librdkafka_debug {
+        c.set("debug", debug)
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
     c.set("bootstrap.servers", &config.bootstrap)
         .set("client.id", format!("{}-{role}", config.client_id))
         .set("socket.keepalive.enable", "true")
+        .set("socket.nagle.disable", "true")
         .set(
             "socket.connection.setup.timeout.ms",
             config.request_timeout_ms.max(1000).to_string(),
@@ -105,21 +137,39 @@ pub(crate) fn producer_config(config: &KafkaConfig, role: &str) -> ClientConfig 
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
-        .set("message.timeout.ms", config.delivery_timeout_ms.max(1000).to_string());
+        .set(
+            "message.timeout.ms",
+            config.delivery_timeout_ms.max(1000).to_string(),
+        );
     c
 }
 
 /// Settings of a consumer that never joins a group: it only assigns, reads
 /// committed data and stops with an error below the low watermark.
 fn reader_config(config: &KafkaConfig) -> ClientConfig {
+    let fetch_bytes = config.fetch_max_bytes.max(1024);
     let mut c = base_config(config, "reader");
-    c.set("enable.auto.commit", "false")
+
+    // librdkafka refuses `assign` without a group id; this group is never
+    // joined and nothing is ever committed under it.
+    c.set("group.id", format!("{}-reader", config.client_id))
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "error")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("allow.auto.create.topics", "false")
-        .set("fetch.wait.max.ms", "100");
+        // Reads are short and bounded: answer as soon as data is there
+        // (tansu holds every fetch for the full wait), fetch no further ahead
+        // than the records already queued, and bound the response at the
+        // request level too (tansu ignores the per-partition bound).
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.error.backoff.ms", "10")
+        .set("queued.min.messages", "1")
+        .set("fetch.queue.backoff.ms", "1")
+        .set("max.partition.fetch.bytes", fetch_bytes.to_string())
+        .set("fetch.max.bytes", fetch_bytes.to_string())
+        .set("message.max.bytes", fetch_bytes.to_string());
     c
 }
 
@@ -146,14 +196,14 @@ impl Clients {
         Ok(clients)
     }
 
-    fn new_reader(&self) -> Result<BaseConsumer, LogError> {
+    fn new_reader(&self) -> Result<Reader, LogError> {
         reader_config(&self.config)
-            .create::<BaseConsumer>()
+            .create_with_context::<_, Reader>(TracingContext)
             .map_err(|e| kafka_error("creating a consumer", &e))
     }
 
     /// Borrows a reader from the pool (or makes one).
-    pub(crate) fn take_reader(&self) -> Result<BaseConsumer, LogError> {
+    pub(crate) fn take_reader(&self) -> Result<Reader, LogError> {
         match lock(&self.readers).pop() {
             Some(c) => Ok(c),
             None => self.new_reader(),
@@ -161,7 +211,7 @@ impl Clients {
     }
 
     /// Returns a reader to the pool, unassigned.
-    pub(crate) fn put_reader(&self, reader: BaseConsumer) {
+    pub(crate) fn put_reader(&self, reader: Reader) {
         if reader.unassign().is_err() {
             return; // drop a consumer in a doubtful state
         }
@@ -173,7 +223,7 @@ impl Clients {
 
     /// A (never subscribing) consumer with `group.id = group`, for reading
     /// and committing the group's offsets and for its group metadata.
-    pub(crate) fn group_client(&self, group: &str) -> Result<Arc<BaseConsumer>, LogError> {
+    pub(crate) fn group_client(&self, group: &str) -> Result<Arc<Reader>, LogError> {
         let mut groups = lock(&self.groups);
         if let Some(c) = groups.get(group) {
             return Ok(c.clone());
@@ -182,7 +232,7 @@ impl Clients {
         cfg.set("group.id", group)
             .set("client.id", format!("{}-group", self.config.client_id));
         let c = Arc::new(
-            cfg.create::<BaseConsumer>()
+            cfg.create_with_context::<_, Reader>(TracingContext)
                 .map_err(|e| kafka_error(format!("creating a consumer for group `{group}`"), &e))?,
         );
         groups.insert(group.to_string(), c.clone());
@@ -215,7 +265,8 @@ pub(crate) fn fetch_topic_partitions(
     let reader = clients.take_reader()?;
     let result = reader.fetch_metadata(Some(topic), clients.timeout());
     clients.put_reader(reader);
-    let metadata = result.map_err(|e| kafka_error(format!("fetching metadata of `{topic}`"), &e))?;
+    let metadata =
+        result.map_err(|e| kafka_error(format!("fetching metadata of `{topic}`"), &e))?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
     };
@@ -289,7 +340,9 @@ pub(crate) fn read_range(
     if let Err(e) = reader.assign(&tpl) {
         return Err(kafka_error(operation(), &e));
     }
-    let deadline = Instant::now() + clients.timeout();
+    // Fails only when nothing arrives for a whole timeout, however long a
+    // big read takes overall.
+    let mut deadline = Instant::now() + clients.timeout();
     let mut out: Vec<StoredRecord> = Vec::new();
     let result = loop {
         let next = out.last().map_or(from, |r| r.offset + 1);
@@ -301,12 +354,13 @@ pub(crate) fn read_range(
                 Err(kafka_detail(
                     operation(),
                     format!(
-                        "no record arrived within {} ms although the high watermark is {until}",
+                        "no record arrived within {} ms although the high watermark is {until} \
+                         (hint: a slow broker may need a smaller fetch_max_bytes)",
                         clients.config.request_timeout_ms
                     ),
                 ))
             } else {
-                Ok(())
+                Ok(()) // a partial read; the caller continues from there
             };
         }
         match reader.poll(Duration::from_millis(100)) {
@@ -316,15 +370,18 @@ pub(crate) fn read_range(
                     continue; // left over from an earlier assignment
                 }
                 out.push(to_stored(&m));
+                deadline = Instant::now() + clients.timeout();
             }
             Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break Ok(()),
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
-                let out_of_range = e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange)
+                let out_of_range = e.rdkafka_error_code()
+                    == Some(RDKafkaErrorCode::OffsetOutOfRange)
                     || e.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset);
                 break Err(if out_of_range {
                     // Retention removed the data between our check and the fetch.
-                    let (low, high) = fetch_watermarks(clients, topic, partition).unwrap_or((-1, -1));
+                    let (low, high) =
+                        fetch_watermarks(clients, topic, partition).unwrap_or((-1, -1));
                     LogError::OffsetOutOfRange {
                         topic: topic.to_string(),
                         partition,
@@ -393,9 +450,8 @@ pub(crate) async fn produce_all(
             let _guard = lock(&clients.produce_lock);
             while next < records.len() {
                 let o = &records[next];
-                let mut headers = OwnedHeaders::new_with_capacity(
-                    o.record.headers.len() + o.extra_headers.len(),
-                );
+                let mut headers =
+                    OwnedHeaders::new_with_capacity(o.record.headers.len() + o.extra_headers.len());
                 for h in &o.record.headers {
                     headers = headers.insert(KHeader {
                         key: &h.key,
@@ -468,12 +524,10 @@ fn delivery_error(operation: &str, topic: &str, partition: i32, e: &KafkaError) 
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
             LogError::UnknownTopic(topic.to_string())
         }
-        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageSizeTooLarge2) => {
-            LogError::RecordTooLarge {
-                size: 0,
-                limit: crate::log::MAX_RECORD_BYTES,
-            }
-        }
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => LogError::RecordTooLarge {
+            size: 0,
+            limit: crate::log::MAX_RECORD_BYTES,
+        },
         _ => kafka_error(format!("{operation} (to {topic}[{partition}])"), e),
     }
 }
@@ -552,7 +606,10 @@ pub(crate) fn offset_for_time(
     clients.put_reader(reader);
     let found = result.map_err(|e| kafka_error(operation(), &e))?;
     let Some(elem) = found.find_partition(topic, partition) else {
-        return Err(kafka_detail(operation(), "the broker returned no answer for the partition"));
+        return Err(kafka_detail(
+            operation(),
+            "the broker returned no answer for the partition",
+        ));
     };
     if let Err(e) = elem.error() {
         return Err(kafka_error(operation(), &e));

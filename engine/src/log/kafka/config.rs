@@ -11,7 +11,7 @@ pub enum ExactlyOnceMode {
     /// Broker-agnostic: idempotent producer, deterministic source tags on every
     /// output and progress records (fence / intent / commit) in
     /// [`KafkaConfig::progress_topic`]. Works on brokers without transactions
-    /// (tansu). See `docs/design/exactly-once-kafka.md`.
+    /// (tansu). See `docs/design/2026-11-23-exactly-once-kafka.md`.
     #[default]
     Progress,
     /// Kafka transactions: outputs and the group's offsets commit in one broker
@@ -69,6 +69,18 @@ pub struct KafkaConfig {
     /// broker's default.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
+    /// Most bytes one fetch returns (librdkafka `fetch.max.bytes` and
+    /// `max.partition.fetch.bytes`; a first batch larger than this still comes
+    /// whole). `read` asks for a bounded number of records, so fetching far
+    /// ahead is wasted; brokers that build fetch responses slowly (tansu 0.6:
+    /// tens of ms per KiB) need a small value.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub fetch_max_bytes: u32,
+    /// librdkafka debug contexts (e.g. `fetch,cgrp,protocol`), logged through
+    /// `tracing` at debug level with target `librdkafka`. Consumers deliver
+    /// their log lines when they are polled.
+    #[serde(default)]
+    pub librdkafka_debug: Option<String>,
 }
 
 /// Default name of the progress topic.
@@ -89,6 +101,9 @@ fn default_delivery_timeout_ms() -> u64 {
 fn default_replication_factor() -> i32 {
     -1
 }
+fn default_fetch_max_bytes() -> u32 {
+    64 * 1024
+}
 
 impl KafkaConfig {
     /// Defaults for everything but the bootstrap address.
@@ -101,6 +116,8 @@ impl KafkaConfig {
             request_timeout_ms: default_request_timeout_ms(),
             delivery_timeout_ms: default_delivery_timeout_ms(),
             replication_factor: default_replication_factor(),
+            fetch_max_bytes: default_fetch_max_bytes(),
+            librdkafka_debug: None,
         }
     }
 
