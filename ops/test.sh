@@ -98,4 +98,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo test"
-cargo test --workspace "$@"
+cargo test --workspace "$@" 2>&1 | tee "$SCRATCH/cargo-test.log"
+# One closing line for the whole suite (cargo's last line is a doc-test binary's).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' \
+    "$SCRATCH/cargo-test.log"
