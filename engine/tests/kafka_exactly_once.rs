@@ -795,8 +795,9 @@ async fn transactions_mode_on_mock_cluster_commits_and_fences() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a broker with transactions (Apache Kafka, Redpanda) at KAFKA_TXN_BOOTSTRAP; tansu refuses them"]
 async fn transactions_mode_is_exactly_once_on_a_transactional_broker() {
-    let bootstrap = std::env::var("KAFKA_TXN_BOOTSTRAP")
-        .expect("set KAFKA_TXN_BOOTSTRAP=host:port to a broker with transactions (Apache Kafka, Redpanda)");
+    let bootstrap = std::env::var("KAFKA_TXN_BOOTSTRAP").expect(
+        "set KAFKA_TXN_BOOTSTRAP=host:port to a broker with transactions (Apache Kafka, Redpanda)",
+    );
     let config = KafkaConfig::new(bootstrap).with_exactly_once(ExactlyOnceMode::Transactions);
     let log = KafkaLog::connect(config).await.unwrap();
     let input = unique("txn.in");
