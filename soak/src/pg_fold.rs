@@ -96,21 +96,8 @@ pub async fn run(args: Args) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
     }
-    let shared_log: Arc<dyn Log> = Arc::new(log.clone());
-    let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
-    let mut worker = Worker::start(
-        topology(args.max_events, 0).await?,
-        Box::new(EntitiesProcessor),
-        shared_log.clone(),
-        shared_store.clone(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let relay = Relay::start("entities", shared_log.clone(), shared_store.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let relay_task = tokio::spawn(relay.run(worker.committed.clone(), stop_rx));
+    let (mut worker, stop_tx, relay_task) =
+        start_pipeline(&log, &store, args.max_events, 0).await?;
     let started = Instant::now();
     let mut folded = 0;
     let (mut fold_us, mut versions_us, mut commit_us) = (0u64, 0u64, 0u64);
@@ -230,26 +217,40 @@ fn copy_rows(records: &[(i32, conductor_engine::log::Record)], spec: &TableSpec)
         .collect()
 }
 
-/// Appends at `rate` events/s in 10 ms ticks while the worker and the relay
-/// run; per event, latency = commit time − append time.
-async fn latency(args: &Args) -> Result<(f64, f64, f64, usize), String> {
-    let store = fresh_store(&args.database_url, "lat").await?;
-    let log = input_log().await?;
+type RelayTask = tokio::task::JoinHandle<Result<(), conductor_engine::runtime::relay::RelayError>>;
+
+/// The entities worker on `log` → `store`, with its relay running in the background.
+async fn start_pipeline(
+    log: &MemoryLog,
+    store: &PostgresStore,
+    max_events: usize,
+    linger_ms: u64,
+) -> Result<(Worker, tokio::sync::watch::Sender<bool>, RelayTask), String> {
     let shared_log: Arc<dyn Log> = Arc::new(log.clone());
     let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
-    let mut worker = Worker::start(
-        topology(args.max_events, 5).await?,
+    let worker = Worker::start(
+        topology(max_events, linger_ms).await?,
         Box::new(EntitiesProcessor),
         shared_log.clone(),
         shared_store.clone(),
     )
     .await
     .map_err(|e| e.to_string())?;
-    let relay = Relay::start("entities", shared_log.clone(), shared_store.clone())
+    let relay = Relay::start("entities", shared_log, shared_store)
         .await
         .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let relay_task = tokio::spawn(relay.run(worker.committed.clone(), stop_rx));
+    Ok((worker, stop_tx, relay_task))
+}
+
+/// Appends at `rate` events/s in 10 ms ticks while the worker and the relay
+/// run; per event, latency = commit time − append time.
+async fn latency(args: &Args) -> Result<(f64, f64, f64, usize), String> {
+    let store = fresh_store(&args.database_url, "lat").await?;
+    let log = input_log().await?;
+    let (mut worker, stop_tx, relay_task) =
+        start_pipeline(&log, &store, args.max_events, 5).await?;
 
     let total = args.rate * args.latency_seconds as usize;
     let records = entity_records(total, args.entities, PARTITIONS);
