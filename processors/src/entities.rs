@@ -75,6 +75,32 @@ fn attributes_json(a: &Attributes) -> SqlValue {
     SqlValue::Json(serde_json::to_value(a).unwrap_or_default())
 }
 
+/// An `entities` row; a delete is the same row with `deleted` set and the
+/// attributes cleared.
+fn entity_row(
+    event: &Event,
+    entity_type: &str,
+    version: i64,
+    attributes: SqlValue,
+    deleted: bool,
+) -> Result<RowUpsert, ProcessorError> {
+    check_version(version)?;
+    let meta = &event.meta;
+    Ok(RowUpsert {
+        table: ENTITIES_TABLE,
+        key: vec![meta.tenant.clone(), meta.subject.clone()],
+        version,
+        values: vec![
+            SqlValue::Text(entity_type.to_string()),
+            attributes,
+            SqlValue::Bool(deleted),
+            SqlValue::Timestamp(meta.occurred_at),
+            SqlValue::Text(meta.event_id.clone()),
+        ],
+        deleted,
+    })
+}
+
 fn check_version(version: i64) -> Result<(), ProcessorError> {
     if version < 0 {
         return Err(ProcessorError::invalid_input(format!(
@@ -99,36 +125,12 @@ impl Processor for EntitiesProcessor {
         let event_id = SqlValue::Text(meta.event_id.clone());
         let upsert = match &event.data {
             EventData::EntityUpserted(e) => {
-                check_version(e.version)?;
-                RowUpsert {
-                    table: ENTITIES_TABLE,
-                    key: vec![meta.tenant.clone(), meta.subject.clone()],
-                    version: e.version,
-                    values: vec![
-                        SqlValue::Text(e.entity_type.clone()),
-                        attributes_json(&e.attributes),
-                        SqlValue::Bool(false),
-                        updated_at,
-                        event_id,
-                    ],
-                    deleted: false,
-                }
+                let attributes = attributes_json(&e.attributes);
+                entity_row(event, &e.entity_type, e.version, attributes, false)?
             }
             EventData::EntityDeleted(e) => {
-                check_version(e.version)?;
-                RowUpsert {
-                    table: ENTITIES_TABLE,
-                    key: vec![meta.tenant.clone(), meta.subject.clone()],
-                    version: e.version,
-                    values: vec![
-                        SqlValue::Text(e.entity_type.clone()),
-                        SqlValue::Json(serde_json::json!({})),
-                        SqlValue::Bool(true),
-                        updated_at,
-                        event_id,
-                    ],
-                    deleted: true,
-                }
+                let cleared = SqlValue::Json(serde_json::json!({}));
+                entity_row(event, &e.entity_type, e.version, cleared, true)?
             }
             EventData::RelationshipUpserted(r) => {
                 check_version(r.version)?;
