@@ -76,6 +76,7 @@ async fn commit_all(
             upserts,
             outbox: vec![],
             offsets,
+            epoch: None,
         };
         let started = Instant::now();
         store.commit(commit).await.expect("commit");

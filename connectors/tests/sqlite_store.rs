@@ -6,7 +6,7 @@ mod support;
 
 use conductor_connectors::SqliteStore;
 use conductor_engine::projection::SqlValue;
-use conductor_engine::store::{ProjectionStore, StoreCommit, StoreError, TopologyControl};
+use conductor_engine::store::{ProjectionStore, StoreCommit, StoreError};
 use std::path::Path;
 use std::time::Instant;
 use support::*;
@@ -62,13 +62,11 @@ async fn committed_batch_survives_drop_and_reopen() {
                 upserts: rows("durable_rows", 50, 3),
                 outbox: vec![outbox(0), outbox(1), outbox(2)],
                 offsets: vec![position(0, 42), position(1, 7)],
+                epoch: None,
             })
             .await
             .unwrap();
-        store
-            .set_control("durable", &TopologyControl { paused: true })
-            .await
-            .unwrap();
+        store.set_paused("durable", true).await.unwrap();
         // Dropped without close(): nothing may depend on a graceful shutdown.
     }
     let store = open(&path).await;
@@ -110,6 +108,7 @@ async fn committed_batch_survives_abort_of_the_writing_process() {
                 upserts: rows("abort_rows", 100, 1),
                 outbox: vec![outbox(0)],
                 offsets: vec![position(0, 100)],
+                epoch: None,
             })
             .await
             .unwrap();
@@ -239,6 +238,7 @@ async fn commits_a_five_thousand_row_batch_in_parameter_limited_chunks() {
             upserts: rows("big_rows", 5_000, 1),
             outbox: outbox_records,
             offsets: vec![position(0, 5_000)],
+            epoch: None,
         })
         .await
         .unwrap();
@@ -250,6 +250,7 @@ async fn commits_a_five_thousand_row_batch_in_parameter_limited_chunks() {
             upserts: rows("big_rows", 5_000, 2),
             outbox: vec![],
             offsets: vec![position(0, 10_000)],
+            epoch: None,
         })
         .await
         .unwrap();
@@ -293,6 +294,7 @@ async fn a_statement_failing_mid_batch_leaves_nothing_applied() {
             upserts: rows("aaa_rows", 3, 1),
             outbox: vec![outbox(0)],
             offsets: vec![position(0, 1)],
+            epoch: None,
         })
         .await
         .unwrap();
@@ -316,6 +318,7 @@ async fn a_statement_failing_mid_batch_leaves_nothing_applied() {
             upserts,
             outbox: vec![outbox(1)],
             offsets: vec![position(0, 2)],
+            epoch: None,
         })
         .await
         .unwrap_err();
@@ -400,6 +403,7 @@ async fn readers_see_whole_batches_while_a_writer_commits() {
                         upserts,
                         outbox: vec![],
                         offsets: vec![position(0, version)],
+                        epoch: None,
                     })
                     .await
                     .unwrap();

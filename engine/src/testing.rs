@@ -5,7 +5,7 @@
 use crate::log::{InputPosition, SourcePosition};
 use crate::processor::{Effect, Processor};
 use crate::projection::{ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec};
-use crate::store::{OutboxRecord, ProjectionStore, StoreCommit, TopologyControl};
+use crate::store::{OutboxRecord, ProjectionStore, StoreCommit, StoreError, TopologyControl};
 use conductor_schemas::Event;
 
 /// A table with one column of every type, named `name`.
@@ -135,6 +135,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             ],
             outbox: vec![outbox(0, topology), outbox(1, topology)],
             offsets: pos(10),
+            epoch: None,
         })
         .await
         .expect("commit");
@@ -156,6 +157,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             ],
             outbox: vec![],
             offsets: pos(12),
+            epoch: None,
         })
         .await
         .unwrap();
@@ -165,6 +167,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             upserts: vec![row(table, "p1", 3, Some("same"))],
             outbox: vec![],
             offsets: pos(13),
+            epoch: None,
         })
         .await
         .unwrap();
@@ -209,6 +212,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             upserts: vec![row(table, "p3", 1, Some("never"))],
             outbox: vec![outbox(7, topology)],
             offsets: pos(99),
+            epoch: None,
         })
         .await;
     assert!(
@@ -268,20 +272,55 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
         Some(&5)
     );
 
+    // Control rows and the commit fence.
+    let start = store.control(topology).await.unwrap();
+    assert_eq!(start, TopologyControl::default(), "fresh control row");
+    let fenced_commit = |epoch: Option<i64>, next: i64| StoreCommit {
+        topology: topology.to_string(),
+        offsets: vec![InputPosition {
+            topic: "ig.ingest.entities".into(),
+            partition: 0,
+            next_offset: next,
+        }],
+        epoch,
+        ..Default::default()
+    };
+    store
+        .commit(fenced_commit(Some(start.epoch), 6))
+        .await
+        .expect("a commit under the current epoch lands");
+    let paused = store.set_paused(topology, true).await.unwrap();
+    assert!(paused.paused && paused.epoch > start.epoch, "{paused:?}");
+    assert_eq!(store.control(topology).await.unwrap(), paused);
+    let err = store
+        .commit(fenced_commit(Some(paused.epoch), 7))
+        .await
+        .expect_err("a paused topology takes no commit");
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    let resumed = store.set_paused(topology, false).await.unwrap();
+    assert!(!resumed.paused && resumed.epoch > paused.epoch);
+    let err = store
+        .commit(fenced_commit(Some(start.epoch), 7))
+        .await
+        .expect_err("a batch folded before the pause must not land after it");
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
     assert_eq!(
-        store.control(topology).await.unwrap(),
-        TopologyControl::default()
+        store.load_offsets(topology).await.unwrap()[&("ig.ingest.entities".to_string(), 0)],
+        6,
+        "fenced commits change nothing"
     );
     store
-        .set_control(topology, &TopologyControl { paused: true })
+        .commit(fenced_commit(Some(resumed.epoch), 7))
+        .await
+        .expect("the new epoch commits");
+
+    // A snapshot holds the offsets and the rows together.
+    let snap = store
+        .snapshot(topology, std::slice::from_ref(&spec))
         .await
         .unwrap();
-    assert!(store.control(topology).await.unwrap().paused);
-    store
-        .set_control(topology, &TopologyControl { paused: false })
-        .await
-        .unwrap();
-    assert!(!store.control(topology).await.unwrap().paused);
+    assert_eq!(snap.offsets, store.load_offsets(topology).await.unwrap());
+    assert_eq!(snap.tables, vec![store.dump_table(&spec).await.unwrap()]);
 }
 
 /// Checks a [`Processor`] against the contract: deterministic (two fresh

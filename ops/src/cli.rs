@@ -95,6 +95,10 @@ pub enum Command {
     /// Inspect and redrive dead-lettered records.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Rebuild a topology's projections from the log into a shadow, verify
+    /// it against live, swap it in, roll back.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
     /// Generate a sample dataset, fold it with the shipped topologies on the
     /// embedded defaults, and show what to try next.
     Demo(DemoArgs),
@@ -165,6 +169,65 @@ pub enum TopologyCommand {
         /// `earliest`, `latest`, or an RFC 3339 time (first record at or after it).
         #[arg(long)]
         to: String,
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReplayCommand {
+    /// Fold the topology's sources again into a fresh shadow generation (a
+    /// Postgres schema or a SQLite file beside the live one), in bulk, with
+    /// changefeed and DLQ suppressed. Live keeps running.
+    Rebuild {
+        #[arg(long)]
+        topology: String,
+        /// `earliest`, an RFC 3339 time (first record at or after it), or a
+        /// cursor from `conductor consume` (with --tenant).
+        #[arg(long, default_value = "earliest")]
+        from: String,
+        /// Point in time: fold only records up to this RFC 3339 time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Tenant a --from cursor was issued to.
+        #[arg(long, default_value = "")]
+        tenant: String,
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+    },
+    /// Compare shadow and live at the same log positions (blake3 digest per
+    /// table, the first differing rows). Exit code 0: equal; 1: different.
+    Verify {
+        #[arg(long)]
+        topology: String,
+        /// How many differing rows to show per table.
+        #[arg(long, default_value_t = 5)]
+        max_diffs: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+    },
+    /// Make the shadow live in one transaction (offsets move with it); the
+    /// old live generation is kept for `rollback`.
+    Swap {
+        #[arg(long)]
+        topology: String,
+        /// Allow swapping in a point-in-time shadow: the topology's offsets
+        /// move back to the shadow's and live folds again from there.
+        #[arg(long)]
+        rewind: bool,
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+    },
+    /// Put the previous generation back (after a swap).
+    Rollback {
+        #[arg(long)]
+        topology: String,
+        /// Allow the offsets to move with the previous generation (after a
+        /// `swap --rewind`, the previous generation is ahead of live).
+        #[arg(long)]
+        rewind: bool,
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },

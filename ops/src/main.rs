@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => commands::run::run(&settings, args).await,
         Command::Topology(cmd) => commands::topology::run(&settings, cmd).await,
         Command::Dlq(cmd) => commands::dlq::run(&settings, cmd).await,
+        Command::Replay(cmd) => commands::replay::run(&settings, cmd).await,
         Command::Demo(args) => commands::demo::run(&settings, args).await,
     }
 }

@@ -2,7 +2,8 @@
 //! `conductor run` folding ≥ 100k events is SIGKILLed at random points ≥ 10
 //! times and restarted; the final projection must equal a clean run's (blake3
 //! digest per table) and the changefeed must hold every change exactly once,
-//! in the same order per key. Sizes: `CRASH_EVENTS` (default 100000) and
+//! in the same order per key, and a full `conductor replay rebuild` must
+//! verify equal to it. Sizes: `CRASH_EVENTS` (default 100000) and
 //! `CRASH_KILLS` (default 10); soak/ runs the long version.
 
 mod support;
@@ -166,11 +167,22 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
             attempts < kills * 4,
             "could not land {kills} kills while folding (the run finished too fast); raise CRASH_EVENTS"
         );
-        let mut child = run_command(&crashed).spawn().unwrap();
+        // Aim each kill at a random point of the next share of what is left,
+        // by progress rather than by time, so the kills land while folding
+        // however fast or slow this machine is at the moment.
+        let before = progress(&crashed).await;
+        let share = ((total - before) / (kills - mid_batch_kills + 1) as i64).max(1);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        tokio::time::sleep(Duration::from_millis(300 + seed % 2200)).await;
+        let target = before + 1 + (seed % share as u64) as i64;
+        let mut child = run_command(&crashed).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while progress(&crashed).await < target && started.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // And somewhere inside the batch after it.
+        tokio::time::sleep(Duration::from_millis(seed % 60)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let done = progress(&crashed).await;
@@ -210,6 +222,30 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
     assert_eq!(a.per_key, b.per_key, "per-key order of changes differs");
     assert_eq!(a.dlq, b.dlq, "DLQ differs (each bad record exactly once)");
     assert!(!a.dlq.is_empty() && !a.change_ids.is_empty());
+
+    // A full rebuild from the log equals the projection built through the crashes.
+    let topologies = repo().join("topologies");
+    let rebuilt = run_ok(
+        conductor(&crashed)
+            .args([
+                "replay",
+                "rebuild",
+                "--topology",
+                "entities",
+                "--topologies",
+            ])
+            .arg(&topologies),
+    );
+    assert!(rebuilt.contains(&format!("{events} records")), "{rebuilt}");
+    let verified = run_ok(
+        conductor(&crashed)
+            .args(["replay", "verify", "--topology", "entities", "--topologies"])
+            .arg(&topologies),
+    );
+    assert!(
+        verified.matches("EQUAL").count() == 2 && !verified.contains("DIFFERENT"),
+        "{verified}"
+    );
     eprintln!(
         "{mid_batch_kills} kills while folding; {} changes, {} dead letters, digests {:?}",
         a.change_ids.len(),

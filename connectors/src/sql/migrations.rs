@@ -8,7 +8,8 @@
 //!   get. Kept apart from the outbox because relayed records are deleted, and
 //!   the seq must not move back when they are.
 //! - `conductor_topology_control`: lifecycle flags (paused) that survive
-//!   restarts and are shared across processes.
+//!   restarts and are shared across processes, and the control epoch that
+//!   fences commits folded before a pause or swap.
 //!
 //! Every statement is `IF NOT EXISTS`, so running them again is a no-op. They
 //! are plain statements rather than sqlx migrations: projection tables are
@@ -45,9 +46,19 @@ pub const SQLITE: &[&str] = &[
     ) STRICT"#,
     r#"CREATE TABLE IF NOT EXISTS "conductor_topology_control" (
         "topology" TEXT NOT NULL PRIMARY KEY,
-        "paused" INTEGER NOT NULL DEFAULT 0
+        "paused" INTEGER NOT NULL DEFAULT 0,
+        "epoch" INTEGER NOT NULL DEFAULT 0
     ) STRICT"#,
 ];
+
+/// Columns added to SQLite bookkeeping tables after their first release:
+/// (table, column, definition). SQLite has no `ADD COLUMN IF NOT EXISTS`, so
+/// the store adds each one only when `pragma_table_info` lacks it.
+pub const SQLITE_ADDED_COLUMNS: &[(&str, &str, &str)] = &[(
+    "conductor_topology_control",
+    "epoch",
+    r#""epoch" INTEGER NOT NULL DEFAULT 0"#,
+)];
 
 /// Postgres bookkeeping DDL. `source_index` is BIGINT because it holds a u32.
 pub const POSTGRES: &[&str] = &[
@@ -79,6 +90,7 @@ pub const POSTGRES: &[&str] = &[
         "topology" TEXT NOT NULL PRIMARY KEY,
         "paused" BOOLEAN NOT NULL DEFAULT FALSE
     )"#,
+    r#"ALTER TABLE "conductor_topology_control" ADD COLUMN IF NOT EXISTS "epoch" BIGINT NOT NULL DEFAULT 0"#,
 ];
 
 /// Key of the Postgres advisory lock held (per transaction) around DDL.

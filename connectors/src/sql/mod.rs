@@ -17,6 +17,7 @@
 //! time from [`TableSpec`]s, whose names are validated by [`quote_ident`] before
 //! they reach a statement.
 
+pub mod generations;
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;

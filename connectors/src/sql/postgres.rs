@@ -17,7 +17,9 @@ use super::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use conductor_engine::log::SourcePosition;
-use conductor_engine::store::{ProjectionStore, StoreCommit, TopologyControl};
+use conductor_engine::store::{
+    ProjectionStore, StoreCommit, StoreSnapshot, TopologyControl, check_fence,
+};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Arguments, AssertSqlSafe, Connection, Postgres, Row, Transaction};
 use std::str::FromStr;
@@ -688,6 +690,7 @@ impl ProjectionStore for PostgresStore {
             upserts,
             outbox,
             offsets,
+            epoch,
         } = commit;
         // Validation and encoding happen before the transaction opens, so
         // row locks are held only for the statements themselves.
@@ -711,6 +714,25 @@ impl ProjectionStore for PostgresStore {
             .begin()
             .await
             .map_err(|e| db_error("commit (begin)", e))?;
+        if epoch.is_some() {
+            // FOR SHARE conflicts with set_paused's UPDATE: a pause either
+            // waits for this commit or is seen by it, never slips between.
+            let control = sqlx::query_as::<_, (bool, i64)>(
+                r#"SELECT "paused", "epoch" FROM "conductor_topology_control" WHERE "topology" = $1 FOR SHARE"#,
+            )
+            .bind(&topology)
+            .fetch_optional(&mut *tx)
+            .await;
+            let control = match control {
+                Ok(c) => c
+                    .map(|(paused, epoch)| TopologyControl { paused, epoch })
+                    .unwrap_or_default(),
+                Err(e) => return rollback(tx, db_error("commit (read control)", e)).await,
+            };
+            if let Err(e) = check_fence(&topology, &control, epoch) {
+                return rollback(tx, e).await;
+            }
+        }
         if let Some(first) = first_seq {
             // Create the seq row if missing, then lock it: a second writer of
             // the same topology (a zombie) waits here and then sees the moved
@@ -801,61 +823,115 @@ impl ProjectionStore for PostgresStore {
     }
 
     async fn control(&self, topology: &str) -> Result<TopologyControl, StoreError> {
-        let paused: Option<bool> = sqlx::query_scalar(
-            r#"SELECT "paused" FROM "conductor_topology_control" WHERE "topology" = $1"#,
-        )
-        .bind(topology)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| db_error("read topology control", e))?;
-        Ok(paused
-            .map(|paused| TopologyControl { paused })
-            .unwrap_or_default())
-    }
-
-    async fn set_control(
-        &self,
-        topology: &str,
-        control: &TopologyControl,
-    ) -> Result<(), StoreError> {
+        // Created when missing, so that commits have a row to lock (FOR SHARE).
         sqlx::query(
-            r#"INSERT INTO "conductor_topology_control" ("topology", "paused") VALUES ($1, $2)
-               ON CONFLICT ("topology") DO UPDATE SET "paused" = EXCLUDED."paused""#,
+            r#"INSERT INTO "conductor_topology_control" ("topology") VALUES ($1) ON CONFLICT DO NOTHING"#,
         )
         .bind(topology)
-        .bind(control.paused)
         .execute(&self.pool)
         .await
+        .map_err(|e| db_error("create topology control", e))?;
+        let (paused, epoch) = sqlx::query_as::<_, (bool, i64)>(
+            r#"SELECT "paused", "epoch" FROM "conductor_topology_control" WHERE "topology" = $1"#,
+        )
+        .bind(topology)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_error("read topology control", e))?;
+        Ok(TopologyControl { paused, epoch })
+    }
+
+    async fn set_paused(
+        &self,
+        topology: &str,
+        paused: bool,
+    ) -> Result<TopologyControl, StoreError> {
+        let (paused, epoch) = sqlx::query_as::<_, (bool, i64)>(
+            r#"INSERT INTO "conductor_topology_control" ("topology", "paused", "epoch") VALUES ($1, $2, 1)
+               ON CONFLICT ("topology") DO UPDATE SET "paused" = EXCLUDED."paused", "epoch" = "conductor_topology_control"."epoch" + 1
+               RETURNING "paused", "epoch""#,
+        )
+        .bind(topology)
+        .bind(paused)
+        .fetch_one(&self.pool)
+        .await
         .map_err(|e| db_error("write topology control", e))?;
-        Ok(())
+        Ok(TopologyControl { paused, epoch })
     }
 
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError> {
-        let q = QuotedTable::new(table)?;
-        // Byte order whatever the column's collation, to order like the memory store.
-        let order: Vec<String> = q.key.iter().map(|k| format!("{k} COLLATE \"C\"")).collect();
-        let sql = format!(
-            "SELECT {} FROM {} ORDER BY {}",
-            q.column_list(),
-            q.table,
-            order.join(", ")
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+        let mut conn = self
+            .pool
+            .acquire()
             .await
-            .map_err(|e| table_read_error("dump", table, e))?;
-        let columns = table.all_columns();
-        rows.iter()
-            .map(|row| {
-                let mut m = serde_json::Map::new();
-                for (i, col) in columns.iter().enumerate() {
-                    m.insert(col.name.to_string(), cell_json(row, i, col)?);
-                }
-                Ok(serde_json::Value::Object(m))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| db_error(format!("dump `{}`", table.name), e))
+            .map_err(|e| db_error(format!("dump `{}`", table.name), e))?;
+        dump_rows(&mut conn, table).await
     }
+
+    async fn close(&self) {
+        PostgresStore::close(self).await
+    }
+
+    async fn snapshot(
+        &self,
+        topology: &str,
+        tables: &[TableSpec],
+    ) -> Result<StoreSnapshot, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| db_error("snapshot (begin)", e))?;
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+            r#"SELECT "topic", "partition", "next_offset" FROM "conductor_offsets" WHERE "topology" = $1"#,
+        )
+        .bind(topology)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db_error("snapshot (offsets)", e))?;
+        let mut dumps = Vec::with_capacity(tables.len());
+        for t in tables {
+            dumps.push(dump_rows(&mut tx, t).await?);
+        }
+        tx.commit()
+            .await
+            .map_err(|e| db_error("snapshot (end)", e))?;
+        Ok(StoreSnapshot {
+            offsets: rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect(),
+            tables: dumps,
+        })
+    }
+}
+
+/// Every row of `table` as JSON, in key order, read on `conn`.
+pub(crate) async fn dump_rows(
+    conn: &mut PgConnection,
+    table: &TableSpec,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let q = QuotedTable::new(table)?;
+    // Byte order whatever the column's collation, to order like the memory store.
+    let order: Vec<String> = q.key.iter().map(|k| format!("{k} COLLATE \"C\"")).collect();
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        q.column_list(),
+        q.table,
+        order.join(", ")
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(conn)
+        .await
+        .map_err(|e| table_read_error("dump", table, e))?;
+    let columns = table.all_columns();
+    rows.iter()
+        .map(|row| {
+            let mut m = serde_json::Map::new();
+            for (i, col) in columns.iter().enumerate() {
+                m.insert(col.name.to_string(), cell_json(row, i, col)?);
+            }
+            Ok(serde_json::Value::Object(m))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(|e| db_error(format!("dump `{}`", table.name), e))
 }
 
 #[cfg(test)]

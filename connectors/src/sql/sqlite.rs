@@ -15,10 +15,12 @@ use super::migrations::{OUTBOX_COLUMN_COUNT, OUTBOX_COLUMNS};
 use super::*;
 use async_trait::async_trait;
 use conductor_engine::log::SourcePosition;
-use conductor_engine::store::{ProjectionStore, StoreCommit, TopologyControl};
+use conductor_engine::store::{
+    ProjectionStore, StoreCommit, StoreSnapshot, TopologyControl, check_fence,
+};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Arguments, AssertSqlSafe, Row, Sqlite, Transaction};
 use std::path::Path;
@@ -140,6 +142,11 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// The single writer connection's pool (generation swaps attach files on it).
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     /// Closes both pools, waiting for running statements.
     pub async fn close(&self) {
         self.writer.close().await;
@@ -168,6 +175,27 @@ impl SqliteStore {
         for sql in statements {
             if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await {
                 return rollback(tx, db_error("migrate", e)).await;
+            }
+        }
+        for (table, column, definition) in migrations::SQLITE_ADDED_COLUMNS {
+            let has: Result<Option<String>, _> =
+                sqlx::query_scalar("SELECT name FROM pragma_table_info(?) WHERE name = ?")
+                    .bind(table)
+                    .bind(column)
+                    .fetch_optional(&mut *tx)
+                    .await;
+            let added = match has {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => sqlx::query(AssertSqlSafe(format!(
+                    "ALTER TABLE \"{table}\" ADD COLUMN {definition}"
+                )))
+                .execute(&mut *tx)
+                .await
+                .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = added {
+                return rollback(tx, db_error("migrate (add column)", e)).await;
             }
         }
         for spec in tables {
@@ -520,6 +548,7 @@ impl ProjectionStore for SqliteStore {
             upserts,
             outbox,
             offsets,
+            epoch,
         } = commit;
         // Everything that can be checked or encoded without the database is
         // done before the write lock is taken.
@@ -538,6 +567,16 @@ impl ProjectionStore for SqliteStore {
         )?);
 
         let mut tx = self.begin_write("commit").await?;
+        // The write lock is held: no pause or swap can slip in before COMMIT.
+        if epoch.is_some() {
+            let control = match read_control(&mut tx, &topology).await {
+                Ok(c) => c,
+                Err(e) => return rollback(tx, db_error("commit (read control)", e)).await,
+            };
+            if let Err(e) = check_fence(&topology, &control, epoch) {
+                return rollback(tx, e).await;
+            }
+        }
         if let Some(first) = first_seq {
             let stored: Option<i64> = match sqlx::query_scalar(
                 r#"SELECT "next_seq" FROM "conductor_outbox_seq" WHERE "topology" = ?"#,
@@ -622,62 +661,142 @@ impl ProjectionStore for SqliteStore {
     }
 
     async fn control(&self, topology: &str) -> Result<TopologyControl, StoreError> {
-        let paused: Option<bool> = sqlx::query_scalar(
-            r#"SELECT "paused" FROM "conductor_topology_control" WHERE "topology" = ?"#,
+        let found = sqlx::query_as::<_, (bool, i64)>(
+            r#"SELECT "paused", "epoch" FROM "conductor_topology_control" WHERE "topology" = ?"#,
         )
         .bind(topology)
         .fetch_optional(&self.reader)
         .await
         .map_err(|e| db_error("read topology control", e))?;
-        Ok(paused
-            .map(|paused| TopologyControl { paused })
-            .unwrap_or_default())
-    }
-
-    async fn set_control(
-        &self,
-        topology: &str,
-        control: &TopologyControl,
-    ) -> Result<(), StoreError> {
+        if let Some((paused, epoch)) = found {
+            return Ok(TopologyControl { paused, epoch });
+        }
         sqlx::query(
-            r#"INSERT INTO "conductor_topology_control" ("topology", "paused") VALUES (?, ?)
-               ON CONFLICT ("topology") DO UPDATE SET "paused" = excluded."paused""#,
+            r#"INSERT INTO "conductor_topology_control" ("topology") VALUES (?) ON CONFLICT DO NOTHING"#,
         )
         .bind(topology)
-        .bind(control.paused)
         .execute(&self.writer)
         .await
+        .map_err(|e| db_error("create topology control", e))?;
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(|e| db_error("read topology control", e))?;
+        read_control(&mut conn, topology)
+            .await
+            .map_err(|e| db_error("read topology control", e))
+    }
+
+    async fn set_paused(
+        &self,
+        topology: &str,
+        paused: bool,
+    ) -> Result<TopologyControl, StoreError> {
+        let (paused, epoch) = sqlx::query_as::<_, (bool, i64)>(
+            r#"INSERT INTO "conductor_topology_control" ("topology", "paused", "epoch") VALUES (?, ?, 1)
+               ON CONFLICT ("topology") DO UPDATE SET "paused" = excluded."paused", "epoch" = "conductor_topology_control"."epoch" + 1
+               RETURNING "paused", "epoch""#,
+        )
+        .bind(topology)
+        .bind(paused)
+        .fetch_one(&self.writer)
+        .await
         .map_err(|e| db_error("write topology control", e))?;
-        Ok(())
+        Ok(TopologyControl { paused, epoch })
     }
 
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError> {
-        let q = QuotedTable::new(table)?;
-        let sql = format!(
-            "SELECT {} FROM {} ORDER BY {}",
-            q.column_list(),
-            q.table,
-            q.key_list()
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.reader)
+        let mut conn = self
+            .reader
+            .acquire()
             .await
-            .map_err(|e| table_read_error("dump", table, e))?;
-        let columns = table.all_columns();
-        rows.iter()
-            .map(|row| {
-                let mut m = serde_json::Map::new();
-                for (i, col) in columns.iter().enumerate() {
-                    m.insert(col.name.to_string(), cell_json(row, i, col)?);
-                }
-                Ok(serde_json::Value::Object(m))
-            })
-            .collect::<Result<_, String>>()
-            .map_err(|detail| StoreError::Database {
-                operation: format!("dump `{}`", table.name),
-                detail,
-            })
+            .map_err(|e| db_error(format!("dump `{}`", table.name), e))?;
+        dump_rows(&mut conn, table).await
     }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await
+    }
+
+    async fn snapshot(
+        &self,
+        topology: &str,
+        tables: &[TableSpec],
+    ) -> Result<StoreSnapshot, StoreError> {
+        // A read transaction in WAL mode sees one snapshot throughout.
+        let mut tx = self
+            .reader
+            .begin()
+            .await
+            .map_err(|e| db_error("snapshot (begin)", e))?;
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+            r#"SELECT "topic", "partition", "next_offset" FROM "conductor_offsets" WHERE "topology" = ?"#,
+        )
+        .bind(topology)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db_error("snapshot (offsets)", e))?;
+        let mut dumps = Vec::with_capacity(tables.len());
+        for t in tables {
+            dumps.push(dump_rows(&mut tx, t).await?);
+        }
+        tx.commit()
+            .await
+            .map_err(|e| db_error("snapshot (end)", e))?;
+        Ok(StoreSnapshot {
+            offsets: rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect(),
+            tables: dumps,
+        })
+    }
+}
+
+/// Reads a control row (default when absent) on `conn`.
+async fn read_control(
+    conn: &mut SqliteConnection,
+    topology: &str,
+) -> Result<TopologyControl, sqlx::Error> {
+    let found = sqlx::query_as::<_, (bool, i64)>(
+        r#"SELECT "paused", "epoch" FROM "conductor_topology_control" WHERE "topology" = ?"#,
+    )
+    .bind(topology)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found
+        .map(|(paused, epoch)| TopologyControl { paused, epoch })
+        .unwrap_or_default())
+}
+
+/// Every row of `table` as JSON, in key order, read on `conn`.
+pub(crate) async fn dump_rows(
+    conn: &mut SqliteConnection,
+    table: &TableSpec,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let q = QuotedTable::new(table)?;
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        q.column_list(),
+        q.table,
+        q.key_list()
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(conn)
+        .await
+        .map_err(|e| table_read_error("dump", table, e))?;
+    let columns = table.all_columns();
+    rows.iter()
+        .map(|row| {
+            let mut m = serde_json::Map::new();
+            for (i, col) in columns.iter().enumerate() {
+                m.insert(col.name.to_string(), cell_json(row, i, col)?);
+            }
+            Ok(serde_json::Value::Object(m))
+        })
+        .collect::<Result<_, String>>()
+        .map_err(|detail| StoreError::Database {
+            operation: format!("dump `{}`", table.name),
+            detail,
+        })
 }
 
 #[cfg(test)]

@@ -227,12 +227,14 @@ pub fn tricky_commits(table: &'static str) -> Vec<StoreCommit> {
             upserts: first,
             outbox: vec![],
             offsets: vec![position(0, 1)],
+            epoch: None,
         },
         StoreCommit {
             topology: "tricky".into(),
             upserts: second,
             outbox: vec![],
             offsets: vec![position(0, 2)],
+            epoch: None,
         },
     ]
 }

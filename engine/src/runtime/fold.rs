@@ -241,6 +241,7 @@ impl Folded {
                     next_offset,
                 })
                 .collect(),
+            epoch: None,
         };
         (commit, changes)
     }

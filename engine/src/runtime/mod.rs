@@ -18,4 +18,4 @@ pub mod worker;
 
 pub use config::{TopologyConfig, parse_topology};
 pub use status::{StatusHandle, TopologyState, TopologyStatus};
-pub use worker::{RuntimeError, Worker};
+pub use worker::{RuntimeError, Worker, WorkerOptions};

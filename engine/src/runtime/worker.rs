@@ -43,6 +43,35 @@ struct InFlight {
 /// Keys whose version the worker remembers before it starts over.
 const VERSION_CACHE_MAX: usize = 2_000_000;
 
+/// How a worker runs: the live defaults, or a bounded replay.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Stop reading each partition at this offset (exclusive). Partitions
+    /// not listed are read to their end. `None`: follow the log forever.
+    pub end: Option<BTreeMap<(String, i32), i64>>,
+    /// Start from these positions on partitions with no stored position
+    /// (instead of the topology's `sources.start`).
+    pub start: Option<BTreeMap<(String, i32), i64>>,
+    /// Write the outbox (changefeed, DLQ, emitted events). A rebuild into a
+    /// shadow turns this off: its side effects already happened live.
+    pub side_effects: bool,
+    /// The store holds no rows of these tables yet, so a key missing from
+    /// the version cache has no stored version and needs no look-up (a
+    /// rebuild into a fresh shadow). Forgotten as soon as the cache is cleared.
+    pub store_starts_empty: bool,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            end: None,
+            start: None,
+            side_effects: true,
+            store_starts_empty: false,
+        }
+    }
+}
+
 /// What one [`Worker::step`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StepOutcome {
@@ -68,6 +97,12 @@ pub struct Worker {
     read_positions: BTreeMap<(String, i32), i64>,
     inflight: Option<InFlight>,
     next_seq: i64,
+    /// The control epoch batches are folded under (see `StoreCommit::epoch`).
+    epoch: i64,
+    paused: bool,
+    options: WorkerOptions,
+    /// Every stored key of the topology's tables is in `versions`.
+    versions_complete: bool,
     /// Stored row versions this worker knows, so most batches need no
     /// look-up query. Valid because a topology's worker is the only writer of
     /// its tables (a second writer fails on the outbox sequence); cleared
@@ -97,9 +132,20 @@ impl Worker {
         log: Arc<dyn Log>,
         store: Arc<dyn ProjectionStore>,
     ) -> Result<Self, RuntimeError> {
+        Self::start_with(config, processor, log, store, WorkerOptions::default()).await
+    }
+
+    /// [`start`](Self::start) with explicit options (replays use this).
+    pub async fn start_with(
+        config: TopologyConfig,
+        processor: Box<dyn Processor>,
+        log: Arc<dyn Log>,
+        store: Arc<dyn ProjectionStore>,
+        options: WorkerOptions,
+    ) -> Result<Self, RuntimeError> {
         let tables = processor.tables();
         store.migrate(&tables).await?;
-        if config.changefeed.enabled {
+        if config.changefeed.enabled && options.side_effects {
             ensure_topic(
                 log.as_ref(),
                 &config.changefeed_topic(),
@@ -107,7 +153,9 @@ impl Worker {
             )
             .await?;
         }
-        ensure_topic(log.as_ref(), &config.dlq_topic(), 1).await?;
+        if options.side_effects {
+            ensure_topic(log.as_ref(), &config.dlq_topic(), 1).await?;
+        }
         let stored = store.load_offsets(&config.name).await?;
         let mut positions = BTreeMap::new();
         for topic in &config.sources.topics {
@@ -122,9 +170,14 @@ impl Worker {
                 Err(e) => return Err(e.into()),
             };
             for p in description.partitions {
-                let start = match config.sources.start {
-                    StartFrom::Earliest => p.low_watermark,
-                    StartFrom::Latest => p.high_watermark,
+                let key = (topic.clone(), p.partition);
+                let start = match (
+                    options.start.as_ref().and_then(|s| s.get(&key)),
+                    config.sources.start,
+                ) {
+                    (Some(o), _) => *o,
+                    (None, StartFrom::Earliest) => p.low_watermark,
+                    (None, StartFrom::Latest) => p.high_watermark,
                 };
                 let pos = stored
                     .get(&(topic.clone(), p.partition))
@@ -134,8 +187,13 @@ impl Worker {
             }
         }
         let next_seq = store.next_outbox_seq(&config.name).await?;
+        let control = store.control(&config.name).await?;
         let status = StatusHandle::new(&config.name, processor.name());
         Ok(Worker {
+            epoch: control.epoch,
+            paused: control.paused,
+            versions_complete: options.store_starts_empty,
+            options,
             config,
             log,
             store,
@@ -164,6 +222,28 @@ impl Worker {
         &self.store
     }
 
+    /// Whether every partition has been read up to `options.end` (never
+    /// true without an end).
+    pub fn reached_end(&self) -> bool {
+        let Some(end) = &self.options.end else {
+            return false;
+        };
+        self.read_positions
+            .iter()
+            .all(|(k, pos)| end.get(k).is_some_and(|e| pos >= e))
+    }
+
+    /// Records left to read before `options.end`, over all partitions.
+    pub fn remaining(&self) -> Option<i64> {
+        let end = self.options.end.as_ref()?;
+        Some(
+            self.read_positions
+                .iter()
+                .map(|(k, pos)| end.get(k).map_or(0, |e| (e - pos).max(0)))
+                .sum(),
+        )
+    }
+
     /// Reads what is available (up to the batch limits) without waiting.
     async fn gather(
         &self,
@@ -183,10 +263,18 @@ impl Worker {
                 .rev()
                 .find(|r| &r.topic == topic && r.partition == *partition)
                 .map_or(*pos, |r| r.offset + 1);
-            let records = self
-                .log
-                .read(topic, *partition, from, share.min(max - batch.len()))
-                .await?;
+            let mut want = share.min(max - batch.len());
+            if let Some(end) = self.options.end.as_ref() {
+                let end = end
+                    .get(&(topic.clone(), *partition))
+                    .copied()
+                    .unwrap_or(i64::MAX);
+                want = want.min((end - from).max(0) as usize);
+                if want == 0 {
+                    continue;
+                }
+            }
+            let records = self.log.read(topic, *partition, from, want).await?;
             for r in records {
                 *bytes += r.record.payload_len();
                 batch.push(r);
@@ -266,7 +354,7 @@ impl Worker {
             }
             // Keys missing from the cache were not touched by a commit in
             // flight (those are all cached), so the store's answer is current.
-            if !missing.is_empty() {
+            if !missing.is_empty() && !self.versions_complete {
                 for (k, v) in self.store.current_versions(spec, &missing).await? {
                     versions.insert((table, k), v);
                 }
@@ -274,7 +362,12 @@ impl Worker {
         }
         let versions_micros = t_versions.elapsed().as_micros() as u64;
         let t_resolve = Instant::now();
-        let (commit, changes) = folded.resolve(&self.config, &self.tables, versions, self.next_seq);
+        let (mut commit, changes) =
+            folded.resolve(&self.config, &self.tables, versions, self.next_seq);
+        commit.epoch = Some(self.epoch);
+        if !self.options.side_effects {
+            commit.outbox.clear();
+        }
         let fold_micros = fold_micros + t_resolve.elapsed().as_micros() as u64;
         let new_positions: Vec<((String, i32), i64)> = commit
             .offsets
@@ -283,6 +376,7 @@ impl Worker {
             .collect();
         if self.versions.len() + commit.upserts.len() > VERSION_CACHE_MAX {
             self.versions.clear();
+            self.versions_complete = false;
         }
         self.versions.extend(
             commit
@@ -337,6 +431,7 @@ impl Worker {
             // be lost): forget what we believed and start over from what the
             // store says, so the retry neither repeats nor skips anything.
             self.versions.clear();
+            self.versions_complete = false;
             if let Err(reload) = self.reload_from_store().await {
                 tracing::warn!(topology = %self.config.name, error = %reload, "could not reload positions after a failed commit");
             }
@@ -367,8 +462,11 @@ impl Worker {
         Ok(())
     }
 
-    /// Re-reads positions and the outbox seq from the store.
+    /// Re-reads positions, the outbox seq and the control row from the store.
     async fn reload_from_store(&mut self) -> Result<(), StoreError> {
+        let control = self.store.control(&self.config.name).await?;
+        self.epoch = control.epoch;
+        self.paused = control.paused;
         let stored = self.store.load_offsets(&self.config.name).await?;
         for (key, pos) in self.positions.iter_mut() {
             if let Some(p) = stored.get(key) {
@@ -378,6 +476,25 @@ impl Worker {
         self.read_positions = self.positions.clone();
         self.next_seq = self.store.next_outbox_seq(&self.config.name).await?;
         Ok(())
+    }
+
+    /// Drops every cached belief about the store and reads it again.
+    async fn forget_and_reload(&mut self) -> Result<(), StoreError> {
+        self.versions.clear();
+        self.versions_complete = false;
+        self.reload_from_store().await
+    }
+
+    fn show_control_state(&self) {
+        let paused = self.paused;
+        self.status.update(|s| {
+            s.state = if paused {
+                TopologyState::Paused
+            } else {
+                TopologyState::Running
+            };
+            s.error = None;
+        });
     }
 
     /// Refreshes lag figures (status and the `conductor_consumer_lag` gauge).
@@ -407,25 +524,23 @@ impl Worker {
         let idle = Duration::from_millis(self.config.batch.linger_ms.clamp(5, 200));
         let mut last_control = Instant::now() - Duration::from_secs(1);
         let mut last_lag = Instant::now() - Duration::from_secs(1);
-        let mut paused = false;
-        self.status.update(|s| s.state = TopologyState::Running);
+        self.show_control_state();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             if last_control.elapsed() >= Duration::from_millis(500) {
                 last_control = Instant::now();
-                let now_paused = self.store.control(&self.config.name).await?.paused;
-                if now_paused != paused {
-                    paused = now_paused;
-                    tracing::info!(topology = %self.config.name, paused, "topology control changed");
-                    self.status.update(|s| {
-                        s.state = if paused {
-                            TopologyState::Paused
-                        } else {
-                            TopologyState::Running
-                        }
-                    });
+                let control = self.store.control(&self.config.name).await?;
+                if control.epoch != self.epoch {
+                    // Paused, resumed or swapped from elsewhere: what this
+                    // worker cached may no longer describe the store.
+                    if let Err(e) = self.flush().await {
+                        tracing::debug!(topology = %self.config.name, error = %e, "commit in flight refused by the new control epoch");
+                    }
+                    self.forget_and_reload().await?;
+                    tracing::info!(topology = %self.config.name, paused = self.paused, epoch = self.epoch, "topology control changed");
+                    self.show_control_state();
                 }
             }
             if last_lag.elapsed() >= Duration::from_secs(1) {
@@ -434,7 +549,7 @@ impl Worker {
                     tracing::warn!(topology = %self.config.name, error = %error, "could not refresh lag");
                 }
             }
-            let outcome = if paused {
+            let outcome = if self.paused {
                 StepOutcome::default()
             } else {
                 match self.step().await {
@@ -448,6 +563,13 @@ impl Worker {
                             s.error = Some(e.to_string());
                         });
                         return Err(e);
+                    }
+                    Err(RuntimeError::Store(e @ StoreError::Fenced { .. })) => {
+                        // Paused or swapped while the batch was folded; the
+                        // worker has reloaded and folds it again if resumed.
+                        tracing::info!(topology = %self.config.name, reason = %e, "batch fenced off");
+                        self.show_control_state();
+                        continue;
                     }
                     Err(e) => {
                         // Store or log trouble: nothing was committed; retry the batch.

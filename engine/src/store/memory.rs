@@ -106,6 +106,8 @@ impl ProjectionStore for MemoryStore {
 
     async fn commit(&self, commit: StoreCommit) -> Result<(), StoreError> {
         let mut st = self.lock();
+        let control = st.control.entry(commit.topology.clone()).or_default();
+        check_fence(&commit.topology, control, commit.epoch)?;
         let expected = st.next_seq.get(&commit.topology).copied().unwrap_or(0);
         if let Some(first) = commit.outbox.first()
             && first.seq != expected
@@ -175,41 +177,60 @@ impl ProjectionStore for MemoryStore {
         Ok(self
             .lock()
             .control
-            .get(topology)
-            .cloned()
-            .unwrap_or_default())
+            .entry(topology.to_string())
+            .or_default()
+            .clone())
     }
 
-    async fn set_control(
+    async fn set_paused(
         &self,
         topology: &str,
-        control: &TopologyControl,
-    ) -> Result<(), StoreError> {
-        self.lock()
-            .control
-            .insert(topology.to_string(), control.clone());
-        Ok(())
+        paused: bool,
+    ) -> Result<TopologyControl, StoreError> {
+        let mut st = self.lock();
+        let control = st.control.entry(topology.to_string()).or_default();
+        control.paused = paused;
+        control.epoch += 1;
+        Ok(control.clone())
     }
 
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError> {
-        let st = self.lock();
-        let rows = st
-            .rows
-            .get(table.name)
-            .ok_or_else(|| StoreError::UnknownTable(table.name.to_string()))?;
-        Ok(rows
-            .values()
-            .map(|r| {
-                let mut m = serde_json::Map::new();
-                for (c, k) in table.key.iter().zip(&r.key) {
-                    m.insert(c.name.to_string(), k.clone().into());
-                }
-                m.insert("version".into(), r.version.into());
-                for (c, v) in table.columns.iter().zip(&r.values) {
-                    m.insert(c.name.to_string(), value_to_json(v));
-                }
-                serde_json::Value::Object(m)
-            })
-            .collect())
+        dump(&self.lock(), table)
     }
+
+    async fn snapshot(
+        &self,
+        topology: &str,
+        tables: &[TableSpec],
+    ) -> Result<StoreSnapshot, StoreError> {
+        let st = self.lock();
+        Ok(StoreSnapshot {
+            offsets: st.offsets.get(topology).cloned().unwrap_or_default(),
+            tables: tables
+                .iter()
+                .map(|t| dump(&st, t))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+fn dump(st: &State, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError> {
+    let rows = st
+        .rows
+        .get(table.name)
+        .ok_or_else(|| StoreError::UnknownTable(table.name.to_string()))?;
+    Ok(rows
+        .values()
+        .map(|r| {
+            let mut m = serde_json::Map::new();
+            for (c, k) in table.key.iter().zip(&r.key) {
+                m.insert(c.name.to_string(), k.clone().into());
+            }
+            m.insert("version".into(), r.version.into());
+            for (c, v) in table.columns.iter().zip(&r.values) {
+                m.insert(c.name.to_string(), value_to_json(v));
+            }
+            serde_json::Value::Object(m)
+        })
+        .collect())
 }

@@ -48,6 +48,12 @@ pub struct StoreCommit {
     pub outbox: Vec<OutboxRecord>,
     /// Input positions after this batch.
     pub offsets: Vec<InputPosition>,
+    /// The control epoch the batch was folded under. When set, the store
+    /// refuses the commit ([`StoreError::Fenced`]) if the topology is paused
+    /// or its epoch moved (a pause, resume or generation swap happened since):
+    /// after `set_paused` returns, no batch folded before it can land.
+    /// `None` skips the check (tools and tests writing directly).
+    pub epoch: Option<i64>,
 }
 
 /// Lifecycle control of a topology, kept in the store so that it survives
@@ -56,6 +62,10 @@ pub struct StoreCommit {
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct TopologyControl {
     pub paused: bool,
+    /// Grows with every change of control (pause, resume, generation swap).
+    /// Workers commit under the epoch they read, which fences them off
+    /// when it moves: see [`StoreCommit::epoch`].
+    pub epoch: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +80,10 @@ pub enum StoreError {
     Database { operation: String, detail: String },
     #[error("unknown table `{0}`: it is not declared by any processor of this store")]
     UnknownTable(String),
+    #[error(
+        "topology `{topology}` was fenced: {reason}; the batch was not stored and will be folded again"
+    )]
+    Fenced { topology: String, reason: String },
     #[error(
         "outbox sequence mismatch for topology `{topology}`: commit starts at {got}, store expects {expected}"
     )]
@@ -127,18 +141,64 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// Deletes outbox records with `seq < below_seq` (already relayed).
     async fn delete_outbox(&self, topology: &str, below_seq: i64) -> Result<u64, StoreError>;
 
-    /// Reads a topology's control row (default when absent).
+    /// Reads a topology's control row, creating the default one (running,
+    /// epoch 0) when absent, so that commits have a row to lock against.
     async fn control(&self, topology: &str) -> Result<TopologyControl, StoreError>;
 
-    /// Writes a topology's control row.
-    async fn set_control(
-        &self,
-        topology: &str,
-        control: &TopologyControl,
-    ) -> Result<(), StoreError>;
+    /// Pauses or resumes a topology and moves its epoch on, atomically with
+    /// respect to commits: once this returns, no commit folded under an
+    /// older epoch is accepted. Returns the new control row.
+    async fn set_paused(&self, topology: &str, paused: bool)
+    -> Result<TopologyControl, StoreError>;
 
     /// Every row of a table as JSON objects ordered by key (tests, digests, diffs).
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError>;
+
+    /// Closes connections, waiting for running statements (before a store's
+    /// files or schema are moved or removed). The default does nothing.
+    async fn close(&self) {}
+
+    /// A topology's stored positions and the dumps of `tables`, all read from
+    /// one consistent snapshot: the rows are exactly the fold of the log up
+    /// to those positions, even while a worker keeps committing.
+    async fn snapshot(
+        &self,
+        topology: &str,
+        tables: &[TableSpec],
+    ) -> Result<StoreSnapshot, StoreError>;
+}
+
+/// What [`ProjectionStore::snapshot`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSnapshot {
+    /// (topic, partition) → next offset.
+    pub offsets: BTreeMap<(String, i32), i64>,
+    /// One dump per requested table, in the requested order.
+    pub tables: Vec<Vec<serde_json::Value>>,
+}
+
+/// Checks a commit's epoch against the stored control row; the stores call
+/// it inside the commit's transaction, after locking that row.
+pub fn check_fence(
+    topology: &str,
+    control: &TopologyControl,
+    epoch: Option<i64>,
+) -> Result<(), StoreError> {
+    let Some(epoch) = epoch else { return Ok(()) };
+    let reason = if control.paused {
+        "it is paused".to_string()
+    } else if control.epoch != epoch {
+        format!(
+            "its control epoch moved from {epoch} to {} (paused, resumed or swapped meanwhile)",
+            control.epoch
+        )
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Fenced {
+        topology: topology.to_string(),
+        reason,
+    })
 }
 
 /// blake3 digest of a table's rows in key order: equal digests, equal projections.
@@ -146,10 +206,15 @@ pub async fn table_digest(
     store: &dyn ProjectionStore,
     table: &TableSpec,
 ) -> Result<String, StoreError> {
+    Ok(rows_digest(&store.dump_table(table).await?))
+}
+
+/// blake3 digest of dumped rows in order (what [`table_digest`] hashes).
+pub fn rows_digest(rows: &[serde_json::Value]) -> String {
     let mut h = blake3::Hasher::new();
-    for row in store.dump_table(table).await? {
+    for row in rows {
         h.update(row.to_string().as_bytes());
         h.update(b"\n");
     }
-    Ok(h.finalize().to_hex().to_string())
+    h.finalize().to_hex().to_string()
 }

@@ -3,6 +3,7 @@ pub mod consume;
 pub mod demo;
 pub mod dlq;
 pub mod produce;
+pub mod replay;
 pub mod run;
 pub mod schema;
 pub mod topic;

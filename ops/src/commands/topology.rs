@@ -6,7 +6,6 @@ use crate::error::CliError;
 use crate::settings::Settings;
 use crate::topologies;
 use conductor_engine::log::{InputPosition, LogError};
-use conductor_engine::store::TopologyControl;
 
 pub async fn run(settings: &Settings, cmd: TopologyCommand) -> Result<(), CliError> {
     match cmd {
@@ -57,7 +56,7 @@ pub async fn run(settings: &Settings, cmd: TopologyCommand) -> Result<(), CliErr
     }
 }
 
-fn find(
+pub(crate) fn find(
     settings: &Settings,
     dir: Option<std::path::PathBuf>,
     name: &str,
@@ -87,11 +86,19 @@ async fn set_paused(settings: &Settings, name: &str, paused: bool) -> Result<(),
             }
         )));
     }
-    store.set_control(name, &TopologyControl { paused }).await?;
-    println!(
-        "topology {name} {}; a running worker follows within a second",
-        if paused { "paused" } else { "resumed" }
-    );
+    let control = store.set_paused(name, paused).await?;
+    if paused {
+        // The store fences commits on the epoch, so this holds at once.
+        println!(
+            "topology {name} paused (epoch {}): no further batch is stored until it is resumed",
+            control.epoch
+        );
+    } else {
+        println!(
+            "topology {name} resumed (epoch {}); a running worker picks up within a second",
+            control.epoch
+        );
+    }
     Ok(())
 }
 
