@@ -99,6 +99,10 @@ pub enum Command {
     /// it against live, swap it in, roll back.
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// Query topics and projection tables with SQL (DataFusion). A topic is a
+    /// table named by the topic, quoted: SELECT kind, count(*) FROM
+    /// "ig.ingest.entities" GROUP BY kind; projections by their names.
+    Sql(SqlArgs),
     /// Generate a sample dataset, fold it with the shipped topologies on the
     /// embedded defaults, and show what to try next.
     Demo(DemoArgs),
@@ -172,6 +176,29 @@ pub enum TopologyCommand {
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// One SQL statement.
+    pub query: String,
+    #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+    pub format: SqlFormat,
+    /// Write the result to this file instead of stdout (required for parquet).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print how long loading and the query took (to stderr).
+    #[arg(long)]
+    pub timing: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlFormat {
+    Table,
+    Csv,
+    /// JSON lines, one object per row.
+    Json,
+    Parquet,
 }
 
 #[derive(Subcommand, Debug)]

@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Topology(cmd) => commands::topology::run(&settings, cmd).await,
         Command::Dlq(cmd) => commands::dlq::run(&settings, cmd).await,
         Command::Replay(cmd) => commands::replay::run(&settings, cmd).await,
+        Command::Sql(args) => commands::sql::run(&settings, args).await,
         Command::Demo(args) => commands::demo::run(&settings, args).await,
     }
 }

@@ -102,3 +102,67 @@ fn bad_replay_arguments_say_what_is_wrong() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("RFC 3339"), "{}", text(&out));
 }
+
+#[test]
+fn sql_over_a_topic_and_a_projection_after_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        conductor(dir.path())
+            .current_dir(repo())
+            .args(["demo", "--people", "200"]),
+    );
+    let sql = |args: &[&str]| {
+        conductor(dir.path())
+            .arg("sql")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The number of live entities, from the topic and from the projection.
+    let out = sql(&[
+        "SELECT count(*) AS n FROM entities WHERE NOT deleted",
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let live: i64 = text(&out).lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(live > 200, "{}", text(&out));
+    let out = sql(&[
+        r#"SELECT kind, count(*) AS n FROM "ig.ingest.entities" WHERE decode_error IS NULL GROUP BY kind ORDER BY kind"#,
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "EntityUpserted" && r["n"].as_i64().unwrap() > 200),
+        "{rows:?}"
+    );
+
+    let parquet = dir.path().join("entities.parquet");
+    let out = sql(&["SELECT * FROM entities", "--format", "parquet", "--out"]
+        .into_iter()
+        .chain([parquet.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out));
+    let bytes = std::fs::read(&parquet).unwrap();
+    assert!(
+        bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"),
+        "a Parquet file"
+    );
+
+    let out = sql(&["SELECT 1", "--format", "parquet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--out"), "{}", text(&out));
+    let out = sql(&["SELECT * FROM ingest_entities"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("\"ig.ingest.entities\""),
+        "{}",
+        text(&out)
+    );
+}

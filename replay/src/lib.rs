@@ -1,6 +1,7 @@
 //! Conductor's replay: everything that reads the log again from a position.
 //!
-//! Today: rebuilding a topology's projections beside the live ones.
+//! Today: rebuilding a topology's projections beside the live ones, and SQL
+//! over topics and projections ([`sql`], DataFusion).
 //!
 //! 1. [`rebuild::rebuild`] folds the topology's source topics, from the
 //!    beginning (or a time or cursor) up to now (or a point in time), into a
@@ -18,6 +19,7 @@
 
 pub mod catch_up;
 pub mod rebuild;
+pub mod sql;
 pub mod swap;
 pub mod verify;
 

@@ -6,5 +6,6 @@ pub mod produce;
 pub mod replay;
 pub mod run;
 pub mod schema;
+pub mod sql;
 pub mod topic;
 pub mod topology;
