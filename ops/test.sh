@@ -7,7 +7,7 @@
 #             (database `test`), else a throwaway cluster made with initdb.
 #   Kafka     KAFKA_BOOTSTRAP if set, else a tansu broker (installed by
 #             ops/install-tansu.sh) started on a free loopback port.
-#   Clients   Python confluent-kafka (PyPI) and psql for the end-to-end tests.
+#   Clients   Python confluent-kafka (PyPI), psql and curl for the end-to-end tests.
 # Under CI=true a service that can't be had is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -86,10 +86,25 @@ ensure_python_client() {
     echo "Python confluent-kafka: installed now"
 }
 
+ensure_curl() {
+    # The SSE end-to-end test follows a stream with curl.
+    if command -v curl >/dev/null; then
+        echo "curl: installed"
+        return
+    fi
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        (apt-get update -qq && apt-get install -y -qq curl >/dev/null) || fail "could not install curl with apt-get"
+        echo "curl: installed now"
+        return
+    fi
+    fail "curl is needed by the SSE end-to-end test: install it (apt-get install curl)"
+}
+
 step "services"
 ensure_postgres
 ensure_kafka
 ensure_python_client
+ensure_curl
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,17 +1,25 @@
-//! The HTTP server of `conductor run` / `conductor demo`: admin endpoints
-//! and metrics (subscriptions join it later).
+//! The HTTP server of `conductor run` / `conductor demo`: admin endpoints,
+//! metrics, and the subscription transports of `conductor_replay::server`
+//! (`/v1/subscribe`, `/v1/changes`).
 //!
 //! - `GET /healthz`  — the process is up.
 //! - `GET /readyz`   — 200 when every topology is running or paused, else 503.
 //! - `GET /metrics`  — Prometheus text format.
 //! - `GET /v1/topologies`, `GET /v1/topologies/{name}` — status JSON.
 
+use crate::error::CliError;
+use crate::settings::Settings;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
+use conductor_engine::log::Log;
 use conductor_engine::runtime::{StatusHandle, TopologyState};
+use conductor_replay::server::Subscriptions;
+use conductor_replay::subscribe::Hub;
+use conductor_replay::subscribe::auth::Authenticator;
+use conductor_replay::subscribe::limits::{Limits, LimitsConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -20,6 +28,37 @@ use std::sync::{Arc, OnceLock};
 pub struct AppState {
     pub topologies: Arc<Vec<StatusHandle>>,
     pub metrics: PrometheusHandle,
+    pub subscriptions: Arc<Subscriptions>,
+}
+
+/// Shortest token secret accepted (HS256 wants at least the hash size).
+const MIN_SECRET_BYTES: usize = 32;
+
+/// The subscription service over `log`: cursors signed with the data dir's
+/// cursor key, tokens checked against the configured secret (without one,
+/// every subscribe attempt is answered with how to configure it).
+pub fn subscriptions(
+    settings: &Settings,
+    log: Arc<dyn Log>,
+    secret: Option<&str>,
+) -> Result<Arc<Subscriptions>, CliError> {
+    if let Some(s) = secret
+        && s.len() < MIN_SECRET_BYTES
+    {
+        return Err(CliError::usage(
+            format!(
+                "the token secret is {} bytes; at least {MIN_SECRET_BYTES} are needed",
+                s.len()
+            ),
+            "set CONDUCTOR_JWT_SECRET (or `jwt_secret` in the config file) to a longer random string",
+        ));
+    }
+    let key = Arc::new(crate::backend::cursor_key(settings)?);
+    Ok(Arc::new(Subscriptions {
+        hub: Hub::new(log, key),
+        auth: Authenticator::new(secret.map(str::as_bytes)),
+        limits: Limits::new(LimitsConfig::default()),
+    }))
 }
 
 /// Installs the Prometheus recorder once per process and returns its handle.
@@ -52,6 +91,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 pub fn router(state: AppState) -> Router {
+    let subscriptions = conductor_replay::server::routes(state.subscriptions.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -62,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topologies", get(list))
         .route("/v1/topologies/{name}", get(one))
         .with_state(state)
+        .merge(subscriptions)
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {

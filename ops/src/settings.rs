@@ -21,6 +21,8 @@ pub struct ConfigFile {
     pub listen: Option<SocketAddr>,
     /// Directory of topology files.
     pub topologies: Option<PathBuf>,
+    /// HS256 secret of subscription tokens (or CONDUCTOR_JWT_SECRET).
+    pub jwt_secret: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     pub listen: Option<SocketAddr>,
     pub topologies: Option<PathBuf>,
+    /// Never a flag (it would show in `ps`): CONDUCTOR_JWT_SECRET or the file.
+    pub jwt_secret: Option<String>,
 }
 
 impl Settings {
@@ -94,6 +98,10 @@ impl Settings {
             database_url,
             listen: file.listen,
             topologies: file.topologies,
+            jwt_secret: std::env::var("CONDUCTOR_JWT_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .or(file.jwt_secret),
         })
     }
 }

@@ -19,7 +19,9 @@
 
 pub mod catch_up;
 pub mod rebuild;
+pub mod server;
 pub mod sql;
+pub mod subscribe;
 pub mod swap;
 pub mod verify;
 

@@ -5,8 +5,11 @@
 //!   exactly-once on (store commit + outbox relay), events/s next to a plain
 //!   COPY of rows of the same shape into the same server, and event-to-commit
 //!   latency percentiles at a fixed input rate.
+//! - `replay-rebuild`: a full rebuild of ≥ 1M events into a Postgres shadow
+//!   next to a COPY of one row per event, and `conductor sql` GROUP BY timings.
 
 mod pg_fold;
+mod replay_rebuild;
 mod report;
 mod workload;
 
@@ -31,6 +34,8 @@ struct Cli {
 enum Scenario {
     /// Fold throughput into Postgres vs COPY, and latency at a fixed rate.
     PgFold(pg_fold::Args),
+    /// Full rebuild of ≥ 1M events into a Postgres shadow vs COPY, and SQL timings.
+    ReplayRebuild(replay_rebuild::Args),
 }
 
 #[tokio::main]
@@ -38,6 +43,7 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.scenario {
         Scenario::PgFold(args) => pg_fold::run(args).await,
+        Scenario::ReplayRebuild(args) => replay_rebuild::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

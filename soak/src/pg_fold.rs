@@ -190,7 +190,7 @@ async fn count(log: &MemoryLog, topic: &str) -> i64 {
     }
 }
 
-fn copy_table() -> TableSpec {
+pub fn copy_table() -> TableSpec {
     let mut spec = entities_table();
     spec.name = "copy_ceiling_entities";
     spec.indexes.clear();
@@ -198,7 +198,10 @@ fn copy_table() -> TableSpec {
 }
 
 /// The processor's row for each event, with a unique key so COPY can load all.
-fn copy_rows(records: &[(i32, conductor_engine::log::Record)], spec: &TableSpec) -> Vec<RowUpsert> {
+pub fn copy_rows(
+    records: &[(i32, conductor_engine::log::Record)],
+    spec: &TableSpec,
+) -> Vec<RowUpsert> {
     let mut p = EntitiesProcessor;
     records
         .iter()

@@ -63,9 +63,11 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
             .parse()
             .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
     });
+    let secret = demo_secret(settings)?;
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),
         metrics,
+        subscriptions: server::subscriptions(settings, log.clone(), Some(&secret))?,
     };
     let server = match server::serve(listen, state).await {
         Ok(addr) => Some(addr),
@@ -123,6 +125,11 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
         if let Some(addr) = server {
             println!(
                 "\nserving on http://{addr} (Ctrl-C stops): /v1/topologies  /metrics  /healthz"
+            );
+            let token = demo_token(&secret, "acme");
+            println!("follow tenant acme's entity changes (SSE; the token is valid for a day):");
+            println!(
+                "  curl -N -H 'Authorization: Bearer {token}' 'http://{addr}/v1/changes?topic=ig.changefeed.entities&from=earliest'"
             );
         }
         super::run::wait_for_signal().await;
@@ -249,4 +256,38 @@ async fn summary(
     );
     println!("  start over:             {exe} --data-dir {dd} demo --fresh");
     Ok(())
+}
+
+/// The token secret of the demo: the configured one, else a random one kept
+/// in `<data-dir>/jwt.secret` (so tokens stay valid across demo runs).
+fn demo_secret(settings: &Settings) -> Result<String, CliError> {
+    if let Some(s) = &settings.jwt_secret {
+        return Ok(s.clone());
+    }
+    let path = settings.data_dir.join("jwt.secret");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && s.trim().len() >= 32
+    {
+        return Ok(s.trim().to_string());
+    }
+    let secret: String = (0..48)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::random_range(0..36)]))
+        .collect();
+    std::fs::write(&path, &secret)?;
+    Ok(secret)
+}
+
+/// A day-long token for `tenant` with the scope to subscribe.
+pub fn demo_token(secret: &str, tenant: &str) -> String {
+    use conductor_replay::subscribe::auth::{Claims, SCOPE_CHANGES_READ, issue, now_secs};
+    issue(
+        secret.as_bytes(),
+        &Claims {
+            tenant: tenant.into(),
+            scopes: vec![SCOPE_CHANGES_READ.into()],
+            scope: None,
+            exp: now_secs() + 24 * 3600,
+            tier: None,
+        },
+    )
 }

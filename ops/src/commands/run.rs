@@ -29,6 +29,8 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     let log = open_log(settings, Access::Write).await?;
     let store = open_store(settings).await?;
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+    let subscriptions =
+        server::subscriptions(settings, log.clone(), settings.jwt_secret.as_deref())?;
     let running = topologies::start(configs, log, store).await?;
     let listen = args.listen.or(settings.listen).unwrap_or_else(|| {
         DEFAULT_LISTEN
@@ -38,6 +40,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),
         metrics,
+        subscriptions,
     };
     let bound = server::serve(listen, state).await.map_err(|e| {
         CliError::new(

@@ -1,0 +1,157 @@
+//! Subscriptions end to end with a client nobody on the team wrote: `curl`
+//! follows the entities changefeed over SSE from `conductor run`, stops,
+//! and resumes with `Last-Event-ID` exactly after the last event it saw.
+
+mod support;
+
+use conductor_replay::subscribe::auth::{Claims, SCOPE_CHANGES_READ, issue, now_secs};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use support::*;
+
+const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123";
+
+fn token(tenant: &str) -> String {
+    issue(
+        SECRET.as_bytes(),
+        &Claims {
+            tenant: tenant.into(),
+            scopes: vec![SCOPE_CHANGES_READ.into()],
+            scope: None,
+            exp: now_secs() + 300,
+            tier: Some("gold".into()),
+        },
+    )
+}
+
+/// (id, event) of every SSE message event `curl` printed in `seconds`.
+fn curl_sse(
+    url: &str,
+    headers: &[String],
+    seconds: u32,
+) -> (Vec<(String, serde_json::Value)>, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-N", "--max-time", &seconds.to_string()]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("curl is installed (ops/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut events = Vec::new();
+    for block in text.split("\n\n") {
+        let (mut id, mut data, mut kind) = (String::new(), String::new(), "message");
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = v.to_string();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = v.to_string();
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                kind = if v == "subscribed" {
+                    "subscribed"
+                } else {
+                    "other"
+                };
+            }
+        }
+        if kind == "message" && !data.is_empty() {
+            events.push((id, serde_json::from_str(&data).unwrap()));
+        }
+    }
+    (events, text)
+}
+
+#[test]
+fn curl_follows_the_changefeed_over_sse_and_resumes_with_last_event_id() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(conductor(dir.path()).current_dir(repo()).args([
+        "demo",
+        "--people",
+        "60",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let mut child = conductor(dir.path())
+        .current_dir(repo())
+        .env("CONDUCTOR_JWT_SECRET", SECRET)
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("run prints its address")
+        .to_string();
+    let url = format!("http://{addr}/v1/changes?topic=ig.changefeed.entities&from=earliest");
+
+    let (events, raw) = curl_sse(
+        &url,
+        &[format!("Authorization: Bearer {}", token("acme"))],
+        3,
+    );
+    assert!(events.len() > 20, "acme's changes arrive: {raw}");
+    assert!(
+        events.iter().all(|(_, e)| e["tenant"] == "acme"),
+        "only acme's"
+    );
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e["change_id"].as_str().unwrap())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "no change twice");
+
+    // Resume after the 10th event: the stream continues with the 11th.
+    let (resumed, raw) = curl_sse(
+        &url,
+        &[
+            format!("Authorization: Bearer {}", token("acme")),
+            format!("Last-Event-ID: {}", events[9].0),
+        ],
+        3,
+    );
+    let resumed_ids: Vec<&str> = resumed
+        .iter()
+        .map(|(_, e)| e["change_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resumed_ids,
+        ids[10..],
+        "resumed exactly after the cursor: {raw}"
+    );
+
+    // Another tenant's cursor is refused; no token is refused.
+    let (_, raw) = curl_sse(
+        &url,
+        &[
+            format!("Authorization: Bearer {}", token("globex")),
+            format!("Last-Event-ID: {}", events[9].0),
+        ],
+        3,
+    );
+    assert!(
+        raw.contains("cursor_invalid") && raw.contains("another tenant"),
+        "{raw}"
+    );
+    let (_, raw) = curl_sse(&url, &[], 3);
+    assert!(
+        raw.contains("unauthorized") && raw.contains("Bearer"),
+        "{raw}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -1,0 +1,150 @@
+//! `GET /v1/subscribe`: a plain JSON WebSocket.
+//!
+//! Client → server, once: `{"op":"subscribe","topic":"…","cursor":"…",
+//! "from":"earliest|latest","filter":{…},"token":"…"}` (the token may come
+//! instead as `Authorization: Bearer` on the upgrade request).
+//! Server → client: `{"type":"subscribed","topic","cursor"}`, then
+//! `{"type":"event","cursor","event"}` per event; a refusal or failure is
+//! `{"type":"error","code","message"[,"retryAfterMs"]}` followed by close.
+
+use super::{Refusal, Subscriptions, parse_start};
+use crate::subscribe::auth::bearer;
+use crate::subscribe::metrics as m;
+use crate::subscribe::{Filter, SubscribeRequest};
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a client may take to send its subscribe message.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn upgrade(
+    State(state): State<Arc<Subscriptions>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let header_token =
+        bearer(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())).map(str::to_string);
+    ws.on_upgrade(move |socket| session(state, socket, header_token))
+}
+
+async fn send(socket: &mut WebSocket, v: Value) -> bool {
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
+}
+
+async fn refuse(mut socket: WebSocket, refusal: Refusal) {
+    refusal.count();
+    let _ = send(&mut socket, refusal.to_json()).await;
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+async fn session(state: Arc<Subscriptions>, mut socket: WebSocket, header_token: Option<String>) {
+    let first = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Ok(_))) => {
+            return refuse(socket, Refusal::bad_request("expected a JSON text message")).await;
+        }
+        Ok(_) => return,
+        Err(_) => {
+            return refuse(
+                socket,
+                Refusal::bad_request("no subscribe message within 10 s"),
+            )
+            .await;
+        }
+    };
+    let msg: Value = match serde_json::from_str(first.as_str()) {
+        Ok(v) => v,
+        Err(e) => return refuse(socket, Refusal::bad_request(format!("not JSON: {e}"))).await,
+    };
+    let request = match parse(&msg) {
+        Ok(r) => r,
+        Err(r) => return refuse(socket, r).await,
+    };
+    let token = msg
+        .get("token")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or(header_token);
+    let (principal, permit) = match state.admit(token.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return refuse(socket, r).await,
+    };
+    let (topic, cursor, start, filter) = request;
+    let mut sub = match state
+        .hub
+        .subscribe(SubscribeRequest {
+            topic: topic.clone(),
+            tenant: principal.tenant,
+            cursor,
+            start,
+            filter,
+        })
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return refuse(socket, e.into()).await,
+    };
+    if !send(
+        &mut socket,
+        json!({"type": "subscribed", "topic": topic, "cursor": sub.cursor()}),
+    )
+    .await
+    {
+        return;
+    }
+    let reason = loop {
+        tokio::select! {
+            delivery = sub.next() => match delivery {
+                Ok(d) => {
+                    permit.paced().await;
+                    if !send(&mut socket, json!({"type": "event", "cursor": d.cursor, "event": d.event})).await {
+                        break "client_gone";
+                    }
+                }
+                Err(e) => {
+                    let r: Refusal = e.into();
+                    let _ = send(&mut socket, r.to_json()).await;
+                    break "error";
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break "client_closed",
+                Some(Ok(_)) => {} // pings are answered by axum; other messages are ignored
+            },
+        }
+    };
+    metrics::counter!(m::DISCONNECTS_TOTAL, "transport" => "json_ws", "reason" => reason)
+        .increment(1);
+}
+
+type Parsed = (String, Option<String>, crate::subscribe::StartAt, Filter);
+
+fn parse(msg: &Value) -> Result<Parsed, Refusal> {
+    if msg.get("op").and_then(Value::as_str) != Some("subscribe") {
+        return Err(Refusal::bad_request(
+            r#"the first message must be {"op":"subscribe","topic":"…"}"#,
+        ));
+    }
+    let topic = msg
+        .get("topic")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Refusal::bad_request("`topic` is required"))?
+        .to_string();
+    let cursor = msg
+        .get("cursor")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let start = parse_start(msg.get("from").and_then(Value::as_str))?;
+    let filter = Filter::parse(msg.get("filter")).map_err(Refusal::bad_request)?;
+    Ok((topic, cursor, start, filter))
+}

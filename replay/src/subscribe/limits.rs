@@ -1,0 +1,185 @@
+//! Per-tenant limits and QoS tiers.
+//!
+//! - Concurrent subscriptions per tenant are capped; the slot is held by a
+//!   [`SubscriptionPermit`] and given back when it drops.
+//! - Subscribe attempts per tenant go through a token bucket (rate + burst).
+//! - Each tier has a delivery budget (events/s per subscription). A
+//!   subscription over budget is paced, not dropped: it falls behind the
+//!   live tail and catches up from the log later, losing nothing.
+//!
+//! A refusal carries how long to wait (`retry_after_ms`), sent to clients
+//! as HTTP 429 with `Retry-After` or an error message with `retryAfterMs`.
+
+use super::auth::Tier;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitsConfig {
+    pub max_subscriptions_per_tenant: usize,
+    pub subscribes_per_second: u32,
+    pub subscribe_burst: u32,
+    /// Events per second per subscription: gold, silver, bronze.
+    pub tier_events_per_second: [u32; 3],
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_subscriptions_per_tenant: 10_000,
+            subscribes_per_second: 200,
+            subscribe_burst: 1_000,
+            tier_events_per_second: [50_000, 5_000, 500],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("too many subscribe attempts for tenant `{tenant}`; retry in {retry_after_ms} ms")]
+    Rate { tenant: String, retry_after_ms: u64 },
+    #[error("tenant `{tenant}` already has {max} subscriptions open (the limit); close one first")]
+    Concurrency { tenant: String, max: usize },
+}
+
+impl LimitError {
+    pub fn retry_after_ms(&self) -> u64 {
+        match self {
+            LimitError::Rate { retry_after_ms, .. } => *retry_after_ms,
+            LimitError::Concurrency { .. } => 1_000,
+        }
+    }
+}
+
+pub struct Limits {
+    config: LimitsConfig,
+    subscribes: DefaultKeyedRateLimiter<String>,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A held concurrency slot.
+pub struct SubscriptionPermit {
+    tenant: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    /// Pacing of deliveries for the subscription's tier.
+    pace: DefaultDirectRateLimiter,
+}
+
+impl SubscriptionPermit {
+    /// Waits until the tier's budget allows one more delivery.
+    pub async fn paced(&self) {
+        self.pace.until_ready().await;
+    }
+}
+
+impl Drop for SubscriptionPermit {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Limits {
+    pub fn new(config: LimitsConfig) -> Self {
+        let quota = Quota::per_second(nonzero(config.subscribes_per_second))
+            .allow_burst(nonzero(config.subscribe_burst));
+        Limits {
+            subscribes: governor::RateLimiter::keyed(quota),
+            open: Arc::default(),
+            config,
+        }
+    }
+
+    /// Admits a new subscription of `tenant` at `tier`, or says why not.
+    pub fn admit(&self, tenant: &str, tier: Tier) -> Result<SubscriptionPermit, LimitError> {
+        if let Err(not_until) = self.subscribes.check_key(&tenant.to_string()) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(LimitError::Rate {
+                tenant: tenant.to_string(),
+                retry_after_ms: wait.as_millis().max(1) as u64,
+            });
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(tenant.to_string()).or_default();
+        if *n >= self.config.max_subscriptions_per_tenant {
+            return Err(LimitError::Concurrency {
+                tenant: tenant.to_string(),
+                max: self.config.max_subscriptions_per_tenant,
+            });
+        }
+        *n += 1;
+        let per_second = self.config.tier_events_per_second[match tier {
+            Tier::Gold => 0,
+            Tier::Silver => 1,
+            Tier::Bronze => 2,
+        }];
+        Ok(SubscriptionPermit {
+            tenant: tenant.to_string(),
+            open: self.open.clone(),
+            pace: governor::RateLimiter::direct(
+                Quota::per_second(nonzero(per_second)).allow_burst(nonzero(per_second)),
+            ),
+        })
+    }
+
+    /// Subscriptions of `tenant` open now.
+    pub fn open(&self, tenant: &str) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_concurrency_per_tenant_and_frees_on_drop() {
+        let limits = Limits::new(LimitsConfig {
+            max_subscriptions_per_tenant: 2,
+            ..Default::default()
+        });
+        let a = limits.admit("acme", Tier::Silver).unwrap();
+        let _b = limits.admit("acme", Tier::Silver).unwrap();
+        assert!(matches!(
+            limits.admit("acme", Tier::Silver),
+            Err(LimitError::Concurrency { .. })
+        ));
+        assert!(
+            limits.admit("globex", Tier::Silver).is_ok(),
+            "other tenants are not affected"
+        );
+        drop(a);
+        assert!(limits.admit("acme", Tier::Silver).is_ok());
+    }
+
+    #[test]
+    fn rate_limits_subscribes_with_a_retry_hint() {
+        let limits = Limits::new(LimitsConfig {
+            subscribes_per_second: 1,
+            subscribe_burst: 2,
+            ..Default::default()
+        });
+        let _p1 = limits.admit("acme", Tier::Bronze).unwrap();
+        let _p2 = limits.admit("acme", Tier::Bronze).unwrap();
+        let err = limits.admit("acme", Tier::Bronze).err().unwrap();
+        assert!(matches!(err, LimitError::Rate { .. }), "{err}");
+        assert!(err.retry_after_ms() > 0 && err.retry_after_ms() <= 1000);
+    }
+}
