@@ -8,7 +8,7 @@
 
 mod support;
 
-use conductor_connectors::SqliteStore;
+use conductor_connectors::{PostgresStore, SqliteStore};
 use conductor_engine::log::Log;
 use conductor_engine::log::file::{FileLog, FileLogOptions};
 use conductor_engine::store::{ProjectionStore, table_digest};
@@ -43,8 +43,63 @@ fn prepare(dir: &Path, workload: &Path) {
     assert!(out.contains("appended"), "{out}");
 }
 
-fn run_command(dir: &Path) -> std::process::Command {
+/// Where a run's projections live: the embedded SQLite file of its data
+/// dir, or a Postgres schema of its own.
+#[derive(Clone)]
+enum Store {
+    Sqlite,
+    Postgres { url: String },
+}
+
+impl Store {
+    /// A Postgres store in a fresh schema per data dir, or SQLite.
+    fn for_dir(&self, dir: &Path) -> Store {
+        match self {
+            Store::Sqlite => Store::Sqlite,
+            Store::Postgres { url } => {
+                let schema = schema_of(dir);
+                let sep = if url.contains('?') { '&' } else { '?' };
+                Store::Postgres {
+                    url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
+                }
+            }
+        }
+    }
+
+    fn apply(&self, c: &mut std::process::Command) {
+        if let Store::Postgres { url } = self {
+            c.env("CONDUCTOR_STORE", "postgres")
+                .env("CONDUCTOR_DATABASE_URL", url);
+        }
+    }
+
+    async fn open(&self, dir: &Path) -> Box<dyn ProjectionStore> {
+        match self {
+            Store::Sqlite => Box::new(
+                SqliteStore::open(&dir.join("projections.db"))
+                    .await
+                    .unwrap(),
+            ),
+            Store::Postgres { url } => Box::new(PostgresStore::connect(url, None).await.unwrap()),
+        }
+    }
+}
+
+/// The Postgres schema of a data dir (unique per test run).
+fn schema_of(dir: &Path) -> String {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    format!("crash_{}_{name}", std::process::id())
+}
+
+/// A `conductor` command on `dir` with `store`.
+fn cmd(dir: &Path, store: &Store) -> std::process::Command {
     let mut c = conductor(dir);
+    store.apply(&mut c);
+    c
+}
+
+fn run_command(dir: &Path, store: &Store) -> std::process::Command {
+    let mut c = cmd(dir, store);
     c.args(["run", "--listen", "127.0.0.1:0", "--topologies"])
         .arg(repo().join("topologies"));
     c.stdin(Stdio::null())
@@ -54,10 +109,8 @@ fn run_command(dir: &Path) -> std::process::Command {
 }
 
 /// Sum of the stored input positions (how far the topology got).
-async fn progress(dir: &Path) -> i64 {
-    let store = SqliteStore::open(&dir.join("projections.db"))
-        .await
-        .unwrap();
+async fn progress(dir: &Path, store: &Store) -> i64 {
+    let store = store.open(dir).await;
     let p = store.load_offsets("entities").await.unwrap().values().sum();
     store.close().await;
     p
@@ -71,13 +124,15 @@ struct Outcome {
     dlq: Vec<String>,
 }
 
-async fn outcome(dir: &Path) -> Outcome {
-    let store = SqliteStore::open(&dir.join("projections.db"))
-        .await
-        .unwrap();
+async fn outcome(dir: &Path, store: &Store) -> Outcome {
+    let store = store.open(dir).await;
     let digests = vec![
-        table_digest(&store, &entities_table()).await.unwrap(),
-        table_digest(&store, &relationships_table()).await.unwrap(),
+        table_digest(store.as_ref(), &entities_table())
+            .await
+            .unwrap(),
+        table_digest(store.as_ref(), &relationships_table())
+            .await
+            .unwrap(),
     ];
     store.close().await;
     let log = FileLog::open_read_only(dir.join("log"), FileLogOptions::default()).unwrap();
@@ -139,6 +194,27 @@ async fn outcome(dir: &Path) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_changefeed() {
+    crash_scenario(Store::Sqlite).await;
+}
+
+/// The same on Postgres (file log): rows, outbox and offsets in one
+/// Postgres transaction per batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_conductor_run_on_postgres_and_ends_with_the_clean_projection_and_changefeed() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    if let Err(e) = PostgresStore::connect(&url, None).await {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Postgres not reachable at {url} ({e}); ops/test.sh provides one"
+        );
+        eprintln!("*** NOT RUN: Postgres not reachable at {url} ({e}) ***");
+        return;
+    }
+    crash_scenario(Store::Postgres { url }).await;
+}
+
+async fn crash_scenario(base: Store) {
     let events = env_or("CRASH_EVENTS", 100_000);
     let kills = env_or("CRASH_KILLS", 10);
     let tmp = tempfile::tempdir().unwrap();
@@ -147,14 +223,23 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
     let (clean, crashed) = (tmp.path().join("clean"), tmp.path().join("crashed"));
     prepare(&clean, &workload);
     prepare(&crashed, &workload);
+    let (clean_store, crashed_store) = (base.for_dir(&clean), base.for_dir(&crashed));
+    if let Store::Postgres { url } = &base {
+        for dir in [&clean, &crashed] {
+            // The schema the run's URL points at must exist before it connects.
+            PostgresStore::connect(url, Some(&schema_of(dir)))
+                .await
+                .unwrap();
+        }
+    }
 
     // The reference: one uninterrupted run.
-    let status = run_command(&clean)
+    let status = run_command(&clean, &clean_store)
         .arg("--exit-when-idle")
         .status()
         .unwrap();
     assert!(status.success(), "clean run failed");
-    let total = progress(&clean).await;
+    let total = progress(&clean, &clean_store).await;
     assert_eq!(total as usize, events, "the clean run folded every input");
 
     // The crash run: SIGKILL at random points while it is folding.
@@ -170,22 +255,24 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
         // Aim each kill at a random point of the next share of what is left,
         // by progress rather than by time, so the kills land while folding
         // however fast or slow this machine is at the moment.
-        let before = progress(&crashed).await;
+        let before = progress(&crashed, &crashed_store).await;
         let share = ((total - before) / (kills - mid_batch_kills + 1) as i64).max(1);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let target = before + 1 + (seed % share as u64) as i64;
-        let mut child = run_command(&crashed).spawn().unwrap();
+        let mut child = run_command(&crashed, &crashed_store).spawn().unwrap();
         let started = std::time::Instant::now();
-        while progress(&crashed).await < target && started.elapsed() < Duration::from_secs(120) {
+        while progress(&crashed, &crashed_store).await < target
+            && started.elapsed() < Duration::from_secs(120)
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // And somewhere inside the batch after it.
         tokio::time::sleep(Duration::from_millis(seed % 60)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let done = progress(&crashed).await;
+        let done = progress(&crashed, &crashed_store).await;
         eprintln!("kill {attempts}: {done}/{total} inputs committed");
         if done < total {
             mid_batch_kills += 1;
@@ -197,13 +284,16 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
         mid_batch_kills >= kills,
         "only {mid_batch_kills} kills landed while folding"
     );
-    let status = run_command(&crashed)
+    let status = run_command(&crashed, &crashed_store)
         .arg("--exit-when-idle")
         .status()
         .unwrap();
     assert!(status.success(), "final run after the kills failed");
 
-    let (a, b) = (outcome(&clean).await, outcome(&crashed).await);
+    let (a, b) = (
+        outcome(&clean, &clean_store).await,
+        outcome(&crashed, &crashed_store).await,
+    );
     assert_eq!(
         a.digests, b.digests,
         "projection after crashes differs from the clean run"
@@ -226,7 +316,7 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
     // A full rebuild from the log equals the projection built through the crashes.
     let topologies = repo().join("topologies");
     let rebuilt = run_ok(
-        conductor(&crashed)
+        cmd(&crashed, &crashed_store)
             .args([
                 "replay",
                 "rebuild",
@@ -238,7 +328,7 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
     );
     assert!(rebuilt.contains(&format!("{events} records")), "{rebuilt}");
     let verified = run_ok(
-        conductor(&crashed)
+        cmd(&crashed, &crashed_store)
             .args(["replay", "verify", "--topology", "entities", "--topologies"])
             .arg(&topologies),
     );
@@ -252,4 +342,18 @@ async fn kills_conductor_run_repeatedly_and_ends_with_the_clean_projection_and_c
         a.dlq.len(),
         a.digests
     );
+    if let Store::Postgres { url } = &base {
+        for dir in [&clean, &crashed] {
+            let schema = schema_of(dir);
+            for s in [
+                schema.clone(),
+                format!("{schema}_shadow_entities"),
+                format!("{schema}_previous_entities"),
+            ] {
+                if let Ok(store) = PostgresStore::connect(url, Some(&s)).await {
+                    let _ = store.drop_schema().await;
+                }
+            }
+        }
+    }
 }
