@@ -7,7 +7,8 @@
 #             (database `test`), else a throwaway cluster made with initdb.
 #   Kafka     KAFKA_BOOTSTRAP if set, else a tansu broker (installed by
 #             ops/install-tansu.sh) started on a free loopback port.
-#   Clients   Python confluent-kafka (PyPI), psql and curl for the end-to-end tests.
+#   Clients   Python confluent-kafka (PyPI), psql, curl and the graphql-ws npm
+#             package (ops/e2e/graphql) for the end-to-end tests.
 # Under CI=true a service that can't be had is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -100,11 +101,21 @@ ensure_curl() {
     fail "curl is needed by the SSE end-to-end test: install it (apt-get install curl)"
 }
 
+ensure_node_client() {
+    # The GraphQL end-to-end test subscribes with the graphql-ws npm package.
+    command -v node >/dev/null && command -v npm >/dev/null \
+        || fail "node and npm are needed by the GraphQL end-to-end test (apt-get install nodejs npm)"
+    npm ci --prefix ops/e2e/graphql --no-audit --no-fund --silent >/dev/null \
+        || fail "could not install the graphql-ws client (npm ci --prefix ops/e2e/graphql)"
+    echo "graphql-ws client: installed ($(node --version))"
+}
+
 step "services"
 ensure_postgres
 ensure_kafka
 ensure_python_client
 ensure_curl
+ensure_node_client
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -155,3 +155,109 @@ fn curl_follows_the_changefeed_over_sse_and_resumes_with_last_event_id() {
         .status();
     let _ = child.wait();
 }
+
+/// The graphql-ws client of `ops/e2e/graphql` (installed by ops/test.sh),
+/// or `None` outside CI when it is not installed.
+fn graphql_client() -> Option<std::path::PathBuf> {
+    let dir = repo().join("ops/e2e/graphql");
+    if dir.join("node_modules/graphql-ws").is_dir() {
+        return Some(dir.join("subscribe.mjs"));
+    }
+    let message = "the graphql-ws client is not installed: run `npm ci --prefix ops/e2e/graphql` (ops/test.sh does)";
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+    eprintln!("*** NOT RUN: {message} ***");
+    None
+}
+
+fn node_subscribe(
+    script: &std::path::Path,
+    url: &str,
+    token: &str,
+    count: usize,
+    cursor: Option<&str>,
+) -> (bool, Vec<serde_json::Value>) {
+    let mut cmd = Command::new("node");
+    cmd.arg(script).args([url, token, &count.to_string()]);
+    if let Some(c) = cursor {
+        cmd.arg(c);
+    }
+    let out = cmd.output().expect("node is installed");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.success(), lines)
+}
+
+#[test]
+fn the_graphql_ws_client_subscribes_and_resumes_from_its_cursor() {
+    let Some(script) = graphql_client() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(conductor(dir.path()).current_dir(repo()).args([
+        "demo",
+        "--people",
+        "60",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let mut child = conductor(dir.path())
+        .current_dir(repo())
+        .env("CONDUCTOR_JWT_SECRET", SECRET)
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("run prints its address")
+        .to_string();
+    let url = format!("ws://{addr}/graphql");
+
+    let (ok, first) = node_subscribe(&script, &url, &token("acme"), 12, None);
+    assert!(ok, "{first:?}");
+    assert_eq!(first.len(), 12);
+    for c in &first {
+        assert_eq!(c["event"]["tenant"], "acme", "{c}");
+        assert_eq!(c["event"]["table"], "entities", "{c}");
+        assert!(c["cursor"].as_str().is_some_and(|s| s.len() > 20));
+    }
+    let (ok, resumed) = node_subscribe(
+        &script,
+        &url,
+        &token("acme"),
+        6,
+        first[5]["cursor"].as_str(),
+    );
+    assert!(ok, "{resumed:?}");
+    let ids = |v: &[serde_json::Value]| -> Vec<String> {
+        v.iter()
+            .map(|c| c["event"]["change_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&resumed),
+        ids(&first[6..]),
+        "resumed exactly after the cursor"
+    );
+
+    // Tenant isolation: globex's token can't read acme's entityChanged.
+    let (ok, refused) = node_subscribe(&script, &url, &token("globex"), 1, None);
+    assert!(
+        !ok && refused[0]["error"].to_string().contains("forbidden"),
+        "{refused:?}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

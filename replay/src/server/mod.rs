@@ -1,6 +1,7 @@
 //! The subscription transports, mounted on the server of `conductor run`
 //! and `conductor demo`:
 //!
+//! - `GET /graphql` — GraphQL subscriptions, graphql-transport-ws ([`graphql`]);
 //! - `GET /v1/subscribe` — a plain JSON WebSocket ([`json_ws`]);
 //! - `GET /v1/changes?topic=…` — Server-Sent Events ([`sse`]).
 //!
@@ -8,6 +9,7 @@
 //! `subscribe::auth`), is limited the same way (`subscribe::limits`), and
 //! serves from the same [`Hub`]; every message carries the cursor after it.
 
+pub mod graphql;
 pub mod json_ws;
 pub mod sse;
 
@@ -46,10 +48,19 @@ impl Subscriptions {
 /// The routes of every transport.
 pub fn routes(state: Arc<Subscriptions>) -> Router {
     crate::subscribe::metrics::describe();
+    let graphql = graphql::GraphqlState {
+        schema: graphql::schema(state.clone()),
+        subscriptions: state.clone(),
+    };
     Router::new()
         .route("/v1/subscribe", get(json_ws::upgrade))
         .route("/v1/changes", get(sse::changes))
         .with_state(state)
+        .merge(
+            Router::new()
+                .route("/graphql", get(graphql::upgrade))
+                .with_state(graphql),
+        )
 }
 
 /// Why a subscription was refused, as every transport reports it.
@@ -95,7 +106,7 @@ impl Refusal {
         v
     }
 
-    fn count(&self) {
+    pub(crate) fn count(&self) {
         metrics::counter!(m::REJECTIONS_TOTAL, "reason" => self.code).increment(1);
     }
 }
