@@ -14,12 +14,34 @@ use serde_json::Value;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-/// One row that differs: absent on a side, or present on both with other values.
+/// One row that differs: absent on a side, or present on both with other
+/// values; with the blake3 digest of each side's row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RowDifference {
     pub key: Vec<Value>,
     pub live: Option<Value>,
     pub shadow: Option<Value>,
+    pub live_digest: Option<String>,
+    pub shadow_digest: Option<String>,
+}
+
+/// blake3 of one row as `rows_digest` renders it.
+pub fn row_digest(row: &Value) -> String {
+    blake3::hash(row.to_string().as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+impl RowDifference {
+    fn new(key: Vec<Value>, live: Option<&Value>, shadow: Option<&Value>) -> Self {
+        RowDifference {
+            key,
+            live_digest: live.map(row_digest),
+            shadow_digest: shadow.map(row_digest),
+            live: live.cloned(),
+            shadow: shadow.cloned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,28 +117,24 @@ pub fn compare_rows(
         };
         match order {
             Ordering::Less => {
-                note(RowDifference {
-                    key: key_of(&live[i]),
-                    live: Some(live[i].clone()),
-                    shadow: None,
-                });
+                note(RowDifference::new(key_of(&live[i]), Some(&live[i]), None));
                 i += 1;
             }
             Ordering::Greater => {
-                note(RowDifference {
-                    key: key_of(&shadow[j]),
-                    live: None,
-                    shadow: Some(shadow[j].clone()),
-                });
+                note(RowDifference::new(
+                    key_of(&shadow[j]),
+                    None,
+                    Some(&shadow[j]),
+                ));
                 j += 1;
             }
             Ordering::Equal => {
-                if live[i] != shadow[j] {
-                    note(RowDifference {
-                        key: key_of(&live[i]),
-                        live: Some(live[i].clone()),
-                        shadow: Some(shadow[j].clone()),
-                    });
+                if row_digest(&live[i]) != row_digest(&shadow[j]) {
+                    note(RowDifference::new(
+                        key_of(&live[i]),
+                        Some(&live[i]),
+                        Some(&shadow[j]),
+                    ));
                 }
                 i += 1;
                 j += 1;

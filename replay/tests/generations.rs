@@ -154,6 +154,11 @@ async fn scenario(
 
     // 3. A point-in-time shadow (records up to the midpoint): verify and a
     //    plain swap refuse it; swap --rewind puts it live, rollback back.
+    //    Readers query live throughout the rebuild, the swap and the rollback.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| spawn_reader(reader.clone(), stop.clone()))
+        .collect();
     let pit = RebuildRequest {
         from: ReplayFrom::Earliest,
         to_ms: Some(MIDPOINT_MS),
@@ -195,10 +200,6 @@ async fn scenario(
         "a refused swap leaves live running"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..3)
-        .map(|_| spawn_reader(reader.clone(), stop.clone()))
-        .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let swapped = swap(
         log.clone(),
@@ -345,6 +346,11 @@ async fn scenario(
     let t = &v.tables[0];
     assert_ne!(t.live_digest, digest_before);
     assert_eq!(t.differing_rows, 1, "{t:#?}");
+    let d = &t.first_differences[0];
+    assert!(
+        d.live_digest.is_some() && d.live_digest != d.shadow_digest,
+        "{d:?}"
+    );
     assert_eq!(
         t.first_differences[0].key,
         vec![serde_json::json!("acme"), serde_json::json!("e7")]

@@ -214,12 +214,14 @@ async fn verify(
                 println!("  {} rows differ; the first ones:", t.differing_rows);
                 for d in &t.first_differences {
                     println!("  key {}", serde_json::Value::from(d.key.clone()));
+                    let short =
+                        |d: &Option<String>| d.as_deref().map_or("-", |s| &s[..16]).to_string();
                     match &d.live {
-                        Some(row) => println!("    live:   {row}"),
+                        Some(row) => println!("    live   ({}): {row}", short(&d.live_digest)),
                         None => println!("    live:   (no row)"),
                     }
                     match &d.shadow {
-                        Some(row) => println!("    shadow: {row}"),
+                        Some(row) => println!("    shadow ({}): {row}", short(&d.shadow_digest)),
                         None => println!("    shadow: (no row)"),
                     }
                 }
