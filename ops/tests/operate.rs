@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::Stdio;
+use std::io::{Read, Write};
 use std::time::Duration;
 use support::*;
 
@@ -144,23 +143,7 @@ fn operates_a_running_topology_over_http_and_the_cli() {
         "{redrive}"
     );
 
-    let mut child = conductor(dir.path())
-        .current_dir(repo())
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .expect("run prints its address")
-        .to_string();
+    let (mut child, addr) = spawn_run(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(http_get(&addr, "/healthz").0, 200);
     let (code, ready) = http_get(&addr, "/readyz");

@@ -5,8 +5,7 @@
 mod support;
 
 use conductor_replay::subscribe::auth::{Claims, SCOPE_CHANGES_READ, issue, now_secs};
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use support::*;
 
 const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123";
@@ -63,8 +62,8 @@ fn curl_sse(
     (events, text)
 }
 
-#[test]
-fn curl_follows_the_changefeed_over_sse_and_resumes_with_last_event_id() {
+/// A data dir holding the demo's folded dataset (and its changefeed).
+fn demo_data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     run_ok(conductor(dir.path()).current_dir(repo()).args([
         "demo",
@@ -73,24 +72,13 @@ fn curl_follows_the_changefeed_over_sse_and_resumes_with_last_event_id() {
         "--listen",
         "127.0.0.1:0",
     ]));
-    let mut child = conductor(dir.path())
-        .current_dir(repo())
-        .env("CONDUCTOR_JWT_SECRET", SECRET)
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .expect("run prints its address")
-        .to_string();
+    dir
+}
+
+#[test]
+fn curl_follows_the_changefeed_over_sse_and_resumes_with_last_event_id() {
+    let dir = demo_data_dir();
+    let (mut child, addr) = spawn_run(dir.path(), &[("CONDUCTOR_JWT_SECRET", SECRET)]);
     let url = format!("http://{addr}/v1/changes?topic=ig.changefeed.entities&from=earliest");
 
     let (events, raw) = curl_sse(
@@ -194,32 +182,8 @@ fn the_graphql_ws_client_subscribes_and_resumes_from_its_cursor() {
     let Some(script) = graphql_client() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    run_ok(conductor(dir.path()).current_dir(repo()).args([
-        "demo",
-        "--people",
-        "60",
-        "--listen",
-        "127.0.0.1:0",
-    ]));
-    let mut child = conductor(dir.path())
-        .current_dir(repo())
-        .env("CONDUCTOR_JWT_SECRET", SECRET)
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .expect("run prints its address")
-        .to_string();
+    let dir = demo_data_dir();
+    let (mut child, addr) = spawn_run(dir.path(), &[("CONDUCTOR_JWT_SECRET", SECRET)]);
     let url = format!("ws://{addr}/graphql");
 
     let (ok, first) = node_subscribe(&script, &url, &token("acme"), 12, None);

@@ -8,9 +8,9 @@ use conductor_engine::log::{Log, Record, TopicConfig};
 use conductor_engine::runtime::{TopologyConfig, Worker, parse_topology};
 use conductor_engine::store::{ProjectionStore, table_digest};
 use conductor_processors::entities::{EntitiesProcessor, entities_table};
-use conductor_replay::rebuild::{RebuildRequest, ReplayFrom, rebuild};
-use conductor_replay::swap::swap;
-use conductor_replay::verify::verify;
+use conductor_replay::rebuild::{RebuildReport, RebuildRequest, ReplayFrom, rebuild};
+use conductor_replay::swap::{SwapReport, swap};
+use conductor_replay::verify::{VerifyReport, verify};
 use conductor_replay::{Generation, GenerationHome, ReplayError};
 use futures::FutureExt;
 use std::collections::BTreeSet;
@@ -95,6 +95,50 @@ async fn observe(live: &dyn ProjectionStore) -> Observation {
     (rows.len() as i64, sum)
 }
 
+/// The replay operations of the scenario, on its log, store and topology.
+struct Replay<'a> {
+    log: Arc<dyn Log>,
+    home: &'a GenerationHome,
+    config: TopologyConfig,
+}
+
+impl Replay<'_> {
+    async fn rebuild(&self, request: &RebuildRequest) -> Result<RebuildReport, ReplayError> {
+        rebuild(
+            self.log.clone(),
+            self.home,
+            &self.config,
+            Box::new(EntitiesProcessor),
+            request,
+            |_, _| {},
+        )
+        .await
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, ReplayError> {
+        verify(
+            self.log.clone(),
+            self.home,
+            &self.config,
+            Box::new(EntitiesProcessor),
+            5,
+        )
+        .await
+    }
+
+    async fn swap(&self, incoming: Generation, rewind: bool) -> Result<SwapReport, ReplayError> {
+        swap(
+            self.log.clone(),
+            self.home,
+            &self.config,
+            Box::new(EntitiesProcessor),
+            incoming,
+            rewind,
+        )
+        .await
+    }
+}
+
 /// The whole scenario against one backend. `reader` opens a fresh reader
 /// query on the live projection.
 async fn scenario(
@@ -116,6 +160,11 @@ async fn scenario(
     append(log.as_ref(), 0..1200, 1_000).await;
     append(log.as_ref(), 1200..2400, MIDPOINT_MS + 1_000).await;
     let live = home.live();
+    let r = Replay {
+        log: log.clone(),
+        home: &home,
+        config: config.clone(),
+    };
     fold_live(log.clone(), live.clone()).await;
     let full = observe(live.as_ref()).await;
     assert_eq!(full.0, 300);
@@ -125,29 +174,16 @@ async fn scenario(
         from: ReplayFrom::Earliest,
         to_ms: None,
     };
-    let report = rebuild(
-        log.clone(),
-        &home,
-        &config,
-        Box::new(EntitiesProcessor),
-        &request,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = r.rebuild(&request).await.unwrap();
     assert_eq!(report.folded.records, 2400);
-    let v = verify(log.clone(), &home, &config, Box::new(EntitiesProcessor), 5)
-        .await
-        .unwrap();
+    let v = r.verify().await.unwrap();
     assert!(v.equal(), "{v:#?}");
     assert_eq!(v.caught_up_records, 0);
 
     // 2. Live moves on; verify brings the shadow to live's positions first.
     append(log.as_ref(), 2400..2700, MIDPOINT_MS + 10_000).await;
     fold_live(log.clone(), live.clone()).await;
-    let v = verify(log.clone(), &home, &config, Box::new(EntitiesProcessor), 5)
-        .await
-        .unwrap();
+    let v = r.verify().await.unwrap();
     assert!(v.equal(), "{v:#?}");
     assert_eq!(v.caught_up_records, 300);
     let full = observe(live.as_ref()).await;
@@ -163,34 +199,17 @@ async fn scenario(
         from: ReplayFrom::Earliest,
         to_ms: Some(MIDPOINT_MS),
     };
-    let report = rebuild(
-        log.clone(),
-        &home,
-        &config,
-        Box::new(EntitiesProcessor),
-        &pit,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = r.rebuild(&pit).await.unwrap();
     assert_eq!(
         report.folded.records, 1200,
         "only the first half is as of the midpoint"
     );
-    let refused = verify(log.clone(), &home, &config, Box::new(EntitiesProcessor), 5).await;
+    let refused = r.verify().await;
     assert!(
         matches!(refused, Err(ReplayError::Refused { .. })),
         "{refused:?}"
     );
-    let refused = swap(
-        log.clone(),
-        &home,
-        &config,
-        Box::new(EntitiesProcessor),
-        Generation::Shadow,
-        false,
-    )
-    .await;
+    let refused = r.swap(Generation::Shadow, false).await;
     assert!(
         matches!(refused, Err(ReplayError::Refused { .. })),
         "{refused:?}"
@@ -201,16 +220,7 @@ async fn scenario(
     );
 
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let swapped = swap(
-        log.clone(),
-        &home,
-        &config,
-        Box::new(EntitiesProcessor),
-        Generation::Shadow,
-        true,
-    )
-    .await
-    .unwrap();
+    let swapped = r.swap(Generation::Shadow, true).await.unwrap();
     let half = observe(live.as_ref()).await;
     assert_eq!(
         half,
@@ -220,16 +230,7 @@ async fn scenario(
     let mid_offsets: i64 = swapped.positions.values().sum();
     assert_eq!(mid_offsets, 1200, "the offsets moved back with the shadow");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rolled = swap(
-        log.clone(),
-        &home,
-        &config,
-        Box::new(EntitiesProcessor),
-        Generation::Previous,
-        true,
-    )
-    .await
-    .unwrap();
+    let rolled = r.swap(Generation::Previous, true).await.unwrap();
     assert_eq!(rolled.positions.values().sum::<i64>(), 2700);
     assert_eq!(
         observe(live.as_ref()).await,
@@ -250,16 +251,7 @@ async fn scenario(
     }
 
     // 4. Swap while a live worker folds new input: nothing is lost or doubled.
-    let report = rebuild(
-        log.clone(),
-        &home,
-        &config,
-        Box::new(EntitiesProcessor),
-        &request,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = r.rebuild(&request).await.unwrap();
     assert_eq!(report.folded.records, 2700);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let worker = Worker::start(
@@ -282,16 +274,7 @@ async fn scenario(
         })
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let swapped = swap(
-        log.clone(),
-        &home,
-        &config,
-        Box::new(EntitiesProcessor),
-        Generation::Shadow,
-        false,
-    )
-    .await
-    .unwrap();
+    let swapped = r.swap(Generation::Shadow, false).await.unwrap();
     assert!(
         !swapped.control.paused,
         "the swap leaves live running as it was"
@@ -315,20 +298,9 @@ async fn scenario(
             .sum::<i64>(),
         3300
     );
-    let report = rebuild(
-        log.clone(),
-        &home,
-        &config,
-        Box::new(EntitiesProcessor),
-        &request,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = r.rebuild(&request).await.unwrap();
     assert_eq!(report.folded.records, 3300);
-    let v = verify(log.clone(), &home, &config, Box::new(EntitiesProcessor), 5)
-        .await
-        .unwrap();
+    let v = r.verify().await.unwrap();
     assert!(
         v.equal(),
         "after a swap under load, live equals a fresh rebuild: {v:#?}"
@@ -339,9 +311,7 @@ async fn scenario(
         .await
         .unwrap();
     tamper(&home).await;
-    let v = verify(log.clone(), &home, &config, Box::new(EntitiesProcessor), 5)
-        .await
-        .unwrap();
+    let v = r.verify().await.unwrap();
     assert!(!v.equal());
     let t = &v.tables[0];
     assert_ne!(t.live_digest, digest_before);

@@ -65,7 +65,10 @@ const PARALLEL_DECODE_MIN: usize = 1024;
 /// batches are split over the machine's cores; the fold itself stays
 /// sequential, in input order.
 fn decode_all(records: &[StoredRecord]) -> Vec<Result<Event, SchemaError>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Asked once: on Linux the answer reads cgroup files.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads < 2 || records.len() < PARALLEL_DECODE_MIN {
         return records
             .iter()

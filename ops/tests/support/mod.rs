@@ -90,3 +90,35 @@ pub fn entity_workload(n: usize) -> String {
     }
     out
 }
+
+/// Starts `conductor run --listen 127.0.0.1:0` on `data` (from the repo, so
+/// it finds `topologies/`) with extra environment, and returns the child and
+/// the address it printed.
+pub fn spawn_run(data: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut cmd = conductor(data);
+    cmd.current_dir(repo());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("run prints its address")
+        .to_string();
+    // Keep reading stderr: a closed pipe would fail run's later messages
+    // (and a full one would block it).
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, addr)
+}

@@ -334,14 +334,15 @@ impl Subscription {
     /// Advances past `r` and queues it when this subscriber may see it.
     fn accept(&mut self, r: &StoredRecord, live: bool) {
         self.next.insert(r.partition, r.offset + 1);
+        // The tenant header decides without parsing the value: every live
+        // subscriber sees every record, most of them other tenants'.
+        let header = record_tenant(&r.record);
+        if header.is_some_and(|t| t != self.tenant) {
+            return;
+        }
         let Some(event) = event_json(r) else { return };
-        let tenant = record_tenant(&r.record).map(str::to_string).or_else(|| {
-            event
-                .get("tenant")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
-        if tenant.as_deref() != Some(self.tenant.as_str()) || !self.filter.matches(&event) {
+        let tenant = header.or_else(|| event.get("tenant").and_then(Value::as_str));
+        if tenant != Some(self.tenant.as_str()) || !self.filter.matches(&event) {
             return;
         }
         self.pending.push_back(Delivery {
