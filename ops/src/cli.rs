@@ -89,6 +89,10 @@ pub enum Command {
     Schema(SchemaCommand),
     /// Run the topologies against the configured backends until Ctrl-C.
     Run(RunArgs),
+    /// Serve subscriptions (GraphQL over WebSocket, JSON WebSocket, SSE),
+    /// metrics and health off the log without running topologies. Read-only
+    /// on the file log: several can follow one `conductor run`.
+    Serve(ServeArgs),
     /// Validate, inspect and operate topologies.
     #[command(subcommand)]
     Topology(TopologyCommand),
@@ -122,6 +126,13 @@ pub struct RunArgs {
     /// Exit once every input is folded and the outbox relayed (batch jobs, tests).
     #[arg(long)]
     pub exit_when_idle: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address of the HTTP server [default: 127.0.0.1:8080].
+    #[arg(long, env = "CONDUCTOR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args, Debug)]

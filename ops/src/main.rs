@@ -48,6 +48,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Consume(args) => commands::consume::run(&settings, args).await,
         Command::Schema(cmd) => commands::schema::run(cmd),
         Command::Run(args) => commands::run::run(&settings, args).await,
+        Command::Serve(args) => commands::serve::run(&settings, args).await,
         Command::Topology(cmd) => commands::topology::run(&settings, cmd).await,
         Command::Dlq(cmd) => commands::dlq::run(&settings, cmd).await,
         Command::Replay(cmd) => commands::replay::run(&settings, cmd).await,

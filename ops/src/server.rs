@@ -19,7 +19,7 @@ use conductor_engine::runtime::{StatusHandle, TopologyState};
 use conductor_replay::server::Subscriptions;
 use conductor_replay::subscribe::Hub;
 use conductor_replay::subscribe::auth::Authenticator;
-use conductor_replay::subscribe::limits::{Limits, LimitsConfig};
+use conductor_replay::subscribe::limits::Limits;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -57,7 +57,7 @@ pub fn subscriptions(
     Ok(Arc::new(Subscriptions {
         hub: Hub::new(log, key),
         auth: Authenticator::new(secret.map(str::as_bytes)),
-        limits: Limits::new(LimitsConfig::default()),
+        limits: Limits::new(settings.subscriptions.clone()),
     }))
 }
 

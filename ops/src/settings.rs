@@ -2,6 +2,7 @@
 
 use crate::cli::{GlobalOptions, LogBackend, StoreBackend};
 use crate::error::CliError;
+use conductor_replay::subscribe::limits::LimitsConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ pub struct ConfigFile {
     pub topologies: Option<PathBuf>,
     /// HS256 secret of subscription tokens (or CONDUCTOR_JWT_SECRET).
     pub jwt_secret: Option<String>,
+    /// Per-tenant limits and tier budgets of the subscription server.
+    #[serde(default)]
+    pub subscriptions: LimitsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +42,7 @@ pub struct Settings {
     pub topologies: Option<PathBuf>,
     /// Never a flag (it would show in `ps`): CONDUCTOR_JWT_SECRET or the file.
     pub jwt_secret: Option<String>,
+    pub subscriptions: LimitsConfig,
 }
 
 impl Settings {
@@ -59,6 +64,13 @@ impl Settings {
                 })?
             }
         };
+        let limit_problems = file.subscriptions.problems();
+        if !limit_problems.is_empty() {
+            return Err(CliError::usage(
+                format!("config file [subscriptions]: {}", limit_problems.join("; ")),
+                "see conductor.example.toml for the keys and their defaults",
+            ));
+        }
         let database_url = global.database_url.clone().or(file.database_url);
         // A postgres:// URL alone is enough to pick the Postgres store.
         let inferred = database_url
@@ -102,6 +114,43 @@ impl Settings {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .or(file.jwt_secret),
+            subscriptions: file.subscriptions,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(text: &str) -> Result<Settings, CliError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conductor.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::resolve(&GlobalOptions {
+            config: Some(path),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn the_example_config_file_parses() {
+        let text = include_str!("../../conductor.example.toml");
+        let settings = with_file(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings.subscriptions, LimitsConfig::default());
+    }
+
+    #[test]
+    fn reads_subscription_limits_and_refuses_bad_ones_by_key() {
+        let s = with_file("[subscriptions]\nmax_subscriptions_per_tenant = 2\n").unwrap();
+        assert_eq!(s.subscriptions.max_subscriptions_per_tenant, 2);
+        let e = with_file("[subscriptions]\nmax_per_tenant = 2\n").unwrap_err();
+        assert!(e.message.contains("max_per_tenant"), "{e}");
+        let e = with_file("[subscriptions.tier_events_per_second]\nbronze = 0\n").unwrap_err();
+        assert!(
+            e.message.contains("tier_events_per_second.bronze is 0"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code, 2);
     }
 }

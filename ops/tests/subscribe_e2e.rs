@@ -213,6 +213,29 @@ fn the_graphql_ws_client_subscribes_and_resumes_from_its_cursor() {
         "resumed exactly after the cursor"
     );
 
+    // The server is killed and started again: the cursor still resumes
+    // exactly after its change.
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let (restarted, addr) = spawn_run(dir.path(), &[("CONDUCTOR_JWT_SECRET", SECRET)]);
+    child = restarted;
+    let url = format!("ws://{addr}/graphql");
+    let (ok, after_restart) = node_subscribe(
+        &script,
+        &url,
+        &token("acme"),
+        3,
+        first[8]["cursor"].as_str(),
+    );
+    assert!(ok, "{after_restart:?}");
+    assert_eq!(
+        ids(&after_restart),
+        ids(&first[9..]),
+        "resumed exactly after the cursor on a restarted server"
+    );
+
     // Tenant isolation: globex's token can't read acme's entityChanged.
     let (ok, refused) = node_subscribe(&script, &url, &token("globex"), 1, None);
     assert!(
@@ -224,4 +247,128 @@ fn the_graphql_ws_client_subscribes_and_resumes_from_its_cursor() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", &format!("http://{addr}{path}")])
+        .output()
+        .expect("curl is installed (ops/test.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The value of the Prometheus sample whose line starts with `series`
+/// (name plus labels as rendered), summed over matching lines.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `/metrics` until `ok` holds for it (up to `seconds`).
+fn metrics_until(addr: &str, seconds: u64, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let m = http_get(addr, "/metrics");
+        if ok(&m) || std::time::Instant::now() > deadline {
+            return m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn event_line(tenant: &str, subject: &str) -> String {
+    format!(
+        r#"{{"tenant":"{tenant}","kind":"EntityUpserted","subject":"{subject}","occurred_at":"2026-02-01T12:00:00Z","data":{{"entity_type":"Person","version":1,"attributes":{{"given_name":"Ada"}}}}}}"#
+    )
+}
+
+#[test]
+fn serve_follows_appends_of_another_process_and_reports_subscription_metrics() {
+    let dir = demo_data_dir();
+    // `serve` reads the file log without its writer lock...
+    let (mut server, addr) = spawn_server(dir.path(), "serve", &[("CONDUCTOR_JWT_SECRET", SECRET)]);
+    let url = format!("http://{addr}/v1/changes?topic=ig.ingest.entities");
+    let follower = {
+        let (url, auth) = (
+            url.clone(),
+            format!("Authorization: Bearer {}", token("acme")),
+        );
+        std::thread::spawn(move || curl_sse(&url, &[auth], 6))
+    };
+    let m = metrics_until(&addr, 5, |m| {
+        sample(m, "conductor_subscriptions_active") >= 1.0
+    });
+    assert_eq!(sample(&m, "conductor_subscriptions_active"), 1.0, "{m}");
+
+    // ...so another process can append while it serves.
+    let mut produce = conductor(dir.path())
+        .args(["produce", "--topic", "ig.ingest.entities", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = produce.stdin.take().unwrap();
+        for (tenant, subject) in [("acme", "live-1"), ("globex", "live-2"), ("acme", "live-3")] {
+            writeln!(stdin, "{}", event_line(tenant, subject)).unwrap();
+        }
+    }
+    ok(produce.wait_with_output().unwrap());
+
+    let (events, raw) = follower.join().unwrap();
+    // Keyed by subject, so on different partitions: no order between them.
+    let mut subjects: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e["subject"].as_str().unwrap_or_default())
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["live-1", "live-3"],
+        "acme's new events, live: {raw}"
+    );
+
+    let (_, refused) = curl_sse(&url, &[], 2);
+    assert!(refused.contains("unauthorized"), "{refused}");
+    let m = metrics_until(&addr, 25, |m| {
+        sample(m, "conductor_subscriptions_active") == 0.0
+    });
+    assert_eq!(
+        sample(&m, "conductor_subscriptions_active"),
+        0.0,
+        "the gauge falls when the client leaves: {m}"
+    );
+    assert_eq!(
+        sample(&m, "conductor_subscription_events_total"),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "conductor_fanout_latency_seconds_count"),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "conductor_subscribe_rejections_total{reason=\"unauthorized\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "conductor_subscription_disconnects_total{transport=\"sse\",reason=\"client_gone\"} 1"
+        ),
+        "{m}"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
 }

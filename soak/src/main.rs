@@ -7,8 +7,14 @@
 //!   latency percentiles at a fixed input rate.
 //! - `replay-rebuild`: a full rebuild of ≥ 1M events into a Postgres shadow
 //!   next to a COPY of one row per event, and `conductor sql` GROUP BY timings.
+//! - `fanout`: N WebSocket subscribers (1k, 5k, 10k) on one `conductor serve`
+//!   while events are appended at a fixed rate: delivered vs expected,
+//!   fan-out latency percentiles, server memory per subscriber, CPU.
+//!   Run it with `soak/fanout.sh`, which raises the open-file limit.
 
+mod fanout;
 mod pg_fold;
+mod proc_stats;
 mod replay_rebuild;
 mod report;
 mod workload;
@@ -36,6 +42,8 @@ enum Scenario {
     PgFold(pg_fold::Args),
     /// Full rebuild of ≥ 1M events into a Postgres shadow vs COPY, and SQL timings.
     ReplayRebuild(replay_rebuild::Args),
+    /// N WebSocket subscribers on one `conductor serve` at a fixed event rate.
+    Fanout(fanout::Args),
 }
 
 #[tokio::main]
@@ -44,6 +52,7 @@ async fn main() {
     let result = match cli.scenario {
         Scenario::PgFold(args) => pg_fold::run(args).await,
         Scenario::ReplayRebuild(args) => replay_rebuild::run(args).await,
+        Scenario::Fanout(args) => fanout::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

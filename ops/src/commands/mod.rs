@@ -6,6 +6,7 @@ pub mod produce;
 pub mod replay;
 pub mod run;
 pub mod schema;
+pub mod serve;
 pub mod sql;
 pub mod topic;
 pub mod topology;

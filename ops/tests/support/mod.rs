@@ -95,6 +95,16 @@ pub fn entity_workload(n: usize) -> String {
 /// it finds `topologies/`) with extra environment, and returns the child and
 /// the address it printed.
 pub fn spawn_run(data: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    spawn_server(data, "run", env)
+}
+
+/// Starts `conductor <verb> --listen 127.0.0.1:0` (`run` or `serve`) on
+/// `data` from the repo with extra environment; the child and its address.
+pub fn spawn_server(
+    data: &Path,
+    verb: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut cmd = conductor(data);
     cmd.current_dir(repo());
@@ -102,7 +112,7 @@ pub fn spawn_run(data: &Path, env: &[(&str, &str)]) -> (std::process::Child, Str
         cmd.env(k, v);
     }
     let mut child = cmd
-        .args(["run", "--listen", "127.0.0.1:0"])
+        .args([verb, "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -115,10 +125,10 @@ pub fn spawn_run(data: &Path, env: &[(&str, &str)]) -> (std::process::Child, Str
         .split("http://")
         .nth(1)
         .and_then(|r| r.split('/').next())
-        .expect("run prints its address")
+        .unwrap_or_else(|| panic!("{verb} prints its address, got: {line}"))
         .to_string();
-    // Keep reading stderr: a closed pipe would fail run's later messages
-    // (and a full one would block it).
+    // Keep reading stderr: a closed pipe would fail the server's later
+    // messages (and a full one would block it).
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     (child, addr)
 }

@@ -12,7 +12,7 @@
 //! `{"token": "…"}`) or as `Authorization: Bearer` on the upgrade request.
 //! Refusals are GraphQL errors with `extensions.code` (and `retryAfterMs`).
 
-use super::{Refusal, Subscriptions, parse_start};
+use super::{Ending, Refusal, Subscriptions, parse_start, sized};
 use crate::subscribe::auth::{Principal, SCOPE_CHANGES_READ, bearer};
 use crate::subscribe::{Filter, SubscribeRequest};
 use async_graphql::{
@@ -115,19 +115,23 @@ async fn open(
         .await
         .map_err(|e| gql_error(e.into()))?;
     Ok(Box::pin(futures::stream::unfold(
-        Some((sub, permit)),
+        Some((sub, permit, Ending::new("graphql"))),
         |state| async move {
-            let (mut sub, permit) = state?;
+            let (mut sub, permit, mut ending) = state?;
             match sub.next().await {
                 Ok(d) => {
                     permit.paced().await;
                     let change = Change {
                         cursor: d.cursor,
-                        event: Json(d.event),
+                        event: Json(d.event.value().clone()),
                     };
-                    Some((Ok(change), Some((sub, permit))))
+                    Some((Ok(change), Some((sub, permit, ending))))
                 }
-                Err(e) => Some((Err(gql_error(e.into())), None)),
+                Err(e) => {
+                    let refusal: Refusal = e.into();
+                    ending.because(refusal.code);
+                    Some((Err(gql_error(refusal)), None))
+                }
             }
         },
     )))
@@ -198,7 +202,8 @@ pub async fn upgrade(
     let header_token =
         bearer(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())).map(str::to_string);
     let subscriptions = state.subscriptions.clone();
-    ws.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+    sized(ws)
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {

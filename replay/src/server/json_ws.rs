@@ -7,9 +7,8 @@
 //! `{"type":"event","cursor","event"}` per event; a refusal or failure is
 //! `{"type":"error","code","message"[,"retryAfterMs"]}` followed by close.
 
-use super::{Refusal, Subscriptions, parse_start};
+use super::{Ending, Refusal, Subscriptions, parse_start, sized};
 use crate::subscribe::auth::bearer;
-use crate::subscribe::metrics as m;
 use crate::subscribe::{Filter, SubscribeRequest};
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -30,14 +29,28 @@ pub async fn upgrade(
 ) -> Response {
     let header_token =
         bearer(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok())).map(str::to_string);
-    ws.on_upgrade(move |socket| session(state, socket, header_token))
+    sized(ws).on_upgrade(move |socket| session(state, socket, header_token))
 }
 
 async fn send(socket: &mut WebSocket, v: Value) -> bool {
-    socket
-        .send(Message::Text(v.to_string().into()))
-        .await
-        .is_ok()
+    send_text(socket, v.to_string()).await
+}
+
+async fn send_text(socket: &mut WebSocket, text: String) -> bool {
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+/// `{"type":"event","cursor":…,"event":…}` with the event's JSON text
+/// spliced in: it is shared by every subscriber and already serialized.
+fn event_message(cursor: &str, event: &str) -> String {
+    let cursor = Value::from(cursor).to_string();
+    let mut m = String::with_capacity(36 + cursor.len() + event.len());
+    m.push_str(r#"{"type":"event","cursor":"#);
+    m.push_str(&cursor);
+    m.push_str(r#","event":"#);
+    m.push_str(event);
+    m.push('}');
+    m
 }
 
 async fn refuse(mut socket: WebSocket, refusal: Refusal) {
@@ -101,19 +114,20 @@ async fn session(state: Arc<Subscriptions>, mut socket: WebSocket, header_token:
     {
         return;
     }
+    let mut ending = Ending::new("json_ws");
     let reason = loop {
         tokio::select! {
             delivery = sub.next() => match delivery {
                 Ok(d) => {
                     permit.paced().await;
-                    if !send(&mut socket, json!({"type": "event", "cursor": d.cursor, "event": d.event})).await {
+                    if !send_text(&mut socket, event_message(&d.cursor, d.event.text())).await {
                         break "client_gone";
                     }
                 }
                 Err(e) => {
                     let r: Refusal = e.into();
                     let _ = send(&mut socket, r.to_json()).await;
-                    break "error";
+                    break r.code;
                 }
             },
             incoming = socket.recv() => match incoming {
@@ -122,8 +136,7 @@ async fn session(state: Arc<Subscriptions>, mut socket: WebSocket, header_token:
             },
         }
     };
-    metrics::counter!(m::DISCONNECTS_TOTAL, "transport" => "json_ws", "reason" => reason)
-        .increment(1);
+    ending.because(reason);
 }
 
 type Parsed = (String, Option<String>, crate::subscribe::StartAt, Filter);
@@ -147,4 +160,19 @@ fn parse(msg: &Value) -> Result<Parsed, Refusal> {
     let start = parse_start(msg.get("from").and_then(Value::as_str))?;
     let filter = Filter::parse(msg.get("filter")).map_err(Refusal::bad_request)?;
     Ok((topic, cursor, start, filter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_message_is_the_json_of_its_parts() {
+        let m = event_message("c\"1", r#"{"tenant":"acme","n":[1,2]}"#);
+        let v: Value = serde_json::from_str(&m).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "event", "cursor": "c\"1", "event": {"tenant": "acme", "n": [1, 2]}})
+        );
+    }
 }

@@ -63,6 +63,46 @@ pub fn routes(state: Arc<Subscriptions>) -> Router {
         )
 }
 
+/// Buffer and message limits of a subscription WebSocket. A subscriber
+/// sends one small message (or a GraphQL query) and then only reads: a 4 KiB
+/// read buffer instead of tungstenite's eager 128 KiB is most of what a
+/// connection costs the server, and messages over 64 KiB are refused.
+pub(crate) fn sized(ws: axum::extract::WebSocketUpgrade) -> axum::extract::WebSocketUpgrade {
+    const READ_BUFFER: usize = 4 * 1024;
+    const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+    ws.read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+}
+
+/// One served subscription's end, counted once in
+/// `conductor_subscription_disconnects_total{transport, reason}` when it
+/// drops: `client_gone` unless the transport says why first.
+pub(crate) struct Ending {
+    transport: &'static str,
+    reason: &'static str,
+}
+
+impl Ending {
+    pub(crate) fn new(transport: &'static str) -> Self {
+        Ending {
+            transport,
+            reason: "client_gone",
+        }
+    }
+
+    pub(crate) fn because(&mut self, reason: &'static str) {
+        self.reason = reason;
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        metrics::counter!(m::DISCONNECTS_TOTAL, "transport" => self.transport, "reason" => self.reason)
+            .increment(1);
+    }
+}
+
 /// Why a subscription was refused, as every transport reports it.
 #[derive(Debug, Clone)]
 pub struct Refusal {

@@ -7,10 +7,9 @@
 //! cursor. Refusals are plain HTTP errors (401, 403, 404, 410 cursor expired,
 //! 429 with `Retry-After`) with a JSON body.
 
-use super::{Refusal, Subscriptions, parse_start};
+use super::{Ending, Refusal, Subscriptions, parse_start};
 use crate::subscribe::auth::bearer;
 use crate::subscribe::limits::SubscriptionPermit;
-use crate::subscribe::metrics as m;
 use crate::subscribe::{Filter, SubscribeRequest, Subscription};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -89,27 +88,27 @@ pub async fn changes(
         .event("subscribed")
         .id(sub.cursor())
         .data(serde_json::json!({"topic": sub.topic(), "cursor": sub.cursor()}).to_string());
-    let stream = futures::stream::once(async move { Ok::<_, Infallible>(opening) })
-        .chain(futures::stream::unfold(Some((sub, permit)), next_event));
+    let stream = futures::stream::once(async move { Ok::<_, Infallible>(opening) }).chain(
+        futures::stream::unfold(Some((sub, permit, Ending::new("sse"))), next_event),
+    );
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
 }
 
-type StreamState = Option<(Subscription, SubscriptionPermit)>;
+type StreamState = Option<(Subscription, SubscriptionPermit, Ending)>;
 
 async fn next_event(state: StreamState) -> Option<(Result<Event, Infallible>, StreamState)> {
-    let (mut sub, permit) = state?;
+    let (mut sub, permit, mut ending) = state?;
     match sub.next().await {
         Ok(d) => {
             permit.paced().await;
-            let event = Event::default().id(d.cursor).data(d.event.to_string());
-            Some((Ok(event), Some((sub, permit))))
+            let event = Event::default().id(d.cursor).data(d.event.text());
+            Some((Ok(event), Some((sub, permit, ending))))
         }
         Err(e) => {
             let refusal: Refusal = e.into();
-            metrics::counter!(m::DISCONNECTS_TOTAL, "transport" => "sse", "reason" => refusal.code)
-                .increment(1);
+            ending.because(refusal.code);
             let event = Event::default()
                 .event("error")
                 .data(refusal.to_json().to_string());

@@ -17,13 +17,49 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Clone, PartialEq)]
+/// Per-tenant limits of the subscription server: the `[subscriptions]`
+/// table of the config file (every key optional; these are the defaults).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Subscriptions one tenant may hold open at once (all transports).
     pub max_subscriptions_per_tenant: usize,
+    /// Subscribe attempts per second per tenant (token bucket refill).
     pub subscribes_per_second: u32,
+    /// Subscribe attempts a tenant may make at once (token bucket size).
     pub subscribe_burst: u32,
-    /// Events per second per subscription: gold, silver, bronze.
-    pub tier_events_per_second: [u32; 3],
+    /// Delivery budget of one subscription, by the token's tier.
+    pub tier_events_per_second: TierBudgets,
+}
+
+/// Events per second one subscription of each tier may receive; above it
+/// the subscription is paced (it falls behind and catches up, losing nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierBudgets {
+    pub gold: u32,
+    pub silver: u32,
+    pub bronze: u32,
+}
+
+impl Default for TierBudgets {
+    fn default() -> Self {
+        TierBudgets {
+            gold: 50_000,
+            silver: 5_000,
+            bronze: 500,
+        }
+    }
+}
+
+impl TierBudgets {
+    pub fn of(&self, tier: Tier) -> u32 {
+        match tier {
+            Tier::Gold => self.gold,
+            Tier::Silver => self.silver,
+            Tier::Bronze => self.bronze,
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -32,8 +68,31 @@ impl Default for LimitsConfig {
             max_subscriptions_per_tenant: 10_000,
             subscribes_per_second: 200,
             subscribe_burst: 1_000,
-            tier_events_per_second: [50_000, 5_000, 500],
+            tier_events_per_second: TierBudgets::default(),
         }
+    }
+}
+
+impl LimitsConfig {
+    /// Every problem with the values, as `key: what is wrong`; empty when valid.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut positive = |key: &str, v: u64| {
+            if v == 0 {
+                out.push(format!("{key} is 0; it must be at least 1"));
+            }
+        };
+        positive(
+            "max_subscriptions_per_tenant",
+            self.max_subscriptions_per_tenant as u64,
+        );
+        positive("subscribes_per_second", self.subscribes_per_second.into());
+        positive("subscribe_burst", self.subscribe_burst.into());
+        let t = &self.tier_events_per_second;
+        positive("tier_events_per_second.gold", t.gold.into());
+        positive("tier_events_per_second.silver", t.silver.into());
+        positive("tier_events_per_second.bronze", t.bronze.into());
+        out
     }
 }
 
@@ -120,11 +179,7 @@ impl Limits {
             });
         }
         *n += 1;
-        let per_second = self.config.tier_events_per_second[match tier {
-            Tier::Gold => 0,
-            Tier::Silver => 1,
-            Tier::Bronze => 2,
-        }];
+        let per_second = self.config.tier_events_per_second.of(tier);
         Ok(SubscriptionPermit {
             tenant: tenant.to_string(),
             open: self.open.clone(),
@@ -167,6 +222,27 @@ mod tests {
         );
         drop(a);
         assert!(limits.admit("acme", Tier::Silver).is_ok());
+    }
+
+    #[test]
+    fn reads_the_subscriptions_table_and_names_bad_keys() {
+        let c: LimitsConfig = toml::from_str(
+            "max_subscriptions_per_tenant = 3\n[tier_events_per_second]\nbronze = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_subscriptions_per_tenant, 3);
+        assert_eq!(c.tier_events_per_second.bronze, 10);
+        assert_eq!(c.tier_events_per_second.gold, 50_000, "defaults kept");
+        let err = toml::from_str::<LimitsConfig>("max_subscriptions = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_subscriptions"), "{err}");
+        let zero = LimitsConfig {
+            subscribe_burst: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            zero.problems(),
+            ["subscribe_burst is 0; it must be at least 1"]
+        );
     }
 
     #[test]

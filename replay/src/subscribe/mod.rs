@@ -4,10 +4,12 @@
 //! `crate::server`.
 
 pub mod auth;
+pub mod event;
 pub mod filter;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
 
+pub use event::EventJson;
 pub use filter::Filter;
 pub use hub::{Delivery, Hub, StartAt, SubscribeError, SubscribeRequest, Subscription};
