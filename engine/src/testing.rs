@@ -118,6 +118,10 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
         0,
         "outbox seq starts at 0"
     );
+    assert!(
+        store.table_is_empty(&spec).await.unwrap(),
+        "a new table is empty"
+    );
 
     let pos = |o: i64| {
         vec![InputPosition {
@@ -146,6 +150,10 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
         "offsets stored with the batch"
     );
     assert_eq!(store.next_outbox_seq(topology).await.unwrap(), 2);
+    assert!(
+        !store.table_is_empty(&spec).await.unwrap(),
+        "a table with rows is not empty"
+    );
 
     // Version guard: older and equal versions change nothing; newer wins.
     store

@@ -10,7 +10,6 @@ use conductor_engine::log::memory::MemoryLog;
 use conductor_engine::log::{Log, TopicConfig};
 use conductor_engine::processor::Processor;
 use conductor_engine::runtime::parse_topology;
-use conductor_engine::store::ProjectionStore;
 use conductor_processors::entities::EntitiesProcessor;
 use conductor_replay::rebuild::{RebuildRequest, ReplayFrom, rebuild};
 use conductor_replay::sql::SqlContext;
@@ -111,10 +110,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let copy_store = PostgresStore::connect(&args.database_url, Some(&format!("{schema}_copy")))
         .await
         .map_err(err)?;
-    copy_store
-        .migrate(std::slice::from_ref(&spec))
-        .await
-        .map_err(err)?;
+    crate::pg_fold::create_copy_table(&copy_store, &spec).await?;
     let rows = crate::pg_fold::copy_rows(&records, &spec);
     drop(records);
     let t = Instant::now();

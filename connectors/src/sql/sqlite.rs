@@ -706,6 +706,15 @@ impl ProjectionStore for SqliteStore {
         Ok(TopologyControl { paused, epoch })
     }
 
+    async fn table_is_empty(&self, table: &TableSpec) -> Result<bool, StoreError> {
+        let q = QuotedTable::new(table)?;
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {} LIMIT 1", q.table)))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| db_error(format!("look into `{}`", table.name), e))?;
+        Ok(row.is_none())
+    }
+
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut conn = self
             .reader

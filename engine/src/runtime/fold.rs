@@ -6,8 +6,9 @@
 //! crash-and-restart run produce the same projection and the same changefeed
 //! as a straight run.
 
+use super::change_event::change_event;
 use super::config::{OnError, TopologyConfig};
-use crate::envelope::{self, HEADER_CONTENT_TYPE, HEADER_EVENT_ID, HEADER_TENANT};
+use crate::envelope;
 use crate::log::{Header, InputPosition, SourcePosition, StoredRecord};
 use crate::processor::{Effect, Processor, ProcessorError, ProcessorErrorKind};
 use crate::projection::{RowUpsert, TableSpec};
@@ -15,8 +16,7 @@ use crate::store::{OutboxRecord, StoreCommit};
 use conductor_schemas::{Event, SchemaError};
 use std::collections::{BTreeMap, HashMap};
 
-pub const HEADER_CHANGE_ID: &str = "ig-change-id";
-pub const HEADER_TABLE: &str = "ig-table";
+pub use super::change_event::{HEADER_CHANGE_ID, HEADER_TABLE, change_id};
 pub const HEADER_DLQ_TOPOLOGY: &str = "ig-dlq-topology";
 pub const HEADER_DLQ_SOURCE_TOPIC: &str = "ig-dlq-source-topic";
 pub const HEADER_DLQ_SOURCE_PARTITION: &str = "ig-dlq-source-partition";
@@ -289,73 +289,4 @@ impl Folded {
         };
         (commit, changes)
     }
-}
-
-/// Stable id of a change: the same input, the same change, in every run.
-pub fn change_id(topology: &str, source: &SourcePosition, index: u32) -> String {
-    let text = format!(
-        "{topology}\n{}\n{}\n{}\n{index}",
-        source.topic, source.partition, source.offset
-    );
-    format!("ch-{}", &blake3::hash(text.as_bytes()).to_hex()[..32])
-}
-
-fn change_event(
-    config: &TopologyConfig,
-    spec: Option<&TableSpec>,
-    upsert: &RowUpsert,
-    event_id: &str,
-    source: &SourcePosition,
-    index: u32,
-) -> (Vec<u8>, Vec<Header>) {
-    let id = change_id(&config.name, source, index);
-    let tenant = upsert.key.first().cloned().unwrap_or_default();
-    let (key, row) = match spec {
-        Some(spec) => {
-            let row = upsert.to_json(spec);
-            let key: serde_json::Map<String, serde_json::Value> = spec
-                .key
-                .iter()
-                .zip(&upsert.key)
-                .map(|(c, k)| (c.name.to_string(), k.clone().into()))
-                .collect();
-            (serde_json::Value::Object(key), row)
-        }
-        None => (serde_json::json!(upsert.key), serde_json::Value::Null),
-    };
-    let value = serde_json::json!({
-        "change_id": id,
-        "topology": config.name,
-        "table": upsert.table,
-        "op": if upsert.deleted { "delete" } else { "upsert" },
-        "tenant": tenant,
-        "key": key,
-        "version": upsert.version,
-        "row": row,
-        "event_id": event_id,
-        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
-    });
-    let headers = vec![
-        Header {
-            key: HEADER_CHANGE_ID.into(),
-            value: id.into_bytes(),
-        },
-        Header {
-            key: HEADER_TENANT.into(),
-            value: tenant.into_bytes(),
-        },
-        Header {
-            key: HEADER_TABLE.into(),
-            value: upsert.table.as_bytes().to_vec(),
-        },
-        Header {
-            key: HEADER_EVENT_ID.into(),
-            value: event_id.as_bytes().to_vec(),
-        },
-        Header {
-            key: HEADER_CONTENT_TYPE.into(),
-            value: b"application/json".to_vec(),
-        },
-    ];
-    (serde_json::to_vec(&value).unwrap_or_default(), headers)
 }

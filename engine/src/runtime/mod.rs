@@ -9,6 +9,8 @@
 //! The worker's commit makes projection effects and input positions atomic;
 //! the relay's commit makes each outbox record reach its topic exactly once.
 
+pub mod change_event;
+pub mod commit_signal;
 pub mod config;
 pub mod driver;
 pub mod fold;

@@ -1,13 +1,17 @@
 //! The outbox relay: moves committed outbox records to their topics.
 //!
-//! Each round reads the outbox from the relay's position and commits the
-//! records plus the new position through the log's [`TransactionalWriter`]
+//! Each round takes the outbox from the relay's position — handed over by
+//! the worker of the same process right after its commit, or read from the
+//! store (after a restart, or when the hand-over doesn't start there; see
+//! `commit_signal`) — and commits the records plus the new position through
+//! the log's [`TransactionalWriter`]
 //! — atomically, so a crash between rounds repeats nothing and loses nothing.
 //! The position lives in the log (group `<topology>.relay`, on the marker
 //! topic `conductor.outbox.<topology>`), next to the records it guards.
 //! Relayed rows are then deleted from the outbox; a crash before that only
 //! leaves rows the next round skips.
 
+use super::commit_signal::CommitSignal;
 use super::worker::ensure_topic;
 use crate::log::{
     InputPosition, Log, LogError, OutputRecord, Record, SourcePosition, Transaction,
@@ -18,7 +22,7 @@ use crate::store::{ProjectionStore, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 /// Records per relay commit.
 const RELAY_BATCH: usize = 2000;
@@ -91,12 +95,23 @@ impl Relay {
         Ok(n)
     }
 
-    /// Relays one round; returns how many records went out.
+    /// Relays one round, reading the outbox from the store; returns how
+    /// many records went out.
     pub async fn step(&mut self) -> Result<usize, RelayError> {
-        let records = self
-            .store
-            .read_outbox(&self.topology, self.position, RELAY_BATCH)
-            .await?;
+        self.step_with(None).await
+    }
+
+    /// Relays one round, taking the records from the worker's hand-over
+    /// when it holds the relay's position, else from the store.
+    async fn step_with(&mut self, handoff: Option<&CommitSignal>) -> Result<usize, RelayError> {
+        let records = match handoff.and_then(|h| h.take_from(self.position, RELAY_BATCH)) {
+            Some(records) => records,
+            None => {
+                self.store
+                    .read_outbox(&self.topology, self.position, RELAY_BATCH)
+                    .await?
+            }
+        };
         if records.is_empty() {
             if self.deleted_below < self.position {
                 self.store
@@ -107,21 +122,23 @@ impl Relay {
             return Ok(0);
         }
         let marker = marker_topic(&self.topology);
-        let mut outputs = Vec::with_capacity(records.len());
+        let count = records.len();
+        let next = records.last().map_or(self.position, |r| r.seq + 1);
+        let mut outputs = Vec::with_capacity(count);
         let now = now_ms();
-        for r in &records {
+        for r in records {
             let n = self.partitions_of(&r.topic).await?;
             let partition = match &r.key {
                 Some(k) => partition_for_key(k, n),
                 None => (r.seq % n as i64) as i32,
             };
             outputs.push(OutputRecord {
-                topic: r.topic.clone(),
                 partition,
+                topic: r.topic,
                 record: Record {
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r.headers.clone(),
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
                     timestamp_ms: now,
                 },
                 source: Some((
@@ -134,7 +151,6 @@ impl Relay {
                 )),
             });
         }
-        let next = records.last().map_or(self.position, |r| r.seq + 1);
         self.writer
             .commit(Transaction {
                 outputs,
@@ -149,18 +165,19 @@ impl Relay {
         self.store.delete_outbox(&self.topology, next).await?;
         self.deleted_below = next;
         metrics::counter!(m::OUTBOX_RELAYED_TOTAL, "topology" => self.topology.clone())
-            .increment(records.len() as u64);
-        Ok(records.len())
+            .increment(count as u64);
+        Ok(count)
     }
 
     /// Relays until `shutdown`, then empties the outbox once more (drain).
     pub async fn run(
         mut self,
-        committed: Arc<Notify>,
+        committed: Arc<CommitSignal>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), RelayError> {
+        committed.attach_relay();
         loop {
-            let sent = self.step().await?;
+            let sent = self.step_with(Some(&committed)).await?;
             if sent > 0 {
                 continue;
             }
@@ -173,7 +190,7 @@ impl Relay {
                 _ = shutdown.changed() => {}
             }
         }
-        while self.step().await? > 0 {}
+        while self.step_with(Some(&committed)).await? > 0 {}
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! One topology's worker: reads its input partitions from the stored
 //! positions, folds batches and commits them to the projection store.
 
+use super::commit_signal::CommitSignal;
 use super::config::{StartFrom, TopologyConfig};
 use super::fold::{self, HaltError};
 use super::status::{PartitionStatus, StatusHandle, TopologyState};
@@ -8,11 +9,11 @@ use crate::log::{Log, LogError, StoredRecord, TopicConfig, now_ms};
 use crate::metrics as m;
 use crate::processor::Processor;
 use crate::projection::TableSpec;
-use crate::store::{ProjectionStore, StoreError};
+use crate::store::{OutboxRecord, ProjectionStore, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -38,6 +39,8 @@ struct InFlight {
     changes: usize,
     oldest_append_ms: i64,
     new_positions: Vec<((String, i32), i64)>,
+    /// A copy of the outbox records, for an attached relay.
+    handoff: Option<Vec<OutboxRecord>>,
 }
 
 /// Keys whose version the worker remembers before it starts over.
@@ -109,8 +112,9 @@ pub struct Worker {
     /// after any failed commit and when it grows past `VERSION_CACHE_MAX`.
     versions: HashMap<(&'static str, Vec<String>), i64>,
     pub status: StatusHandle,
-    /// Woken after each commit so the relay picks the outbox up at once.
-    pub committed: Arc<Notify>,
+    /// Signalled after each commit so the relay picks the outbox up at once
+    /// (and takes the committed records from it rather than the store).
+    pub committed: Arc<CommitSignal>,
 }
 
 /// Creates `topic` unless it exists.
@@ -186,13 +190,26 @@ impl Worker {
                 positions.insert((topic.clone(), p.partition), pos);
             }
         }
+        // Empty tables (a new topology, a rebuild, a reset projection): every
+        // stored version is known — there is none — so no batch needs a
+        // version look-up until the cache is cleared.
+        let mut store_empty = options.store_starts_empty;
+        if !store_empty {
+            store_empty = true;
+            for t in &tables {
+                if !store.table_is_empty(t).await? {
+                    store_empty = false;
+                    break;
+                }
+            }
+        }
         let next_seq = store.next_outbox_seq(&config.name).await?;
         let control = store.control(&config.name).await?;
         let status = StatusHandle::new(&config.name, processor.name());
         Ok(Worker {
             epoch: control.epoch,
             paused: control.paused,
-            versions_complete: options.store_starts_empty,
+            versions_complete: store_empty,
             options,
             config,
             log,
@@ -205,7 +222,7 @@ impl Worker {
             next_seq,
             versions: HashMap::new(),
             status,
-            committed: Arc::new(Notify::new()),
+            committed: Arc::new(CommitSignal::new()),
         })
     }
 
@@ -386,6 +403,10 @@ impl Worker {
         );
         self.next_seq += commit.outbox.len() as i64;
         self.read_positions.extend(new_positions.iter().cloned());
+        let handoff = self
+            .committed
+            .relay_attached()
+            .then(|| commit.outbox.clone());
 
         // Wait for the previous commit, then start this one.
         let t_wait = Instant::now();
@@ -403,6 +424,7 @@ impl Worker {
             changes,
             oldest_append_ms,
             new_positions,
+            handoff,
         });
         Ok(StepOutcome {
             records,
@@ -439,7 +461,7 @@ impl Worker {
         }
         let commit_secs = f.started.elapsed().as_secs_f64();
         self.positions.extend(f.new_positions);
-        self.committed.notify_one();
+        self.committed.committed(f.handoff);
 
         let labels = [("topology", self.config.name.clone())];
         metrics::counter!(m::EVENTS_PROCESSED_TOTAL, &labels).increment(f.events as u64);

@@ -151,6 +151,12 @@ pub trait ProjectionStore: Send + Sync + 'static {
     async fn set_paused(&self, topology: &str, paused: bool)
     -> Result<TopologyControl, StoreError>;
 
+    /// Whether `table` holds no row. The default dumps the table; the SQL
+    /// stores ask with one query.
+    async fn table_is_empty(&self, table: &TableSpec) -> Result<bool, StoreError> {
+        Ok(self.dump_table(table).await?.is_empty())
+    }
+
     /// Every row of a table as JSON objects ordered by key (tests, digests, diffs).
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError>;
 

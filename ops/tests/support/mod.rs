@@ -94,17 +94,13 @@ pub fn entity_workload(n: usize) -> String {
 /// Starts `conductor run --listen 127.0.0.1:0` on `data` (from the repo, so
 /// it finds `topologies/`) with extra environment, and returns the child and
 /// the address it printed.
-pub fn spawn_run(data: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+pub fn spawn_run(data: &Path, env: &[(&str, &str)]) -> (ServerProcess, String) {
     spawn_server(data, "run", env)
 }
 
 /// Starts `conductor <verb> --listen 127.0.0.1:0` (`run` or `serve`) on
 /// `data` from the repo with extra environment; the child and its address.
-pub fn spawn_server(
-    data: &Path,
-    verb: &str,
-    env: &[(&str, &str)],
-) -> (std::process::Child, String) {
+pub fn spawn_server(data: &Path, verb: &str, env: &[(&str, &str)]) -> (ServerProcess, String) {
     use std::io::BufRead;
     let mut cmd = conductor(data);
     cmd.current_dir(repo());
@@ -130,5 +126,31 @@ pub fn spawn_server(
     // Keep reading stderr: a closed pipe would fail the server's later
     // messages (and a full one would block it).
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, addr)
+    (ServerProcess(child), addr)
+}
+
+/// A server child process that is killed when dropped, so a failing
+/// assertion doesn't leave it running (and holding its port and data dir)
+/// after the test. Derefs to the `Child` for `id()`, `wait()` and friends.
+pub struct ServerProcess(std::process::Child);
+
+impl std::ops::Deref for ServerProcess {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerProcess {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Already reaped after a clean wait(): kill then fails harmlessly.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -9,7 +9,6 @@ use super::KafkaConfig;
 use crate::log::{Header, LogError, Record, StoredRecord};
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, Headers, Message, OwnedHeaders};
@@ -30,6 +29,11 @@ impl rdkafka::ClientContext for TracingContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         match level {
+            // A failed connection (facility FAIL) fails the operation that
+            // needed it, which says so once, with a hint.
+            L::Error if facility == "FAIL" => {
+                tracing::debug!(target: "librdkafka", facility, "{message}")
+            }
             L::Emerg | L::Alert | L::Critical | L::Error => {
                 tracing::error!(target: "librdkafka", facility, "{message}")
             }
@@ -40,7 +44,23 @@ impl rdkafka::ClientContext for TracingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        // Not errors of ours: the end of a partition is news, and a broker
+        // that can't be reached fails the operation that needed it, which
+        // reports it once with a hint (librdkafka repeats it many times).
+        let quiet = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(
+                error.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::AllBrokersDown
+                        | RDKafkaErrorCode::BrokerTransportFailure
+                        | RDKafkaErrorCode::Resolve
+                )
+            );
+        if quiet {
+            tracing::debug!(target: "librdkafka", error = %error, "{reason}");
+        } else {
+            tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        }
     }
 }
 
@@ -48,17 +68,21 @@ impl rdkafka::consumer::ConsumerContext for TracingContext {}
 
 /// A consumer of the reader pool or a group client.
 pub(crate) type Reader = BaseConsumer<TracingContext>;
+/// Every producer; its librdkafka logs and errors go through `tracing`.
+pub(crate) type Producer = FutureProducer<TracingContext>;
 
 /// Every client of one [`super::KafkaLog`].
 pub(crate) struct Clients {
     pub config: KafkaConfig,
-    pub admin: AdminClient<DefaultClientContext>,
+    pub admin: AdminClient<TracingContext>,
     /// Idempotent (`enable.idempotence=true`, `acks=all`) producer for appends,
     /// progress records and progress-mode outputs.
-    pub producer: FutureProducer,
+    pub producer: Producer,
     /// Serializes enqueueing so that one batch's records stay contiguous.
     produce_lock: Mutex<()>,
     readers: Mutex<Vec<Reader>>,
+    /// Consumers kept assigned to one partition each, for `Log::read`.
+    pub partition_readers: super::partition_reader::PartitionReaders,
     groups: Mutex<HashMap<String, Arc<Reader>>>,
     /// topic → partition count, filled from metadata.
     partitions: Mutex<HashMap<String, i32>>,
@@ -146,7 +170,7 @@ pub(crate) fn producer_config(config: &KafkaConfig, role: &str) -> ClientConfig 
 
 /// Settings of a consumer that never joins a group: it only assigns, reads
 /// committed data and stops with an error below the low watermark.
-fn reader_config(config: &KafkaConfig) -> ClientConfig {
+pub(crate) fn reader_config(config: &KafkaConfig) -> ClientConfig {
     let fetch_bytes = config.fetch_max_bytes.max(1024);
     let mut c = base_config(config, "reader");
 
@@ -176,10 +200,10 @@ fn reader_config(config: &KafkaConfig) -> ClientConfig {
 impl Clients {
     pub(crate) fn new(config: KafkaConfig) -> Result<Clients, LogError> {
         let admin = base_config(&config, "admin")
-            .create::<AdminClient<DefaultClientContext>>()
+            .create_with_context::<_, AdminClient<TracingContext>>(TracingContext)
             .map_err(|e| kafka_error("creating the admin client", &e))?;
         let producer = producer_config(&config, "producer")
-            .create::<FutureProducer>()
+            .create_with_context::<_, Producer>(TracingContext)
             .map_err(|e| kafka_error("creating the producer", &e))?;
         let clients = Clients {
             config,
@@ -187,6 +211,7 @@ impl Clients {
             producer,
             produce_lock: Mutex::new(()),
             readers: Mutex::new(Vec::new()),
+            partition_readers: Default::default(),
             groups: Mutex::new(HashMap::new()),
             partitions: Mutex::new(HashMap::new()),
         };
@@ -399,7 +424,7 @@ pub(crate) fn read_range(
     result.map(|()| out)
 }
 
-fn to_stored<M: Message>(m: &M) -> StoredRecord {
+pub(crate) fn to_stored<M: Message>(m: &M) -> StoredRecord {
     let headers = m
         .headers()
         .map(|hs| {
@@ -438,7 +463,7 @@ pub(crate) struct Outgoing<'a> {
 /// contiguously, so the idempotent producer keeps them in order.
 pub(crate) async fn produce_all(
     clients: &Clients,
-    producer: &FutureProducer,
+    producer: &Producer,
     records: &[Outgoing<'_>],
     operation: &str,
 ) -> Result<Vec<i64>, LogError> {

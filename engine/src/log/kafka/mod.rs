@@ -6,9 +6,13 @@
 //!   `acks=all`) with an explicit partition and awaits every delivery. A batch
 //!   that fits one producer request (`batch.size`, 1 MB by default) is appended
 //!   atomically by the broker; a larger one may land partly if the call fails.
-//! * `read` assigns and seeks a pooled consumer (`isolation.level=read_committed`,
-//!   `auto.offset.reset=error`) after checking the low watermark, so reading
-//!   below it is [`LogError::OffsetOutOfRange`], never a silent jump.
+//! * `read` goes through a consumer kept assigned to the partition
+//!   (`isolation.level=read_committed`, `auto.offset.reset=error`): a read
+//!   that continues where the last one stopped takes what librdkafka has
+//!   prefetched; one from elsewhere repositions it after checking the offset
+//!   against the watermarks, so reading below the low one is
+//!   [`LogError::OffsetOutOfRange`], never a silent jump (see
+//!   `partition_reader`). Internal scans use one-shot pooled consumers.
 //! * `committed_positions` are the consumer group's committed offsets.
 //!
 //! # Exactly-once read-process-write
@@ -40,6 +44,7 @@
 
 mod client;
 mod config;
+mod partition_reader;
 pub mod progress;
 pub mod txn;
 pub mod writer;
@@ -422,19 +427,12 @@ impl Log for KafkaLog {
         max_records: usize,
     ) -> Result<Vec<StoredRecord>, LogError> {
         self.shared.check_partition(topic, partition).await?;
-        let (low, high) = self.shared.watermarks(topic, partition).await?;
-        if from < low || from > high {
-            return Err(LogError::OffsetOutOfRange {
-                topic: topic.to_string(),
-                partition,
-                requested: from,
-                low,
-                high,
-            });
-        }
-        self.shared
-            .read_range(topic, partition, from, high, max_records)
-            .await
+        let me = self.shared.clone();
+        let topic = topic.to_string();
+        blocking("reading", move || {
+            partition_reader::read(&me.clients, &topic, partition, from, max_records)
+        })
+        .await
     }
 
     async fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError> {

@@ -24,7 +24,7 @@ use super::{Shared, validate_writer_names};
 use crate::log::*;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub struct TxnWriter {
     group: String,
     writer_id: String,
     epoch: u64,
-    producer: FutureProducer,
+    producer: client::Producer,
     progress_partition: i32,
     /// Next offset of the progress partition to fold.
     progress_next: i64,
@@ -103,12 +103,14 @@ impl TxnWriter {
         let mut cfg = client::producer_config(config, "txn");
         cfg.set("transactional.id", writer_id)
             .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string());
-        let producer: FutureProducer = cfg.create().map_err(|e| {
-            kafka_error(
-                format!("creating the transactional producer `{writer_id}`"),
-                &e,
-            )
-        })?;
+        let producer: client::Producer =
+            cfg.create_with_context(client::TracingContext)
+                .map_err(|e| {
+                    kafka_error(
+                        format!("creating the transactional producer `{writer_id}`"),
+                        &e,
+                    )
+                })?;
         let timeout = shared.clients.timeout();
         let p = producer.clone();
         let id = writer_id.to_string();
@@ -195,7 +197,7 @@ impl TxnWriter {
 
     async fn txn_call<F>(&mut self, operation: &'static str, f: F) -> Result<(), TxnFailure>
     where
-        F: FnOnce(&FutureProducer) -> Result<(), KafkaError> + Send + 'static,
+        F: FnOnce(&client::Producer) -> Result<(), KafkaError> + Send + 'static,
     {
         let p = self.producer.clone();
         match tokio::task::spawn_blocking(move || f(&p).map_err(|e| classify(operation, &e))).await
