@@ -10,6 +10,7 @@
 #
 #   soak/crash.sh                      # all three, release build
 #   CRASH_EVENTS=300000 soak/crash.sh kafka
+#   CRASH_PROFILE=debug soak/crash.sh  # reuse the test suite's debug build
 #
 # The argument filters the tests by name (e.g. `kafka`, `postgres`). Needs
 # Postgres (DATABASE_URL, else 127.0.0.1:5432/test); starts a tansu broker
@@ -21,6 +22,12 @@ export CRASH_EVENTS="${CRASH_EVENTS:-1000000}"
 export CRASH_KILLS="${CRASH_KILLS:-30}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/conductor-target}"
+profile=(--release)
+case "${CRASH_PROFILE:-release}" in
+    release) ;;
+    debug) profile=() ;;
+    *) echo "error: CRASH_PROFILE must be release or debug, got '$CRASH_PROFILE'" >&2; exit 2 ;;
+esac
 export CI=true # a missing service fails the soak instead of skipping a pair
 filter="${1:-}"
 scratch="$(mktemp -d -t conductor-crash-soak.XXXXXX)"
@@ -43,5 +50,5 @@ mkdir -p "$(dirname "$report")"
 echo "crash soak: $CRASH_EVENTS events, $CRASH_KILLS kills per pair; Postgres $DATABASE_URL, Kafka $KAFKA_BOOTSTRAP"
 started=$SECONDS
 # One test at a time: each already keeps both cores busy.
-cargo test --release --workspace --test runtime_crash -- --test-threads 1 --nocapture $filter 2>&1 | tee "$report"
+cargo test "${profile[@]}" --workspace --test runtime_crash -- --test-threads 1 --nocapture $filter 2>&1 | tee "$report"
 echo "crash soak passed in $((SECONDS - started)) s; log: $report" | tee -a "$report"
