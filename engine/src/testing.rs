@@ -250,7 +250,12 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
         "outbox records round-trip exactly"
     );
     assert_eq!(store.read_outbox(topology, 1, 10).await.unwrap().len(), 1);
-    assert_eq!(store.delete_outbox(topology, 1).await.unwrap(), 1);
+    assert_eq!(store.delete_outbox(topology, 0..1).await.unwrap(), 1);
+    assert_eq!(
+        store.delete_outbox(topology, 2..5).await.unwrap(),
+        0,
+        "a range deletes only its own seqs"
+    );
     assert_eq!(
         store.read_outbox(topology, 0, 10).await.unwrap(),
         vec![outbox(1, topology)]

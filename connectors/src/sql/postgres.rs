@@ -811,14 +811,20 @@ impl ProjectionStore for PostgresStore {
             })
     }
 
-    async fn delete_outbox(&self, topology: &str, below_seq: i64) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query(r#"DELETE FROM "conductor_outbox" WHERE "topology" = $1 AND "seq" < $2"#)
-                .bind(topology)
-                .bind(below_seq)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| db_error("delete outbox", e))?;
+    async fn delete_outbox(
+        &self,
+        topology: &str,
+        seqs: std::ops::Range<i64>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            r#"DELETE FROM "conductor_outbox" WHERE "topology" = $1 AND "seq" >= $2 AND "seq" < $3"#,
+        )
+        .bind(topology)
+        .bind(seqs.start)
+        .bind(seqs.end)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error("delete outbox", e))?;
         Ok(done.rows_affected())
     }
 

@@ -649,14 +649,20 @@ impl ProjectionStore for SqliteStore {
             })
     }
 
-    async fn delete_outbox(&self, topology: &str, below_seq: i64) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query(r#"DELETE FROM "conductor_outbox" WHERE "topology" = ? AND "seq" < ?"#)
-                .bind(topology)
-                .bind(below_seq)
-                .execute(&self.writer)
-                .await
-                .map_err(|e| db_error("delete outbox", e))?;
+    async fn delete_outbox(
+        &self,
+        topology: &str,
+        seqs: std::ops::Range<i64>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            r#"DELETE FROM "conductor_outbox" WHERE "topology" = ? AND "seq" >= ? AND "seq" < ?"#,
+        )
+        .bind(topology)
+        .bind(seqs.start)
+        .bind(seqs.end)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| db_error("delete outbox", e))?;
         Ok(done.rows_affected())
     }
 

@@ -115,7 +115,7 @@ impl Relay {
         if records.is_empty() {
             if self.deleted_below < self.position {
                 self.store
-                    .delete_outbox(&self.topology, self.position)
+                    .delete_outbox(&self.topology, self.deleted_below..self.position)
                     .await?;
                 self.deleted_below = self.position;
             }
@@ -162,7 +162,9 @@ impl Relay {
             })
             .await?;
         self.position = next;
-        self.store.delete_outbox(&self.topology, next).await?;
+        self.store
+            .delete_outbox(&self.topology, self.deleted_below..next)
+            .await?;
         self.deleted_below = next;
         metrics::counter!(m::OUTBOX_RELAYED_TOTAL, "topology" => self.topology.clone())
             .increment(count as u64);

@@ -162,15 +162,18 @@ impl ProjectionStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn delete_outbox(&self, topology: &str, below_seq: i64) -> Result<u64, StoreError> {
+    async fn delete_outbox(
+        &self,
+        topology: &str,
+        seqs: std::ops::Range<i64>,
+    ) -> Result<u64, StoreError> {
         let mut st = self.lock();
         let Some(o) = st.outbox.get_mut(topology) else {
             return Ok(0);
         };
-        let keep = o.split_off(&below_seq);
-        let removed = o.len() as u64;
-        *o = keep;
-        Ok(removed)
+        let before = o.len();
+        o.retain(|seq, _| !seqs.contains(seq));
+        Ok((before - o.len()) as u64)
     }
 
     async fn control(&self, topology: &str) -> Result<TopologyControl, StoreError> {

@@ -138,8 +138,15 @@ pub trait ProjectionStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, StoreError>;
 
-    /// Deletes outbox records with `seq < below_seq` (already relayed).
-    async fn delete_outbox(&self, topology: &str, below_seq: i64) -> Result<u64, StoreError>;
+    /// Deletes the outbox records with a seq in `seqs` (already relayed).
+    /// The relay passes the range since its previous delete: deleted rows
+    /// stay in the table's index until vacuumed, so an open-ended
+    /// `seq < n` would walk every row ever deleted, on every delete.
+    async fn delete_outbox(
+        &self,
+        topology: &str,
+        seqs: std::ops::Range<i64>,
+    ) -> Result<u64, StoreError>;
 
     /// Reads a topology's control row, creating the default one (running,
     /// epoch 0) when absent, so that commits have a row to lock against.
