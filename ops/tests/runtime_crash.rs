@@ -62,10 +62,10 @@ impl Run {
                 input: "ig.ingest.entities".into(),
             },
             LogBackend::Kafka { .. } => {
+                // Unique on a broker that outlives test runs; short (see schema_of).
                 let tag = format!(
-                    "{}_{}_{}",
+                    "{}_{}",
                     dir.file_name().unwrap().to_string_lossy(),
-                    std::process::id(),
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap()
@@ -207,10 +207,23 @@ impl Store {
     }
 }
 
-/// The Postgres schema of a data dir (unique per test run).
+/// The Postgres schema of a data dir: unique per test, since the tests of
+/// this file run in parallel in one process and each drops its schemas at
+/// the end (`<tempdir>/clean` and `<tempdir>/crashed`, so the temp dir's
+/// name tells the tests apart).
 fn schema_of(dir: &Path) -> String {
-    let name = dir.file_name().unwrap().to_string_lossy().to_string();
-    format!("crash_{}_{name}", std::process::id())
+    let part = |p: &Path| -> String {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    // Short: a rebuild's shadow schema is `<schema>_shadow_<topology>`,
+    // and Postgres names are at most 63 bytes.
+    format!("crash_{}_{}", part(dir.parent().unwrap()), part(dir))
 }
 
 struct Outcome {
