@@ -38,6 +38,9 @@ pub struct Args {
     /// Duration of the latency phase.
     #[arg(long, default_value_t = 20)]
     latency_seconds: u64,
+    /// Throughput rounds (each a fold and its COPY ceiling); the summary is the median.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Batch size (max events per commit).
     #[arg(long, default_value_t = 5000)]
     max_events: usize,
@@ -74,14 +77,35 @@ async fn input_log() -> Result<MemoryLog, String> {
     Ok(log)
 }
 
-pub async fn run(args: Args) -> Result<(), String> {
-    println!(
-        "pg-fold: {} events over {} entities into Postgres ({})",
-        args.events, args.entities, args.database_url
-    );
-    let records = entity_records(args.events, args.entities, PARTITIONS);
+/// One throughput round: the fold with exactly-once on, then its ceiling.
+struct Round {
+    folded: usize,
+    fold_secs: f64,
+    total_secs: f64,
+    changes: i64,
+    /// decode+fold+resolve, version look-ups, waiting for the previous commit (µs).
+    split_us: (u64, u64, u64),
+    copied: u64,
+    copy_secs: f64,
+}
 
-    // Phase 1: throughput with exactly-once on (store txn + outbox relay running concurrently).
+impl Round {
+    fn fold_rate(&self) -> f64 {
+        self.folded as f64 / self.fold_secs
+    }
+    fn copy_rate(&self) -> f64 {
+        self.copied as f64 / self.copy_secs
+    }
+    fn ratio(&self) -> f64 {
+        self.fold_rate() / self.copy_rate()
+    }
+}
+
+async fn throughput_round(
+    args: &Args,
+    records: &[(i32, conductor_engine::log::Record)],
+) -> Result<Round, String> {
+    // The fold, with exactly-once on (store txn + outbox relay running concurrently).
     let store = fresh_store(&args.database_url, "fold").await?;
     let log = input_log().await?;
     for p in 0..PARTITIONS {
@@ -119,59 +143,128 @@ pub async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let total_secs = started.elapsed().as_secs_f64();
-    let fold_rate = folded as f64 / fold_secs;
     let changes = count(&log, "ig.changefeed.entities").await;
 
     // The ceiling: COPY rows of the same shape (one per event) into the same server.
     let spec = copy_table();
     let copy_store = fresh_store(&args.database_url, "copy").await?;
     create_copy_table(&copy_store, &spec).await?;
-    let rows = copy_rows(&records, &spec);
+    let rows = copy_rows(records, &spec);
     let t = Instant::now();
     let copied = copy_store
         .copy_rows(&spec, &rows)
         .await
         .map_err(|e| e.to_string())?;
     let copy_secs = t.elapsed().as_secs_f64();
-    let copy_rate = copied as f64 / copy_secs;
     copy_store.drop_schema().await.map_err(|e| e.to_string())?;
     store.drop_schema().await.map_err(|e| e.to_string())?;
+    Ok(Round {
+        folded,
+        fold_secs,
+        total_secs,
+        changes,
+        split_us: (fold_us, versions_us, commit_us),
+        copied,
+        copy_secs,
+    })
+}
 
-    // Phase 2: event-to-commit latency at a fixed rate.
+/// (min, median, max) of `values`.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let median = report::percentile(&values, 50.0);
+    (
+        values.first().copied().unwrap_or(f64::NAN),
+        median,
+        values.last().copied().unwrap_or(f64::NAN),
+    )
+}
+
+pub async fn run(args: Args) -> Result<(), String> {
+    if args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    println!(
+        "pg-fold: {} events over {} entities into Postgres ({}), {} round(s)",
+        args.events, args.entities, args.database_url, args.rounds
+    );
+    let records = entity_records(args.events, args.entities, PARTITIONS);
+
+    // Rounds of fold + COPY: the server's own noise (checkpoints, vacuum)
+    // moves single runs by ±15%, so the summary is the median round.
+    println!(
+        "\nfold into Postgres (exactly-once: rows + outbox + offsets per txn, relay running) vs COPY"
+    );
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for i in 1..=args.rounds {
+        let r = throughput_round(&args, &records).await?;
+        let (fold_us, versions_us, commit_us) = r.split_us;
+        println!(
+            "  round {i}: {} events in {:.2}s = {:.0} events/s ({} change events; drained at {:.2}s); COPY {:.0} rows/s; ratio {:.2}",
+            r.folded,
+            r.fold_secs,
+            r.fold_rate(),
+            r.changes,
+            r.total_secs,
+            r.copy_rate(),
+            r.ratio()
+        );
+        println!(
+            "    time split: decode+fold+resolve {:.2}s, version look-ups {:.2}s, waiting for the previous commit {:.2}s, reading input/other {:.2}s",
+            fold_us as f64 / 1e6,
+            versions_us as f64 / 1e6,
+            commit_us as f64 / 1e6,
+            r.fold_secs - (fold_us + versions_us + commit_us) as f64 / 1e6
+        );
+        rounds.push(r);
+    }
+    let fold = spread(rounds.iter().map(Round::fold_rate).collect());
+    let copy = spread(rounds.iter().map(Round::copy_rate).collect());
+    let ratio = spread(rounds.iter().map(Round::ratio).collect());
+
+    // Event-to-commit latency at a fixed rate.
     let (p50, p95, p99, measured) = latency(&args).await?;
 
+    let per_round: Vec<serde_json::Value> = rounds
+        .iter()
+        .map(|r| {
+            let (fold_us, versions_us, commit_us) = r.split_us;
+            serde_json::json!({
+                "events": r.folded,
+                "fold_seconds": r.fold_secs,
+                "fold_events_per_s": r.fold_rate(),
+                "fold_plus_relay_drain_seconds": r.total_secs,
+                "change_events": r.changes,
+                "copy_rows": r.copied,
+                "copy_seconds": r.copy_secs,
+                "copy_rows_per_s": r.copy_rate(),
+                "fold_to_copy_ratio": r.ratio(),
+                "time_split_seconds": {"decode_fold_resolve": fold_us as f64 / 1e6, "version_lookups": versions_us as f64 / 1e6, "waiting_for_previous_commit": commit_us as f64 / 1e6},
+            })
+        })
+        .collect();
     let r = serde_json::json!({
         "scenario": "pg-fold",
-        "events": folded,
+        "events": args.events,
         "entities": args.entities,
         "max_events_per_batch": args.max_events,
-        "fold_seconds": fold_secs,
-        "fold_events_per_s": fold_rate,
-        "fold_plus_relay_drain_seconds": total_secs,
-        "change_events": changes,
-        "copy_rows": copied,
-        "copy_seconds": copy_secs,
-        "copy_rows_per_s": copy_rate,
-        "fold_to_copy_ratio": fold_rate / copy_rate,
-        "time_split_seconds": {"decode_fold_resolve": fold_us as f64 / 1e6, "version_lookups": versions_us as f64 / 1e6, "waiting_for_previous_commit": commit_us as f64 / 1e6},
+        "rounds": per_round,
+        "fold_events_per_s": {"min": fold.0, "median": fold.1, "max": fold.2},
+        "copy_rows_per_s": {"min": copy.0, "median": copy.1, "max": copy.2},
+        "fold_to_copy_ratio": {"min": ratio.0, "median": ratio.1, "max": ratio.2},
         "latency_rate_events_per_s": args.rate,
         "latency_events_measured": measured,
         "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
     });
     report::write(&args.report, &r)?;
-    println!("\nfold into Postgres (exactly-once: rows + outbox + offsets per txn, relay running)");
     println!(
-        "  {folded} events in {fold_secs:.2}s = {fold_rate:.0} events/s ({changes} change events relayed; drained at {total_secs:.2}s)"
+        "  median of {} round(s): fold {:.0} events/s (min {:.0}, max {:.0}); COPY {:.0} rows/s ({:.0}..{:.0})",
+        args.rounds, fold.1, fold.0, fold.2, copy.1, copy.0, copy.2
     );
     println!(
-        "  time split: decode+fold+resolve {:.2}s, version look-ups {:.2}s, waiting for the previous commit {:.2}s, reading input/other {:.2}s",
-        fold_us as f64 / 1e6,
-        versions_us as f64 / 1e6,
-        commit_us as f64 / 1e6,
-        fold_secs - (fold_us + versions_us + commit_us) as f64 / 1e6
+        "  ratio fold / COPY = {:.2} (min {:.2}, max {:.2})",
+        ratio.1, ratio.0, ratio.2
     );
-    println!("  COPY of {copied} rows of the same shape: {copy_secs:.2}s = {copy_rate:.0} rows/s");
-    println!("  ratio fold / COPY = {:.2}", fold_rate / copy_rate);
     println!(
         "event-to-commit latency at {} events/s over {}s ({measured} events): p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms",
         args.rate, args.latency_seconds
