@@ -424,7 +424,8 @@ async fn crash_scenario(base: Store, log: LogBackend) {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let target = before + 1 + (seed % share as u64) as i64;
-        let mut child = crashed.run_command().spawn().unwrap();
+        // Killed on drop too: a failed assertion below mustn't leave it running.
+        let mut child = ServerProcess::new(crashed.run_command().spawn().unwrap());
         let started = std::time::Instant::now();
         while crashed.progress().await < target && started.elapsed() < Duration::from_secs(180) {
             tokio::time::sleep(Duration::from_millis(50)).await;

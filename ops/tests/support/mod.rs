@@ -134,6 +134,13 @@ pub fn spawn_server(data: &Path, verb: &str, env: &[(&str, &str)]) -> (ServerPro
 /// after the test. Derefs to the `Child` for `id()`, `wait()` and friends.
 pub struct ServerProcess(std::process::Child);
 
+impl ServerProcess {
+    /// Takes over any child process, to have it killed on drop.
+    pub fn new(child: std::process::Child) -> Self {
+        ServerProcess(child)
+    }
+}
+
 impl std::ops::Deref for ServerProcess {
     type Target = std::process::Child;
     fn deref(&self) -> &Self::Target {
