@@ -58,11 +58,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     let store = open_store(settings).await?;
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
     let running = topologies::start(configs, log.clone(), store.clone()).await?;
-    let listen = args.listen.or(settings.listen).unwrap_or_else(|| {
-        super::run::DEFAULT_LISTEN
-            .parse()
-            .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
-    });
+    let listen = super::run::listen_addr(args.listen, settings);
     let secret = demo_secret(settings)?;
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),

@@ -11,6 +11,26 @@ use std::sync::Arc;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// The address to serve on: `--listen`, else the config file's, else
+/// [`DEFAULT_LISTEN`].
+pub fn listen_addr(flag: Option<SocketAddr>, settings: &Settings) -> SocketAddr {
+    flag.or(settings.listen).unwrap_or_else(|| {
+        DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+    })
+}
+
+/// Starts the HTTP server, or says why it can't and how to fix it.
+pub async fn serve_on(listen: SocketAddr, state: AppState) -> Result<SocketAddr, CliError> {
+    server::serve(listen, state).await.map_err(|e| {
+        CliError::new(
+            format!("cannot listen on {listen}: {e}"),
+            "pass --listen ADDR (e.g. 127.0.0.1:0 for any free port)",
+        )
+    })
+}
+
 pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     let dir = topologies::topologies_dir(args.topologies, settings.topologies.clone());
     let mut configs = topologies::load_dir(&dir)?;
@@ -32,22 +52,13 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     let subscriptions =
         server::subscriptions(settings, log.clone(), settings.jwt_secret.as_deref())?;
     let running = topologies::start(configs, log, store).await?;
-    let listen = args.listen.or(settings.listen).unwrap_or_else(|| {
-        DEFAULT_LISTEN
-            .parse()
-            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
-    });
+    let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),
         metrics,
         subscriptions,
     };
-    let bound = server::serve(listen, state).await.map_err(|e| {
-        CliError::new(
-            format!("cannot listen on {listen}: {e}"),
-            "pass --listen ADDR (e.g. 127.0.0.1:0 for any free port)",
-        )
-    })?;
+    let bound = serve_on(listen, state).await?;
     eprintln!(
         "conductor: running {} on {} log, {} store; http://{bound}/v1/topologies (Ctrl-C stops)",
         names.join(", "),

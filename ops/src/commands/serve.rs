@@ -10,11 +10,10 @@
 
 use crate::backend::{Access, open_log};
 use crate::cli::ServeArgs;
-use crate::commands::run::{DEFAULT_LISTEN, backend_name, wait_for_signal};
+use crate::commands::run::{backend_name, listen_addr, serve_on, wait_for_signal};
 use crate::error::CliError;
 use crate::server::{self, AppState};
 use crate::settings::Settings;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), CliError> {
@@ -26,22 +25,13 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), CliError> {
         );
     }
     let subscriptions = server::subscriptions(settings, log, settings.jwt_secret.as_deref())?;
-    let listen = args.listen.or(settings.listen).unwrap_or_else(|| {
-        DEFAULT_LISTEN
-            .parse()
-            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
-    });
+    let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(Vec::new()),
         metrics,
         subscriptions,
     };
-    let bound = server::serve(listen, state).await.map_err(|e| {
-        CliError::new(
-            format!("cannot listen on {listen}: {e}"),
-            "pass --listen ADDR (e.g. 127.0.0.1:0 for any free port)",
-        )
-    })?;
+    let bound = serve_on(listen, state).await?;
     eprintln!(
         "conductor: serving subscriptions off the {} log on http://{bound}/v1/changes, ws://{bound}/v1/subscribe and ws://{bound}/graphql (Ctrl-C stops)",
         backend_name(settings)

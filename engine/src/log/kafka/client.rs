@@ -400,28 +400,48 @@ pub(crate) fn read_range(
             Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break Ok(()),
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
-                let out_of_range = e.rdkafka_error_code()
-                    == Some(RDKafkaErrorCode::OffsetOutOfRange)
-                    || e.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset);
-                break Err(if out_of_range {
-                    // Retention removed the data between our check and the fetch.
-                    let (low, high) =
-                        fetch_watermarks(clients, topic, partition).unwrap_or((-1, -1));
-                    LogError::OffsetOutOfRange {
-                        topic: topic.to_string(),
-                        partition,
-                        requested: next,
-                        low,
-                        high,
-                    }
-                } else {
-                    kafka_error(operation(), &e)
-                });
+                break Err(consumer_error(
+                    clients,
+                    topic,
+                    partition,
+                    next,
+                    &e,
+                    operation(),
+                ));
             }
         }
     };
     clients.put_reader(reader);
     result.map(|()| out)
+}
+
+/// A consumer's error while reading `topic[partition]` at `requested`: an
+/// offset out of range (retention removed the data between the watermark
+/// check and the fetch) becomes [`LogError::OffsetOutOfRange`] with the
+/// current watermarks; anything else a Kafka error of `operation`.
+pub(crate) fn consumer_error(
+    clients: &Clients,
+    topic: &str,
+    partition: i32,
+    requested: i64,
+    e: &KafkaError,
+    operation: String,
+) -> LogError {
+    let code = e.rdkafka_error_code();
+    if code == Some(RDKafkaErrorCode::OffsetOutOfRange)
+        || code == Some(RDKafkaErrorCode::AutoOffsetReset)
+    {
+        let (low, high) = fetch_watermarks(clients, topic, partition).unwrap_or((-1, -1));
+        LogError::OffsetOutOfRange {
+            topic: topic.to_string(),
+            partition,
+            requested,
+            low,
+            high,
+        }
+    } else {
+        kafka_error(operation, e)
+    }
 }
 
 pub(crate) fn to_stored<M: Message>(m: &M) -> StoredRecord {

@@ -11,12 +11,12 @@
 //! watermarks, as a one-shot read does.
 
 use super::client::{
-    Clients, Reader, TracingContext, fetch_watermarks, kafka_detail, kafka_error, lock,
-    reader_config, to_stored,
+    Clients, Reader, TracingContext, consumer_error, fetch_watermarks, kafka_detail, kafka_error,
+    lock, reader_config, to_stored,
 };
 use crate::log::{LogError, StoredRecord};
 use rdkafka::consumer::Consumer;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
@@ -180,22 +180,14 @@ fn poll(
                 }
             }
             Some(Err(e)) => {
-                let out_of_range = e.rdkafka_error_code()
-                    == Some(RDKafkaErrorCode::OffsetOutOfRange)
-                    || e.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset);
-                return Err(if out_of_range {
-                    let (low, high) =
-                        fetch_watermarks(clients, topic, partition).unwrap_or((-1, -1));
-                    LogError::OffsetOutOfRange {
-                        topic: topic.to_string(),
-                        partition,
-                        requested: r.next,
-                        low,
-                        high,
-                    }
-                } else {
-                    kafka_error(operation(), &e)
-                });
+                return Err(consumer_error(
+                    clients,
+                    topic,
+                    partition,
+                    r.next,
+                    &e,
+                    operation(),
+                ));
             }
             None if ahead => {
                 if eof_at.is_some_and(|t| t.elapsed() >= AFTER_EOF) {
