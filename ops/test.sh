@@ -2,14 +2,21 @@
 # The one test command: formatting, lints, and the whole test suite against
 # real services. Usage: ops/test.sh [extra `cargo test` args]
 #
-# Services it makes sure of:
+# Services it makes sure of (each started on a free loopback port, stopped
+# when the run ends):
 #   Postgres  DATABASE_URL if set, else the local server on 127.0.0.1:5432
-#             (database `test`), else a throwaway cluster made with initdb.
-#   Kafka     KAFKA_BOOTSTRAP if set, else a tansu broker (installed by
-#             ops/install-tansu.sh) started on a free loopback port.
+#             (database `test`), else a throwaway cluster made with initdb
+#             (Debian's postgresql package is installed first if missing).
+#   Kafka     KAFKA_BOOTSTRAP if set (KAFKA_BROKER=tansu says it has no
+#             transactions), else Apache Kafka 4.4 (KRaft, one node) from
+#             Maven Central: ops/start-kafka.sh.
+#   Neo4j     NEO4J_URI (+ NEO4J_USER, NEO4J_PASSWORD) if set, else Neo4j 5
+#             community from Maven Central: ops/start-neo4j.sh.
 #   Clients   Python confluent-kafka (PyPI), psql, curl and the graphql-ws npm
 #             package (ops/e2e/graphql) for the end-to-end tests.
+# Java 17 and Maven come from Debian's packages when missing (as root).
 # Under CI=true a service that can't be had is a failure, never a skip.
+# soak/kafka-suite.sh runs the Kafka tests on tansu, the second broker.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/conductor-target}"
@@ -17,7 +24,8 @@ export CONDUCTOR_TOOLS="${CONDUCTOR_TOOLS:-$HOME/.cache/conductor-tools}"
 SCRATCH="$(mktemp -d -t conductor-test.XXXXXX)"
 PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]:-}"; do [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true; done
+    # Throwaway services: no clean shutdown needed (their data is removed).
+    for pid in "${PIDS[@]:-}"; do [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true; done
     if [[ -n "${PG_SCRATCH:-}" ]]; then pg_ctl -D "$PG_SCRATCH" stop -m immediate >/dev/null 2>&1 || true; fi
     rm -rf "$SCRATCH"
 }
@@ -28,6 +36,25 @@ fail() { echo "error: $*" >&2; exit 1; }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+can_apt() { [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; }
+APT_UPDATED=""
+apt_install() {
+    # Debian's postgresql package would start a cluster of its own on 5432; the
+    # policy-rc.d answer keeps package scripts from starting services.
+    [[ -n "$APT_UPDATED" ]] || { apt-get update -qq || fail "apt-get update failed"; APT_UPDATED=1; }
+    local policy=/usr/sbin/policy-rc.d had_policy=""
+    [[ -e "$policy" ]] && had_policy=1
+    [[ -n "$had_policy" ]] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; }
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || rc=$?
+    [[ -n "$had_policy" ]] || rm -f "$policy"
+    [[ $rc == 0 ]] || fail "apt-get install $* failed"
+}
+
+find_initdb() {
+    command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n1 || true
 }
 
 ensure_postgres() {
@@ -41,7 +68,12 @@ ensure_postgres() {
         return
     fi
     local initdb
-    initdb="$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n1 || true)"
+    initdb="$(find_initdb)"
+    if [[ -z "$initdb" ]] && can_apt; then
+        echo "Postgres: none installed; installing Debian's postgresql package"
+        apt_install postgresql-common postgresql
+        initdb="$(find_initdb)"
+    fi
     if [[ -n "$initdb" ]]; then
         local bin port
         bin="$(dirname "$initdb")"; port="$(free_port)"
@@ -57,23 +89,54 @@ ensure_postgres() {
         return
     fi
     if [[ "${CI:-}" == "true" ]]; then
-        fail "no Postgres: set DATABASE_URL, run a server on 127.0.0.1:5432, or install initdb (apt-get install postgresql)"
+        fail "no Postgres: set DATABASE_URL, run a server on 127.0.0.1:5432, or install initdb (apt-get install postgresql; as root this script does it)"
     fi
     echo "WARNING: no Postgres reachable; tests that need it will fail or report it" >&2
 }
 
-ensure_kafka() {
-    if [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
-        echo "Kafka: KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
-        return
+ensure_java() {
+    # Apache Kafka and Neo4j run on the JVM and are resolved with Maven.
+    local missing=()
+    command -v "${JAVA_HOME:+$JAVA_HOME/bin/}javac" >/dev/null || missing+=(openjdk-17-jdk-headless)
+    command -v mvn >/dev/null || missing+=(maven)
+    [[ ${#missing[@]} == 0 ]] && { echo "Java and Maven: installed"; return; }
+    can_apt || fail "Java 17 and Maven are needed to start Kafka and Neo4j: apt-get install ${missing[*]}"
+    apt_install "${missing[@]}"
+    echo "Java and Maven: installed now (${missing[*]})"
+}
+
+# start_java_services: Kafka and Neo4j start in parallel (each takes seconds
+# of JVM warm-up); their scripts print shell assignments.
+start_java_services() {
+    local kafka_job="" neo4j_job=""
+    if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
+        ops/start-kafka.sh "$SCRATCH/kafka" >"$SCRATCH/kafka.env" 2>"$SCRATCH/kafka.err" &
+        kafka_job=$!
     fi
-    ops/install-tansu.sh
-    local port pid
-    port="$(free_port)"
-    pid="$(ops/start-tansu.sh "$SCRATCH/tansu" "$port")"
-    PIDS+=("$pid")
-    export KAFKA_BOOTSTRAP="127.0.0.1:$port"
-    echo "Kafka: tansu (pid $pid) on $KAFKA_BOOTSTRAP"
+    if [[ -z "${NEO4J_URI:-}" ]]; then
+        ops/start-neo4j.sh "$SCRATCH/neo4j" >"$SCRATCH/neo4j.env" 2>"$SCRATCH/neo4j.err" &
+        neo4j_job=$!
+    fi
+    if [[ -n "$kafka_job" ]]; then
+        wait "$kafka_job" || { cat "$SCRATCH/kafka.err" >&2; fail "could not start Apache Kafka (ops/start-kafka.sh)"; }
+        # shellcheck disable=SC1091
+        source "$SCRATCH/kafka.env"
+        PIDS+=("$KAFKA_PID")
+        export KAFKA_BOOTSTRAP KAFKA_BROKER=apache-kafka
+        echo "Kafka: Apache Kafka (pid $KAFKA_PID) on $KAFKA_BOOTSTRAP"
+    else
+        echo "Kafka: KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP (KAFKA_BROKER=${KAFKA_BROKER:-unset: transactions expected})"
+    fi
+    if [[ -n "$neo4j_job" ]]; then
+        wait "$neo4j_job" || { cat "$SCRATCH/neo4j.err" >&2; fail "could not start Neo4j (ops/start-neo4j.sh)"; }
+        # shellcheck disable=SC1091
+        source "$SCRATCH/neo4j.env"
+        PIDS+=("$NEO4J_PID")
+        export NEO4J_URI NEO4J_USER NEO4J_PASSWORD
+        echo "Neo4j: Neo4j 5 (pid $NEO4J_PID) at $NEO4J_URI"
+    else
+        echo "Neo4j: NEO4J_URI=$NEO4J_URI"
+    fi
 }
 
 ensure_python_client() {
@@ -93,8 +156,8 @@ ensure_curl() {
         echo "curl: installed"
         return
     fi
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        (apt-get update -qq && apt-get install -y -qq curl >/dev/null) || fail "could not install curl with apt-get"
+    if can_apt; then
+        apt_install curl
         echo "curl: installed now"
         return
     fi
@@ -110,21 +173,34 @@ ensure_node_client() {
     echo "graphql-ws client: installed ($(node --version))"
 }
 
-step "services"
-ensure_postgres
-ensure_kafka
-ensure_python_client
-ensure_curl
-ensure_node_client
+# Wall-clock seconds per step, printed at the end (the README quotes them).
+TIMES=()
+timed() {
+    local name="$1" started=$SECONDS
+    shift
+    step "$name"
+    "$@"
+    TIMES+=("$name: $((SECONDS - started)) s")
+}
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
+services() {
+    ensure_postgres
+    ensure_java
+    start_java_services
+    ensure_python_client
+    ensure_curl
+    ensure_node_client
+}
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+timed "services" services
+timed "cargo fmt --check" cargo fmt --all -- --check
+timed "cargo clippy --all-targets -- -D warnings" cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "cargo test"
-cargo test --workspace "$@" 2>&1 | tee "$SCRATCH/cargo-test.log"
+cargo_test() {
+    cargo test --workspace "$@" 2>&1 | tee "$SCRATCH/cargo-test.log"
+}
+timed "cargo test" cargo_test "$@"
 # One closing line for the whole suite (cargo's last line is a doc-test binary's).
-awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' \
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d ignored\n", p, f, i }' \
     "$SCRATCH/cargo-test.log"
+printf '%s\n' "${TIMES[@]}" "total: $SECONDS s"

@@ -1,13 +1,15 @@
 //! Conductor's connectors: where topologies' effects land outside the log.
 //!
-//! For now, the SQL projection stores:
-//! - [`SqliteStore`]: one SQLite file, the embedded default;
-//! - [`PostgresStore`]: Postgres, for production and scale-out.
+//! - [`SqliteStore`]: one SQLite file, the embedded default projection store;
+//! - [`PostgresStore`]: Postgres, for production and scale-out;
+//! - [`neo4j`]: Neo4j through neo4rs (connection and checked connect; the
+//!   graph sink builds on it).
 //!
-//! Both implement the engine's
+//! The SQL stores implement the engine's
 //! [`ProjectionStore`](conductor_engine::store::ProjectionStore) contract and
 //! pass `conductor_engine::testing::store_contract`.
 
+pub mod neo4j;
 pub mod sql;
 
 pub use sql::postgres::PostgresStore;

@@ -4,7 +4,8 @@
 //! hold every change exactly once, in the same order per key, and a full
 //! `conductor replay rebuild` must verify equal to it. On the embedded
 //! defaults (file log + SQLite), on Postgres with the file log, and on the
-//! production pair: Kafka (the broker ops/test.sh starts) + Postgres.
+//! production pair, Kafka (the Apache Kafka ops/test.sh starts) + Postgres,
+//! in both exactly-once modes (progress records; Kafka transactions).
 //! Sizes: `CRASH_EVENTS` (default 100000) and `CRASH_KILLS` (default 10);
 //! `soak/crash.sh` runs the long version (1M events, 30 kills).
 
@@ -34,7 +35,11 @@ fn env_or(name: &str, default: usize) -> usize {
 #[derive(Clone)]
 enum LogBackend {
     File,
-    Kafka { bootstrap: String },
+    /// `exactly_once`: `progress` or `transactions` (CONDUCTOR_KAFKA_EXACTLY_ONCE).
+    Kafka {
+        bootstrap: String,
+        exactly_once: &'static str,
+    },
 }
 
 /// One run (the clean reference or the crashed one): its data dir, store,
@@ -105,9 +110,14 @@ impl Run {
     fn cmd(&self) -> std::process::Command {
         let mut c = conductor(&self.dir);
         self.store.apply(&mut c);
-        if let LogBackend::Kafka { bootstrap } = &self.log {
+        if let LogBackend::Kafka {
+            bootstrap,
+            exactly_once,
+        } = &self.log
+        {
             c.env("CONDUCTOR_LOG", "kafka")
-                .env("CONDUCTOR_KAFKA_BOOTSTRAP", bootstrap);
+                .env("CONDUCTOR_KAFKA_BOOTSTRAP", bootstrap)
+                .env("CONDUCTOR_KAFKA_EXACTLY_ONCE", exactly_once);
         }
         c
     }
@@ -143,7 +153,7 @@ impl Run {
             LogBackend::File => Arc::new(
                 FileLog::open_read_only(self.dir.join("log"), FileLogOptions::default()).unwrap(),
             ),
-            LogBackend::Kafka { bootstrap } => Arc::new(
+            LogBackend::Kafka { bootstrap, .. } => Arc::new(
                 KafkaLog::connect(KafkaConfig::new(bootstrap.clone()))
                     .await
                     .unwrap(),
@@ -335,24 +345,59 @@ async fn kills_conductor_run_on_postgres_and_ends_with_the_clean_projection_and_
     crash_scenario(Store::Postgres { url }, LogBackend::File).await;
 }
 
-/// The production pair: Kafka (progress-mode exactly-once: intent and
-/// commit records, fencing, recovery of a torn relay batch) and Postgres.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kills_conductor_run_on_kafka_and_postgres_and_ends_with_the_clean_projection_and_changefeed()
- {
-    let bootstrap = match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.is_empty() => b,
+/// The Kafka broker of the suite (ops/test.sh starts Apache Kafka and sets
+/// KAFKA_BOOTSTRAP), or `None` (outside CI) when there is none.
+fn kafka_bootstrap() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(b) if !b.is_empty() => Some(b),
         _ => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "KAFKA_BOOTSTRAP is not set; ops/test.sh starts a broker and sets it"
             );
             eprintln!("*** NOT RUN: KAFKA_BOOTSTRAP is not set ***");
-            return;
+            None
         }
+    }
+}
+
+/// The production pair: Kafka in progress mode (intent and commit records,
+/// fencing, recovery of a torn relay batch; any Kafka-protocol broker) and
+/// Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_conductor_run_on_kafka_and_postgres_and_ends_with_the_clean_projection_and_changefeed()
+ {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
     };
     let Some(url) = postgres().await else { return };
-    crash_scenario(Store::Postgres { url }, LogBackend::Kafka { bootstrap }).await;
+    let log = LogBackend::Kafka {
+        bootstrap,
+        exactly_once: "progress",
+    };
+    crash_scenario(Store::Postgres { url }, log).await;
+}
+
+/// The same in transactions mode: the relay commits each outbox batch as a
+/// Kafka transaction (`transactional.id` per topology), a killed relay's open
+/// transaction is aborted by the next incarnation, and the changefeed is read
+/// `read_committed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_conductor_run_on_kafka_transactions_and_postgres_and_ends_with_the_clean_projection_and_changefeed()
+ {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    assert!(
+        std::env::var("KAFKA_BROKER").as_deref() != Ok("tansu"),
+        "this test needs a broker with transactions; tansu has none (soak/kafka-suite.sh skips it there)"
+    );
+    let Some(url) = postgres().await else { return };
+    let log = LogBackend::Kafka {
+        bootstrap,
+        exactly_once: "transactions",
+    };
+    crash_scenario(Store::Postgres { url }, log).await;
 }
 
 async fn crash_scenario(base: Store, log: LogBackend) {
@@ -362,8 +407,12 @@ async fn crash_scenario(base: Store, log: LogBackend) {
     let workload = tmp.path().join("workload.jsonl");
     std::fs::write(&workload, entity_workload(events)).unwrap();
     let (clean_dir, crashed_dir) = (tmp.path().join("clean"), tmp.path().join("crashed"));
+    let mode = match &log {
+        LogBackend::File => "file",
+        LogBackend::Kafka { exactly_once, .. } => exactly_once,
+    };
     let kafka_input = format!(
-        "crash.{}_{}.entities",
+        "crash.{mode}.{}_{}.entities",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

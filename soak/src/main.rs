@@ -11,8 +11,12 @@
 //!   while events are appended at a fixed rate: delivered vs expected,
 //!   fan-out latency percentiles, server memory per subscriber, CPU.
 //!   Run it with `soak/fanout.sh`, which raises the open-file limit.
+//! - `kafka-fold`: `conductor run --log kafka` into Postgres per broker and
+//!   exactly-once mode, next to the file log in the same run. Run it with
+//!   `soak/kafka-fold.sh`, which starts Apache Kafka and tansu.
 
 mod fanout;
+mod kafka_fold;
 mod pg_fold;
 mod proc_stats;
 mod replay_rebuild;
@@ -44,6 +48,8 @@ enum Scenario {
     ReplayRebuild(replay_rebuild::Args),
     /// N WebSocket subscribers on one `conductor serve` at a fixed event rate.
     Fanout(fanout::Args),
+    /// `conductor run --log kafka` into Postgres per broker and mode vs the file log.
+    KafkaFold(kafka_fold::Args),
 }
 
 #[tokio::main]
@@ -53,6 +59,7 @@ async fn main() {
         Scenario::PgFold(args) => pg_fold::run(args).await,
         Scenario::ReplayRebuild(args) => replay_rebuild::run(args).await,
         Scenario::Fanout(args) => fanout::run(args).await,
+        Scenario::KafkaFold(args) => kafka_fold::run_scenario(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

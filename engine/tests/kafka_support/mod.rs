@@ -1,14 +1,20 @@
 //! Finding (or starting) a Kafka-protocol broker for the Kafka backend tests.
 //!
 //! * `KAFKA_BOOTSTRAP` set: that broker must answer, or the test fails.
-//! * unset: a throwaway tansu is started once per test binary with
-//!   `ops/start-tansu.sh` (storage in a temporary directory, a free loopback
-//!   port) and stopped by a watchdog when the test binary exits.
-//! * no tansu installed: under `CI=true` the test fails with instructions;
-//!   otherwise it prints a loud notice and returns without testing anything.
+//!   `KAFKA_BROKER=tansu` says it is tansu, which has no transactions (the
+//!   transactions-mode tests then check that the refusal is clear); any other
+//!   value or none means a broker with transactions (Apache Kafka, Redpanda).
+//! * unset: a throwaway Apache Kafka is started once per test binary with
+//!   `ops/start-kafka.sh` (Maven Central; storage in a temporary directory, a
+//!   free loopback port) and stopped by a watchdog when the test binary exits.
+//! * that fails: under `CI=true` the test fails with the reason; otherwise it
+//!   prints a loud notice and returns without testing anything.
 #![allow(dead_code)]
 
+pub mod eos;
+
 use conductor_engine::log::kafka::{KafkaConfig, KafkaLog};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -25,49 +31,37 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn tools_dir() -> PathBuf {
-    std::env::var_os("CONDUCTOR_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/conductor-tools")
-        })
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
-}
-
-/// Starts tansu with ops/start-tansu.sh; a watchdog stops it when this process exits.
-fn start_tansu() -> Result<String, String> {
-    let bin = tools_dir().join("bin/tansu");
-    if !bin.exists() {
-        return Err(format!(
-            "no KAFKA_BOOTSTRAP and tansu not found at {} (install with ops/install-tansu.sh)",
-            bin.display()
-        ));
-    }
+/// Starts Apache Kafka with ops/start-kafka.sh; a watchdog stops it when this process exits.
+fn start_kafka() -> Result<String, String> {
     let dir = std::env::temp_dir().join(format!(
-        "conductor-tansu-{}-{}",
+        "conductor-kafka-{}-{}",
         std::process::id(),
-        free_port()
+        rand::random::<u32>()
     ));
-    let port = free_port();
-    let out = Command::new(repo_root().join("ops/start-tansu.sh"))
+    let out = Command::new(repo_root().join("ops/start-kafka.sh"))
         .arg(&dir)
-        .arg(port.to_string())
         .output()
-        .map_err(|e| format!("running ops/start-tansu.sh: {e}"))?;
+        .map_err(|e| format!("running ops/start-kafka.sh: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "ops/start-tansu.sh failed: {}",
+            "ops/start-kafka.sh failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (Some(bootstrap), Some(pid)) = (vars.get("KAFKA_BOOTSTRAP"), vars.get("KAFKA_PID")) else {
+        return Err(format!(
+            "ops/start-kafka.sh printed no KAFKA_BOOTSTRAP / KAFKA_PID: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    };
     // Stop the broker (and remove its data) when the test binary is gone.
     let watchdog = format!(
-        "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill {pid} 2>/dev/null; sleep 1; rm -rf '{dir}'",
+        "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null; sleep 1; rm -rf '{dir}'",
         parent = std::process::id(),
         dir = dir.display()
     );
@@ -78,18 +72,18 @@ fn start_tansu() -> Result<String, String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| format!("starting the tansu watchdog: {e}"))?;
+        .map_err(|e| format!("starting the Kafka watchdog: {e}"))?;
     eprintln!(
-        "started tansu (pid {pid}) on 127.0.0.1:{port}, data in {}",
+        "started Apache Kafka (pid {pid}) on {bootstrap}, data in {}",
         dir.display()
     );
-    Ok(format!("127.0.0.1:{port}"))
+    Ok(bootstrap.clone())
 }
 
 fn broker() -> &'static Broker {
     BROKER.get_or_init(|| match std::env::var("KAFKA_BOOTSTRAP") {
         Ok(b) if !b.trim().is_empty() => Broker::Ready(b),
-        _ => match start_tansu() {
+        _ => match start_kafka() {
             Ok(b) => Broker::Ready(b),
             Err(why) => Broker::Missing(why),
         },
@@ -112,12 +106,18 @@ pub fn bootstrap() -> Option<String> {
             eprintln!(
                 "\n==============================================================\n\
                  SKIPPED: Kafka log test not run: {why}.\n\
-                 Set KAFKA_BOOTSTRAP=host:port or run ops/install-tansu.sh.\n\
+                 Set KAFKA_BOOTSTRAP=host:port or install Java 17 and Maven (ops/start-kafka.sh).\n\
                  ==============================================================\n"
             );
             None
         }
     }
+}
+
+/// Whether the test broker has Kafka transactions: every broker but tansu
+/// (`KAFKA_BROKER=tansu`), whose `EndTxn` is refused.
+pub fn has_transactions() -> bool {
+    std::env::var("KAFKA_BROKER").map_or(true, |b| b.trim() != "tansu")
 }
 
 /// A connected `KafkaLog` with `config` adjusted by `tune`, or `None` (skip).

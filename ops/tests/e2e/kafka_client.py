@@ -4,6 +4,9 @@ Conductor's end-to-end tests.
 
   kafka_client.py produce BOOTSTRAP TOPIC N       -> produces N entity events, prints expected figures as JSON
   kafka_client.py consume BOOTSTRAP TOPIC EXPECTED TIMEOUT_S -> reads the topic from the start, prints a JSON summary
+  kafka_client.py tags BOOTSTRAP TOPIC ISOLATION TIMEOUT_S -> reads every partition to its end with
+      isolation.level ISOLATION (read_committed | read_uncommitted) and counts records per `ig-src`
+      header (the source tag Conductor's writers put on every output); prints a JSON summary
 """
 import json
 import sys
@@ -72,11 +75,60 @@ def consume(bootstrap, topic, expected, timeout_s):
     print(json.dumps({"records": seen, "unique_change_ids": len(ids), "tenants": sorted(tenants)}))
 
 
+def tags(bootstrap, topic, isolation, timeout_s):
+    """Reads each partition from offset 0 up to the end a reader of this
+    isolation level can see: the last stable offset for read_committed (the
+    broker answers it as the high watermark), the high watermark otherwise."""
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"e2e-tags-{uuid.uuid4()}",
+        "isolation.level": isolation,
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    })
+    meta = c.list_topics(topic, timeout=10)
+    partitions = sorted(meta.topics[topic].partitions)
+    ends = {}
+    for p in partitions:
+        _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+        ends[p] = high
+    c.assign([TopicPartition(topic, p, 0) for p in partitions])
+    counts = {}
+    records = 0
+    done = {p for p in partitions if ends[p] == 0}
+    deadline = time.time() + timeout_s
+    while len(done) < len(partitions) and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191:  # _PARTITION_EOF: nothing more for this reader
+                done.add(m.partition())
+            continue
+        records += 1
+        tag = dict(m.headers() or []).get("ig-src", b"").decode()
+        counts[tag] = counts.get(tag, 0) + 1
+        if m.offset() + 1 >= ends[m.partition()]:
+            done.add(m.partition())
+    c.close()
+    if len(done) < len(partitions):
+        sys.exit(f"timed out reading {topic}: {len(done)} of {len(partitions)} partitions read to the end")
+    print(json.dumps({
+        "isolation": isolation,
+        "records": records,
+        "tags": len(counts),
+        "duplicated_tags": sum(1 for n in counts.values() if n > 1),
+        "untagged": counts.get("", 0),
+    }))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "produce":
         produce(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "consume":
         consume(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    elif cmd == "tags":
+        tags(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
     else:
         sys.exit(f"unknown command {cmd}")

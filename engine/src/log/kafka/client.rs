@@ -593,9 +593,22 @@ pub(crate) fn fetch_group_offsets(
     for p in partitions {
         tpl.add_partition(topic, *p);
     }
+    // The group client reads `read_committed`, so the broker answers only
+    // stable offsets: while a transaction that sent offsets for this group is
+    // open (e.g. its writer was killed mid-transaction) the answer waits.
     let committed = consumer
         .committed_offsets(tpl, clients.timeout())
-        .map_err(|e| kafka_error(operation(), &e))?;
+        .map_err(|e| match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::OperationTimedOut) => kafka_detail(
+                operation(),
+                format!(
+                    "{e}; hint: if a transactions-mode writer of this group died mid-transaction, \
+                     its offsets stay unstable until a new incarnation opens (which aborts the \
+                     transaction) or the broker's transaction timeout passes"
+                ),
+            ),
+            _ => kafka_error(operation(), &e),
+        })?;
     let mut out = BTreeMap::new();
     for e in committed.elements_for_topic(topic) {
         if let Err(err) = e.error() {

@@ -50,7 +50,7 @@ pub mod txn;
 pub mod writer;
 
 pub use config::{DEFAULT_PROGRESS_TOPIC, ExactlyOnceMode, KafkaConfig};
-pub use txn::TxnWriter;
+pub use txn::{TxnStep, TxnWriter};
 pub use writer::{CrashPoint, ProgressWriter, RecoveryReport};
 
 use super::*;

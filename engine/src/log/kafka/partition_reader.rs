@@ -9,6 +9,14 @@
 //! empty) from "more, still in flight" (wait for it). A read from anywhere
 //! else repositions the consumer after checking the offset against the
 //! watermarks, as a one-shot read does.
+//!
+//! Offsets that hold no record for a `read_committed` reader — transaction
+//! markers (one after every transaction) and aborted records — are skipped
+//! by librdkafka without a trace, so "the high watermark is ahead but
+//! nothing comes" is normal on a transactional topic. The reader learns it
+//! from librdkafka's end-of-partition event and remembers it (`eof_pending`,
+//! `empty_until`), so that a tail sitting behind a marker answers "nothing
+//! more" at once instead of waiting for a record that will never come.
 
 use super::client::{
     Clients, Reader, TracingContext, consumer_error, fetch_watermarks, kafka_detail, kafka_error,
@@ -36,6 +44,13 @@ pub(crate) struct PartitionReader {
     reader: Reader,
     next: i64,
     last_used: Instant,
+    /// librdkafka reported the end of the partition after the last record
+    /// delivered: whatever lies between `next` and that end holds no record.
+    eof_pending: bool,
+    /// `Some(h)`: offsets `[next, h)` were found to hold no deliverable
+    /// record (markers, aborted records). Only a hint to answer quickly;
+    /// `next` itself never moves past an offset that was not delivered.
+    empty_until: Option<i64>,
 }
 
 /// The partition readers of one [`Clients`], by (topic, partition). A read
@@ -124,6 +139,8 @@ pub(crate) fn read(
                 reader: consumer,
                 next: from,
                 last_used: Instant::now(),
+                eof_pending: false,
+                empty_until: None,
             }
         }
     };
@@ -169,12 +186,15 @@ fn poll(
                     continue; // left over from an earlier assignment
                 }
                 r.next = m.offset() + 1;
+                r.eof_pending = false;
+                r.empty_until = None;
                 out.push(to_stored(&m));
                 deadline = Instant::now() + clients.timeout();
                 eof_at = None;
             }
             // May be stale (queued before later records): only a hint.
             Some(Err(KafkaError::PartitionEOF(_))) => {
+                r.eof_pending = true;
                 if ahead {
                     eof_at.get_or_insert_with(Instant::now);
                 }
@@ -191,7 +211,9 @@ fn poll(
             }
             None if ahead => {
                 if eof_at.is_some_and(|t| t.elapsed() >= AFTER_EOF) {
-                    return Ok(out); // the offsets left hold no records
+                    // The offsets left hold no records (markers, aborted ones).
+                    r.empty_until = known_high;
+                    return Ok(out);
                 }
                 if Instant::now() >= deadline {
                     if !out.is_empty() {
@@ -214,10 +236,15 @@ fn poll(
                     return Ok(out);
                 }
                 let (_, high) = fetch_watermarks(clients, topic, partition)?;
-                if high <= r.next {
+                if high <= r.next || r.empty_until.is_some_and(|e| e >= high) {
                     return Ok(out);
                 }
                 known_high = Some(high);
+                if r.eof_pending {
+                    // The end was reported before this read (and no record
+                    // since): give in-flight records AFTER_EOF to show up.
+                    eof_at.get_or_insert_with(Instant::now);
+                }
             }
         }
     }

@@ -31,6 +31,23 @@ use std::sync::Arc;
 /// How long the broker keeps a transaction open without activity.
 const TRANSACTION_TIMEOUT_MS: u64 = 60_000;
 
+/// A step of a transactional commit, reported to a test's observer
+/// ([`TxnWriter::observe_steps`]) right after it completed.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnStep {
+    /// `begin_transaction` returned.
+    Begun,
+    /// Every output was acknowledged by the broker (inside the open transaction).
+    OutputsSent,
+    /// The input positions were added to the transaction.
+    OffsetsSent,
+    /// `commit_transaction` returned.
+    Committed,
+}
+
+type TxnObserver = Box<dyn Fn(TxnStep) + Send + Sync>;
+
 /// A `transactions`-mode [`TransactionalWriter`].
 pub struct TxnWriter {
     shared: Arc<Shared>,
@@ -45,6 +62,7 @@ pub struct TxnWriter {
     fenced: bool,
     /// A fatal producer error: the writer must be reopened.
     broken: Option<String>,
+    observer: Option<TxnObserver>,
 }
 
 fn is_fencing(code: RDKafkaErrorCode) -> bool {
@@ -135,7 +153,22 @@ impl TxnWriter {
             history,
             fenced: false,
             broken: None,
+            observer: None,
         })
+    }
+
+    /// Calls `observer` after each step of every commit, with the step just
+    /// completed. For crash tests that kill (or pause) the process between
+    /// steps.
+    #[doc(hidden)]
+    pub fn observe_steps(&mut self, observer: impl Fn(TxnStep) + Send + Sync + 'static) {
+        self.observer = Some(Box::new(observer));
+    }
+
+    fn observe(&self, step: TxnStep) {
+        if let Some(observer) = &self.observer {
+            observer(step);
+        }
     }
 
     fn fenced_error(&mut self) -> LogError {
@@ -261,6 +294,7 @@ impl TransactionalWriter for TxnWriter {
         {
             return Err(self.fail(f).await);
         }
+        self.observe(TxnStep::Begun);
         let epoch_header = self.epoch.to_string().into_bytes();
         let outgoing: Vec<Outgoing<'_>> = txn
             .outputs
@@ -301,6 +335,7 @@ impl TransactionalWriter for TxnWriter {
                 return Err(self.fail(failure).await);
             }
         };
+        self.observe(TxnStep::OutputsSent);
         if !positions.is_empty() {
             let timeout = self.shared.clients.timeout();
             let sent = self
@@ -311,6 +346,7 @@ impl TransactionalWriter for TxnWriter {
             if let Err(f) = sent {
                 return Err(self.fail(f).await);
             }
+            self.observe(TxnStep::OffsetsSent);
         }
         match self.fenced_in_progress_topic().await {
             Ok(false) => {}
@@ -329,6 +365,7 @@ impl TransactionalWriter for TxnWriter {
         {
             return Err(self.fail(f).await);
         }
+        self.observe(TxnStep::Committed);
         Ok(txn
             .outputs
             .iter()
