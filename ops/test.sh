@@ -76,7 +76,8 @@ ensure_postgres() {
     fi
     if [[ -n "$initdb" ]]; then
         local bin port
-        bin="$(dirname "$initdb")"; port="$(free_port)"
+        # The real folder: initdb may be a symlink in /usr/local/bin without createdb beside it.
+        bin="$(dirname "$(readlink -f "$initdb")")"; port="$(free_port)"
         PG_SCRATCH="$SCRATCH/pg"
         export PATH="$bin:$PATH"
         local as=()
