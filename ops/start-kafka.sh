@@ -11,6 +11,9 @@
 # `eval "$(ops/start-kafka.sh)"` works):
 #   KAFKA_BOOTSTRAP=127.0.0.1:PORT
 #   KAFKA_PID=PID
+# (Check the script's exit status: `env="$(ops/start-kafka.sh)" && eval "$env"`.)
+# Its pid is also in DIR/pid as soon as it starts. A DIR used before is
+# started again with its data and ports.
 # Stop it with `kill $KAFKA_PID`. Installs the broker first if needed
 # (ops/install-kafka.sh). KAFKA_HEAP (default 512m) sets the JVM heap.
 #
@@ -24,16 +27,22 @@ source "$HERE/lib/services.sh"
 
 [[ $# -le 2 ]] || { echo "usage: $0 [DIR [PORT]]" >&2; exit 2; }
 DIR="${1:-$(mktemp -d -t conductor-kafka.XXXXXX)}"
-PORT="${2:-$(free_port)}"
-[[ "$PORT" =~ ^[0-9]+$ ]] || { echo "error: PORT must be a number, got '$PORT'" >&2; exit 2; }
-port_open "$PORT" && die "something already listens on 127.0.0.1:$PORT"
-CONTROLLER_PORT="$(free_port)"
-
-JAVA="$(java_bin)"
-CLASSPATH_FILE="$("$HERE/install-kafka.sh")"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 LOG="$DIR/kafka.log"
+# A reused DIR keeps its ports: the controller's address is part of the
+# cluster metadata formatted into it.
+PORT="${2:-$(cat "$DIR/client.port" 2>/dev/null || free_port)}"
+[[ "$PORT" =~ ^[0-9]+$ ]] || { echo "error: PORT must be a number, got '$PORT'" >&2; exit 2; }
+port_open "$PORT" && die "something already listens on 127.0.0.1:$PORT"
+CONTROLLER_PORT="$(cat "$DIR/controller.port" 2>/dev/null || free_port)"
+echo "$PORT" >"$DIR/client.port"
+echo "$CONTROLLER_PORT" >"$DIR/controller.port"
+# Readiness is read from this run's log only.
+[[ -f "$LOG" ]] && mv "$LOG" "$LOG.previous"
+
+JAVA="$(java_bin)"
+CLASSPATH_FILE="$("$HERE/install-kafka.sh")"
 
 cat >"$DIR/server.properties" <<PROPS
 process.roles=broker,controller
@@ -70,7 +79,8 @@ JVM=(-Xms128m "-Xmx${KAFKA_HEAP:-512m}" -XX:+UseG1GC -Djava.awt.headless=true
      "-Dlog4j2.configurationFile=$DIR/log4j2.yaml" -cp "$(cat "$CLASSPATH_FILE")")
 
 if [[ ! -f "$DIR/data/meta.properties" ]]; then
-    cluster_id="$("$JAVA" "${JVM[@]}" kafka.tools.StorageTool random-uuid 2>>"$LOG" | tail -n1)"
+    cluster_id="$("$JAVA" "${JVM[@]}" kafka.tools.StorageTool random-uuid 2>>"$LOG" | tail -n1)" \
+        || { tail -n 20 "$LOG" >&2; die "Kafka's StorageTool could not make a cluster id (log: $LOG)"; }
     "$JAVA" "${JVM[@]}" kafka.tools.StorageTool format --standalone \
         -t "$cluster_id" -c "$DIR/server.properties" >>"$LOG" 2>&1 \
         || { tail -n 20 "$LOG" >&2; die "formatting Kafka's storage in $DIR failed (log: $LOG)"; }
@@ -78,6 +88,7 @@ fi
 
 "$JAVA" "${JVM[@]}" kafka.Kafka "$DIR/server.properties" </dev/null >>"$LOG" 2>&1 &
 PID=$!
+echo "$PID" >"$DIR/pid"
 
 # The port opens before the broker has registered with its controller; a
 # client is only served once this line is logged.

@@ -13,6 +13,8 @@
 #   NEO4J_USER=neo4j
 #   NEO4J_PASSWORD=...      ($NEO4J_PASSWORD if set, else conductor-test)
 #   NEO4J_PID=PID
+# (Check the script's exit status: `env="$(ops/start-neo4j.sh)" && eval "$env"`.)
+# Its pid is also in DIR/pid as soon as it starts.
 # Stop it with `kill $NEO4J_PID`. Installs Neo4j first if needed
 # (ops/install-neo4j.sh). NEO4J_HEAP (default 512m) sets the JVM heap.
 set -euo pipefail
@@ -33,11 +35,14 @@ INSTALL="$("$HERE/install-neo4j.sh")"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 LOG="$DIR/neo4j.log"
+# Readiness is read from this run's log only.
+[[ -f "$LOG" ]] && mv "$LOG" "$LOG.previous"
 
 "$JAVA" -Xms128m "-Xmx${NEO4J_HEAP:-512m}" -XX:+UseG1GC -Djava.awt.headless=true \
     -cp "$INSTALL/classes:$(cat "$INSTALL/classpath")" \
     ConductorNeo4j "$DIR/home" "$PORT" "$PASSWORD" </dev/null >>"$LOG" 2>&1 &
 PID=$!
+echo "$PID" >"$DIR/pid"
 
 # The launcher prints "ready" after the password is set, i.e. once logins work.
 ready() { grep -q "^ready bolt://" "$LOG" && port_open "$PORT"; }

@@ -25,7 +25,12 @@ SCRATCH="$(mktemp -d -t conductor-test.XXXXXX)"
 PIDS=()
 cleanup() {
     # Throwaway services: no clean shutdown needed (their data is removed).
+    # The start scripts write DIR/pid at once, so a service still starting
+    # when the run ends (a failure, Ctrl-C) is stopped too.
+    local pid_file
+    for pid_file in "$SCRATCH"/*/pid; do [[ -f "$pid_file" ]] && PIDS+=("$(cat "$pid_file")"); done
     for pid in "${PIDS[@]:-}"; do [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true; done
+    [[ -n "${POLICY_RC_MADE:-}" ]] && rm -f /usr/sbin/policy-rc.d
     if [[ -n "${PG_SCRATCH:-}" ]]; then pg_ctl -D "$PG_SCRATCH" stop -m immediate >/dev/null 2>&1 || true; fi
     rm -rf "$SCRATCH"
 }
@@ -44,12 +49,15 @@ apt_install() {
     # Debian's postgresql package would start a cluster of its own on 5432; the
     # policy-rc.d answer keeps package scripts from starting services.
     [[ -n "$APT_UPDATED" ]] || { apt-get update -qq || fail "apt-get update failed"; APT_UPDATED=1; }
-    local policy=/usr/sbin/policy-rc.d had_policy=""
-    [[ -e "$policy" ]] && had_policy=1
-    [[ -n "$had_policy" ]] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; }
+    local policy=/usr/sbin/policy-rc.d
+    if [[ ! -e "$policy" ]]; then
+        POLICY_RC_MADE=1 # removed by cleanup too, should the run be interrupted
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod +x "$policy"
+    fi
     local rc=0
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || rc=$?
-    [[ -n "$had_policy" ]] || rm -f "$policy"
+    if [[ -n "${POLICY_RC_MADE:-}" ]]; then rm -f "$policy"; POLICY_RC_MADE=""; fi
     [[ $rc == 0 ]] || fail "apt-get install $* failed"
 }
 
@@ -97,6 +105,10 @@ ensure_postgres() {
 
 ensure_java() {
     # Apache Kafka and Neo4j run on the JVM and are resolved with Maven.
+    if [[ -n "${KAFKA_BOOTSTRAP:-}" && -n "${NEO4J_URI:-}" ]]; then
+        echo "Java and Maven: not needed (KAFKA_BOOTSTRAP and NEO4J_URI are set)"
+        return
+    fi
     local missing=()
     command -v "${JAVA_HOME:+$JAVA_HOME/bin/}javac" >/dev/null || missing+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null || missing+=(maven)
@@ -107,9 +119,12 @@ ensure_java() {
 }
 
 # start_java_services: Kafka and Neo4j start in parallel (each takes seconds
-# of JVM warm-up); their scripts print shell assignments.
+# of JVM warm-up) once both are installed (one Maven at a time on the shared
+# local repository); their scripts print shell assignments.
 start_java_services() {
-    local kafka_job="" neo4j_job=""
+    local kafka_job="" neo4j_job="" kafka_ok=1 neo4j_ok=1
+    [[ -n "${KAFKA_BOOTSTRAP:-}" ]] || ops/install-kafka.sh >/dev/null || fail "could not install Apache Kafka (ops/install-kafka.sh)"
+    [[ -n "${NEO4J_URI:-}" ]] || ops/install-neo4j.sh >/dev/null || fail "could not install Neo4j (ops/install-neo4j.sh)"
     if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
         ops/start-kafka.sh "$SCRATCH/kafka" >"$SCRATCH/kafka.env" 2>"$SCRATCH/kafka.err" &
         kafka_job=$!
@@ -118,8 +133,12 @@ start_java_services() {
         ops/start-neo4j.sh "$SCRATCH/neo4j" >"$SCRATCH/neo4j.env" 2>"$SCRATCH/neo4j.err" &
         neo4j_job=$!
     fi
+    # Both finish (or fail) before anything is decided.
+    [[ -z "$kafka_job" ]] || wait "$kafka_job" || kafka_ok=""
+    [[ -z "$neo4j_job" ]] || wait "$neo4j_job" || neo4j_ok=""
+    [[ -n "$kafka_ok" ]] || { cat "$SCRATCH/kafka.err" >&2; fail "could not start Apache Kafka (ops/start-kafka.sh)"; }
+    [[ -n "$neo4j_ok" ]] || { cat "$SCRATCH/neo4j.err" >&2; fail "could not start Neo4j (ops/start-neo4j.sh)"; }
     if [[ -n "$kafka_job" ]]; then
-        wait "$kafka_job" || { cat "$SCRATCH/kafka.err" >&2; fail "could not start Apache Kafka (ops/start-kafka.sh)"; }
         # shellcheck disable=SC1091
         source "$SCRATCH/kafka.env"
         PIDS+=("$KAFKA_PID")
@@ -129,7 +148,6 @@ start_java_services() {
         echo "Kafka: KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP (KAFKA_BROKER=${KAFKA_BROKER:-unset: transactions expected})"
     fi
     if [[ -n "$neo4j_job" ]]; then
-        wait "$neo4j_job" || { cat "$SCRATCH/neo4j.err" >&2; fail "could not start Neo4j (ops/start-neo4j.sh)"; }
         # shellcheck disable=SC1091
         source "$SCRATCH/neo4j.env"
         PIDS+=("$NEO4J_PID")
@@ -197,11 +215,14 @@ timed "services" services
 timed "cargo fmt --check" cargo fmt --all -- --check
 timed "cargo clippy --all-targets -- -D warnings" cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-cargo_test() {
-    cargo test --workspace "$@" 2>&1 | tee "$SCRATCH/cargo-test.log"
-}
-timed "cargo test" cargo_test "$@"
+# The suite's failure still prints the summary and the times, then fails the run.
+step "cargo test"
+test_started=$SECONDS
+test_status=0
+cargo test --workspace "$@" 2>&1 | tee "$SCRATCH/cargo-test.log" || test_status=$?
+TIMES+=("cargo test: $((SECONDS - test_started)) s")
 # One closing line for the whole suite (cargo's last line is a doc-test binary's).
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d ignored\n", p, f, i }' \
     "$SCRATCH/cargo-test.log"
 printf '%s\n' "${TIMES[@]}" "total: $SECONDS s"
+exit "$test_status"

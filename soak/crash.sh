@@ -5,16 +5,19 @@
 # points while folding; the final projection must equal a clean run's (blake3
 # digest per table), every change must be on the changefeed exactly once and
 # in per-key order, every bad record in the DLQ exactly once, and a full
-# `conductor replay rebuild` must verify equal. On three pairs: file log +
-# SQLite, file log + Postgres, Kafka (tansu) + Postgres.
+# `conductor replay rebuild` must verify equal. On four pairs: file log +
+# SQLite, file log + Postgres, Kafka + Postgres in progress mode and in
+# transactions mode.
 #
 #   soak/crash.sh                      # all three, release build
 #   CRASH_EVENTS=300000 soak/crash.sh kafka
 #   CRASH_PROFILE=debug soak/crash.sh  # reuse the test suite's debug build
 #
 # The argument filters the tests by name (e.g. `kafka`, `postgres`). Needs
-# Postgres (DATABASE_URL, else 127.0.0.1:5432/test); starts a tansu broker
-# unless KAFKA_BOOTSTRAP is set. The log lands in target/soak-reports/crash.log.
+# Postgres (DATABASE_URL, else 127.0.0.1:5432/test); starts Apache Kafka
+# (ops/start-kafka.sh) unless KAFKA_BOOTSTRAP is set (KAFKA_BROKER=tansu for
+# tansu: then filter the transactions pair out, e.g. with the argument
+# `kafka_and_postgres`). The log lands in target/soak-reports/crash.log.
 # ops/test.sh runs the same tests at 100,000 events and 10 kills.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,18 +34,18 @@ esac
 export CI=true # a missing service fails the soak instead of skipping a pair
 filter="${1:-}"
 scratch="$(mktemp -d -t conductor-crash-soak.XXXXXX)"
-tansu_pid=""
+kafka_pid=""
 cleanup() {
-    [[ -n "$tansu_pid" ]] && kill "$tansu_pid" 2>/dev/null || true
+    [[ -n "$kafka_pid" ]] && kill -9 "$kafka_pid" 2>/dev/null || true
     rm -rf "$scratch"
 }
 trap cleanup EXIT
 
 if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
-    ops/install-tansu.sh
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-    tansu_pid="$(ops/start-tansu.sh "$scratch/tansu" "$port")"
-    export KAFKA_BOOTSTRAP="127.0.0.1:$port"
+    kafka_env="$(ops/start-kafka.sh "$scratch/kafka")" || { echo "error: could not start Apache Kafka" >&2; exit 1; }
+    eval "$kafka_env"
+    kafka_pid="$KAFKA_PID"
+    export KAFKA_BOOTSTRAP KAFKA_BROKER=apache-kafka
 fi
 
 report="target/soak-reports/crash.log"

@@ -21,7 +21,8 @@ trap cleanup EXIT
 
 cargo build --release --quiet -p conductor -p conductor-soak
 ops/install-tansu.sh >/dev/null
-eval "$(ops/start-kafka.sh "$scratch/kafka")"
+kafka_env="$(ops/start-kafka.sh "$scratch/kafka")" || { echo "error: could not start Apache Kafka" >&2; exit 1; }
+eval "$kafka_env"
 pids+=("$KAFKA_PID")
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 pids+=("$(ops/start-tansu.sh "$scratch/tansu" "$port")")

@@ -119,3 +119,20 @@ async fn no_server_at_the_uri_is_a_retryable_connect_error_naming_it() {
     assert!(err.is_retryable());
     assert!(err.to_string().contains(&uri), "{err}");
 }
+
+#[tokio::test]
+async fn a_missing_database_is_a_settings_error_not_a_retry() {
+    let Some(config) = neo4j_support::config() else {
+        return;
+    };
+    let missing = Neo4jConfig {
+        database: Some("nosuchdatabase".into()),
+        ..config
+    };
+    let Err(err) = neo4j::connect(&missing).await else {
+        panic!("connected to a database that does not exist");
+    };
+    assert!(matches!(err, Neo4jError::Config { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("nosuchdatabase"), "{err}");
+}

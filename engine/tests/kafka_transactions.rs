@@ -125,8 +125,40 @@ async fn transactions_mode_sends_offsets_with_the_outputs_and_fences_a_zombie() 
     b.commit(batch(input, output, 10..20)).await.unwrap();
     assert_eq!(committed(&s.log, &s.group, input).await, Some(20));
     // read_committed readers see each output once.
-    assert_exactly_once(&outputs_by_tag(&s.log, output).await, input, 20);
+    assert_exactly_once(&settled_outputs(&s, 20 * FAN_OUT).await, input, 20);
     check_with_python_client(&s, 20);
+}
+
+/// The outputs by source tag once all `expected` are visible: a commit's
+/// markers are written by the transaction coordinator after
+/// `commit_transaction` returns, so `read_committed` readers may see the
+/// last transaction a moment later. Waiting can't hide a duplicate.
+async fn settled_outputs(
+    s: &Setup,
+    expected: i64,
+) -> std::collections::HashMap<String, Vec<(i32, i64, String, u64)>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let by_tag = outputs_by_tag(&s.log, &s.output).await;
+        let records: usize = by_tag.values().map(Vec::len).sum();
+        if records as i64 >= expected || std::time::Instant::now() >= deadline {
+            return by_tag;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (up to 30 s) until `topic[0]`'s end, as a `read_committed` reader
+/// sees it, reaches `end`.
+async fn wait_for_end(log: &KafkaLog, topic: &str, end: i64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, high) = log.watermarks(topic, 0).await.unwrap();
+        if high >= end || std::time::Instant::now() >= deadline {
+            return high;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Produces `values` to `topic[0]` in one transaction of a raw transactional
@@ -176,7 +208,7 @@ async fn reads_skip_transaction_markers_and_aborted_records_without_waiting_for_
     .await
     .unwrap();
 
-    let (_, high) = s.log.watermarks(&topic, 0).await.unwrap();
+    let high = wait_for_end(&s.log, &topic, 18).await;
     assert_eq!(high, 18, "the end includes the markers");
     let read: Vec<(i64, String)> = read_all(&s.log, &topic, 0)
         .await
@@ -204,12 +236,14 @@ async fn reads_skip_transaction_markers_and_aborted_records_without_waiting_for_
         .await
         .unwrap();
     let mut tail = Vec::new();
-    for _ in 0..50 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tail.len() < 3 && std::time::Instant::now() < deadline {
         let from = tail.last().map_or(17, |r: &StoredRecord| r.offset + 1);
-        tail.extend(s.log.read(&topic, 0, from, 100).await.unwrap());
-        if tail.len() >= 3 {
-            break;
+        let got = s.log.read(&topic, 0, from, 100).await.unwrap();
+        if got.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tail.extend(got);
     }
     let tail: Vec<(i64, String)> = tail
         .into_iter()
@@ -287,7 +321,11 @@ async fn paused_zombie_is_fenced_by_its_transactional_id_and_its_outputs_stay_in
         Some(INPUTS),
         "the zombie moved nothing"
     );
-    assert_exactly_once(&outputs_by_tag(&s.log, &s.output).await, &s.input, INPUTS);
+    assert_exactly_once(
+        &settled_outputs(&s, INPUTS * FAN_OUT).await,
+        &s.input,
+        INPUTS,
+    );
     if let Some(all) = check_with_python_client(&s, INPUTS) {
         assert!(
             all > INPUTS * FAN_OUT,
@@ -364,7 +402,11 @@ async fn killed_transactional_writers_leave_every_output_exactly_once_for_read_c
     );
 
     assert_eq!(committed(&s.log, &s.group, &s.input).await, Some(INPUTS));
-    assert_exactly_once(&outputs_by_tag(&s.log, &s.output).await, &s.input, INPUTS);
+    assert_exactly_once(
+        &settled_outputs(&s, INPUTS * FAN_OUT).await,
+        &s.input,
+        INPUTS,
+    );
     if let Some(all) = check_with_python_client(&s, INPUTS) {
         assert!(
             all > INPUTS * FAN_OUT,

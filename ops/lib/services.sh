@@ -38,15 +38,18 @@ javac_bin() {
 # and every jar it names is still there (a warm machine makes no request).
 maven_classpath() {
     local pom="$1" out="$2"
-    if [[ -s "$out" ]] && tr ':' '\n' <"$out" | while read -r jar; do [[ -f "$jar" ]] || exit 1; done; then
+    # (The file has no trailing newline: `|| [[ -n $jar ]]` reads the last jar too.)
+    if [[ -s "$out" ]] && tr ':' '\n' <"$out" | while read -r jar || [[ -n "$jar" ]]; do [[ -f "$jar" ]] || exit 1; done; then
         return 0
     fi
     command -v mvn >/dev/null 2>&1 || die "mvn not found; install Maven (apt-get install -y maven)"
     mkdir -p "$(dirname "$out")"
     echo "resolving $(basename "$(dirname "$pom")") from Maven Central into $MAVEN_REPO ..." >&2
     # (-q still prints colour resets; they are stripped.)
+    # The plugin is pinned: unpinned, Maven takes its own old default (2.8).
     mvn -B -q -f "$pom" -Dmaven.repo.local="$MAVEN_REPO" \
-        dependency:build-classpath -Dmdep.outputFile="$out.tmp" 2>&1 \
+        org.apache.maven.plugins:maven-dependency-plugin:3.8.1:build-classpath \
+        -Dmdep.outputFile="$out.tmp" 2>&1 \
         | sed 's/\x1b\[[0-9;]*m//g; /^$/d' >&2 \
         || die "Maven could not resolve $pom (is Maven Central reachable? see the output above)"
     mv "$out.tmp" "$out"

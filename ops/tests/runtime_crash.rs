@@ -246,8 +246,27 @@ struct Outcome {
     dlq: Vec<String>,
 }
 
-/// Every record of `topic`, partition by partition.
+/// Every record of `topic`, partition by partition, once its ends stopped
+/// moving: in transactions mode the last commit's markers are written by the
+/// coordinator after `conductor run` has exited, and until then a
+/// `read_committed` reader's end (the last stable offset) lags behind.
 async fn read_topic(log: &dyn Log, topic: &str) -> Vec<StoredRecord> {
+    let ends = || async {
+        let d = log.describe_topic(topic).await.unwrap();
+        d.partitions
+            .iter()
+            .map(|p| p.high_watermark)
+            .collect::<Vec<_>>()
+    };
+    let mut last = ends().await;
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = ends().await;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     let mut out = Vec::new();
     for p in log.describe_topic(topic).await.unwrap().partitions {
         let mut next = p.low_watermark;

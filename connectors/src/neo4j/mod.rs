@@ -181,6 +181,16 @@ pub async fn connect(config: &Neo4jConfig) -> Result<neo4rs::Graph, Neo4jError> 
             user: config.user.clone(),
             detail: failure.to_string(),
         }
+    } else if matches!(&failure, neo4rs::Error::Neo4j(e) if e.code().starts_with("Neo.ClientError."))
+    {
+        // The server answered and refused: a missing database, say. Waiting won't help.
+        Neo4jError::Config {
+            detail: format!(
+                "{} refused `RETURN 1` on database {}: {failure}",
+                config.uri,
+                config.database.as_deref().unwrap_or("(default)")
+            ),
+        }
     } else {
         Neo4jError::Connect {
             uri: config.uri.clone(),

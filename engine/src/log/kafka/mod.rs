@@ -39,7 +39,7 @@
 //! the highest epoch seen for its id plus one, so
 //! [`TransactionalWriter::epoch`] grows with every open.
 //!
-//! Against tansu (the test broker) some settings matter; they are explained in
+//! Against tansu (the second test broker) some settings matter; they are explained in
 //! `docs/design/2026-11-23-exactly-once-kafka.md` ("tansu 0.6 notes").
 
 mod client;

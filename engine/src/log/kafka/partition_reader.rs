@@ -11,12 +11,13 @@
 //! watermarks, as a one-shot read does.
 //!
 //! Offsets that hold no record for a `read_committed` reader — transaction
-//! markers (one after every transaction) and aborted records — are skipped
-//! by librdkafka without a trace, so "the high watermark is ahead but
-//! nothing comes" is normal on a transactional topic. The reader learns it
-//! from librdkafka's end-of-partition event and remembers it (`eof_pending`,
-//! `empty_until`), so that a tail sitting behind a marker answers "nothing
-//! more" at once instead of waiting for a record that will never come.
+//! markers (one after every transaction) and aborted records — are never
+//! delivered, so "the high watermark is ahead but nothing comes" is normal
+//! on a transactional topic. librdkafka does move the consumer's position
+//! past a marker when `poll` consumes it (and past the aborted records
+//! before it), so a read that finds the queue empty and the position at the
+//! high watermark knows there is nothing more, at once, without guessing
+//! from timing.
 
 use super::client::{
     Clients, Reader, TracingContext, consumer_error, fetch_watermarks, kafka_detail, kafka_error,
@@ -44,13 +45,6 @@ pub(crate) struct PartitionReader {
     reader: Reader,
     next: i64,
     last_used: Instant,
-    /// librdkafka reported the end of the partition after the last record
-    /// delivered: whatever lies between `next` and that end holds no record.
-    eof_pending: bool,
-    /// `Some(h)`: offsets `[next, h)` were found to hold no deliverable
-    /// record (markers, aborted records). Only a hint to answer quickly;
-    /// `next` itself never moves past an offset that was not delivered.
-    empty_until: Option<i64>,
 }
 
 /// The partition readers of one [`Clients`], by (topic, partition). A read
@@ -139,8 +133,6 @@ pub(crate) fn read(
                 reader: consumer,
                 next: from,
                 last_used: Instant::now(),
-                eof_pending: false,
-                empty_until: None,
             }
         }
     };
@@ -152,10 +144,16 @@ pub(crate) fn read(
     result
 }
 
-/// After an end-of-partition event while the broker reports more, how long
-/// to wait for a record before taking the rest for offsets that hold none
-/// (transaction markers).
-const AFTER_EOF: Duration = Duration::from_millis(250);
+/// Where the consumer stands in the partition: after the last record
+/// delivered and after any transaction marker (with the aborted records
+/// before it) that `poll` consumed since. Local, no request.
+fn consumed_position(r: &PartitionReader, topic: &str, partition: i32) -> Option<i64> {
+    let tpl = r.reader.position().ok()?;
+    match tpl.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
 
 /// Takes what is queued, waiting only for records known to exist.
 fn poll(
@@ -171,7 +169,11 @@ fn poll(
     let mut out: Vec<StoredRecord> = Vec::new();
     // Fails only when nothing arrives for a whole timeout although records exist.
     let mut deadline = Instant::now() + clients.timeout();
-    let mut eof_at: Option<Instant> = None;
+    // Offsets before this hold nothing more to deliver (records taken,
+    // markers and aborted records passed).
+    let passed = |r: &PartitionReader| {
+        consumed_position(r, topic, partition).map_or(r.next, |p| p.max(r.next))
+    };
     while out.len() < max {
         // Wait only while records are known to be ahead; else just drain.
         let ahead = known_high.is_some_and(|h| h > r.next);
@@ -186,19 +188,11 @@ fn poll(
                     continue; // left over from an earlier assignment
                 }
                 r.next = m.offset() + 1;
-                r.eof_pending = false;
-                r.empty_until = None;
                 out.push(to_stored(&m));
                 deadline = Instant::now() + clients.timeout();
-                eof_at = None;
             }
-            // May be stale (queued before later records): only a hint.
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                r.eof_pending = true;
-                if ahead {
-                    eof_at.get_or_insert_with(Instant::now);
-                }
-            }
+            // The position tells the same, exactly.
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
                 return Err(consumer_error(
                     clients,
@@ -210,10 +204,8 @@ fn poll(
                 ));
             }
             None if ahead => {
-                if eof_at.is_some_and(|t| t.elapsed() >= AFTER_EOF) {
-                    // The offsets left hold no records (markers, aborted ones).
-                    r.empty_until = known_high;
-                    return Ok(out);
+                if known_high.is_some_and(|h| passed(r) >= h) {
+                    return Ok(out); // the offsets left held no records
                 }
                 if Instant::now() >= deadline {
                     if !out.is_empty() {
@@ -236,15 +228,10 @@ fn poll(
                     return Ok(out);
                 }
                 let (_, high) = fetch_watermarks(clients, topic, partition)?;
-                if high <= r.next || r.empty_until.is_some_and(|e| e >= high) {
+                if high <= passed(r) {
                     return Ok(out);
                 }
                 known_high = Some(high);
-                if r.eof_pending {
-                    // The end was reported before this read (and no record
-                    // since): give in-flight records AFTER_EOF to show up.
-                    eof_at.get_or_insert_with(Instant::now);
-                }
             }
         }
     }
