@@ -332,3 +332,53 @@ async fn unreachable_server_is_a_connect_error_without_the_password() {
         "{text}"
     );
 }
+
+/// The retry/halt decision keys off the kind a driver error maps to, so
+/// check the mapping on errors a real server gives.
+#[tokio::test]
+async fn maps_real_server_errors_to_retryable_or_permanent() {
+    use conductor_connectors::sql::db_error;
+    use conductor_engine::store::StoreErrorKind;
+    use sqlx::{Connection, PgConnection};
+    with_store(
+        "maps_real_server_errors_to_retryable_or_permanent",
+        |store, _| async move {
+            // A missing table: permanent.
+            let e = sqlx::query("SELECT * FROM no_such_table_here")
+                .execute(store.pool())
+                .await
+                .unwrap_err();
+            let mapped = db_error("select", e);
+            assert_eq!(mapped.kind(), StoreErrorKind::Permanent, "{mapped}");
+            assert!(
+                std::error::Error::source(&mapped).is_some(),
+                "the driver error is kept as source"
+            );
+            // A bad value (division by zero, SQLSTATE 22012): permanent.
+            let e = sqlx::query("SELECT 1 / 0")
+                .execute(store.pool())
+                .await
+                .unwrap_err();
+            assert_eq!(db_error("select", e).kind(), StoreErrorKind::Permanent);
+            // A connection the server dropped (as on a restart or failover): retryable.
+            let mut victim = PgConnection::connect(&database_url()).await.unwrap();
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut victim)
+                .await
+                .unwrap();
+            let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert!(killed);
+            let e = sqlx::query("SELECT 1")
+                .execute(&mut victim)
+                .await
+                .unwrap_err();
+            let mapped = db_error("select", e);
+            assert_eq!(mapped.kind(), StoreErrorKind::Retryable, "{mapped}");
+        },
+    )
+    .await;
+}

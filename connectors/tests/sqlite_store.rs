@@ -442,3 +442,61 @@ async fn readers_see_whole_batches_while_a_writer_commits() {
         BATCHES
     );
 }
+
+/// A permanent store error — here the projection table dropped under a
+/// running topology — halts the worker with a message naming the table,
+/// instead of retrying the batch forever.
+#[tokio::test]
+async fn a_running_topology_halts_when_its_table_is_dropped() {
+    use conductor_engine::log::Log;
+    use conductor_engine::log::memory::MemoryLog;
+    use conductor_engine::runtime::worker::ensure_topic;
+    use conductor_engine::runtime::{TopologyState, Worker};
+    use conductor_engine::testing::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+    const TOPIC: &str = "ig.ingest.entities";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("halt.db");
+    let store = Arc::new(open(&path).await);
+    let log = MemoryLog::new();
+    ensure_topic(&log, TOPIC, 1).await.unwrap();
+    pipe_json(&log, TOPIC, &entity_upserted_json("acme", "e1", 1)).await;
+    let shared: Arc<dyn Log> = Arc::new(log.clone());
+    let worker = Worker::start(
+        latest_version_topology("halts", TOPIC),
+        Box::new(LatestVersionProcessor),
+        shared,
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    let status = worker.status.clone();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker.run(rx));
+    let table = latest_versions_table();
+    for _ in 0..200 {
+        if store.dump_table(&table).await.unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(store.dump_table(&table).await.unwrap().len(), 1);
+    let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE latest_versions")
+        .execute(&other)
+        .await
+        .unwrap();
+    pipe_json(&log, TOPIC, &entity_upserted_json("acme", "e2", 1)).await;
+    let result = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("a permanent error halts the worker instead of retrying forever")
+        .unwrap();
+    assert!(result.is_err());
+    let status = status.snapshot();
+    assert_eq!(status.state, TopologyState::Failed);
+    let message = status.error.unwrap_or_default();
+    assert!(message.contains("latest_versions"), "{message}");
+}

@@ -8,6 +8,7 @@ pub const EVENTS_PROCESSED_TOTAL: &str = "conductor_events_processed_total";
 pub const DLQ_EVENTS_TOTAL: &str = "conductor_dlq_events_total";
 pub const CHANGES_TOTAL: &str = "conductor_changes_total";
 pub const BATCHES_COMMITTED_TOTAL: &str = "conductor_batches_committed_total";
+pub const BATCH_ERRORS_TOTAL: &str = "conductor_batch_errors_total";
 pub const BATCH_SIZE_EVENTS: &str = "conductor_batch_size_events";
 pub const PROCESSING_LATENCY_SECONDS: &str = "conductor_processing_latency_seconds";
 pub const COMMIT_DURATION_SECONDS: &str = "conductor_commit_duration_seconds";
@@ -30,6 +31,10 @@ pub fn describe() {
     describe_counter!(
         BATCHES_COMMITTED_TOTAL,
         "Batches committed to the projection store"
+    );
+    describe_counter!(
+        BATCH_ERRORS_TOTAL,
+        "Batches that failed, by error kind (retried, refolded or halted on)"
     );
     describe_histogram!(
         BATCH_SIZE_EVENTS,

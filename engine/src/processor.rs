@@ -14,8 +14,10 @@
 //! 3. be rebuildable: any in-memory state is a function of the events it has seen
 //!    (the runtime rebuilds it by replay; see `rebuild_state`);
 //! 4. report bad input as [`ProcessorError::invalid_input`] (the event goes to the
-//!    DLQ and the partition moves on) and only bugs or broken invariants as
-//!    [`ProcessorError::internal`] (the topology halts per its error policy).
+//!    DLQ and the partition moves on), a dependency that is down as
+//!    [`ProcessorError::external`] (the batch is retried with backoff, never
+//!    DLQ'd), and only bugs or broken invariants as [`ProcessorError::internal`]
+//!    (the topology halts per its error policy).
 //!
 //! `crate::testing::check_processor_contract` checks 1 and 2 for any processor.
 
@@ -44,6 +46,9 @@ pub struct EmitEvent {
 pub struct ProcessorError {
     pub kind: ProcessorErrorKind,
     pub message: String,
+    /// For [`ProcessorErrorKind::External`]: what the processor waits on
+    /// (`embedder http://127.0.0.1:8080`), shown by `topology status`.
+    pub dependency: Option<String>,
 }
 
 /// Who is at fault, which decides DLQ versus halt.
@@ -54,6 +59,17 @@ pub enum ProcessorErrorKind {
     InvalidInput,
     /// A bug or a broken invariant (halt, or DLQ under `on_error = "dlq"`).
     Internal,
+    /// A dependency is down or refusing (an embedder, a rate limit): the
+    /// event is fine and so is the processor, so the batch is retried with
+    /// backoff, never sent to the DLQ and never halted on.
+    External,
+}
+
+impl ProcessorErrorKind {
+    /// The DLQ header value (`invalid_input`, `internal`).
+    pub fn dlq_kind(self) -> String {
+        crate::runtime::fold::dlq_kind(&self)
+    }
 }
 
 impl ProcessorError {
@@ -61,6 +77,7 @@ impl ProcessorError {
         ProcessorError {
             kind: ProcessorErrorKind::InvalidInput,
             message: message.into(),
+            dependency: None,
         }
     }
 
@@ -68,6 +85,16 @@ impl ProcessorError {
         ProcessorError {
             kind: ProcessorErrorKind::Internal,
             message: message.into(),
+            dependency: None,
+        }
+    }
+
+    /// `dependency` names what is down (`embedder http://…`), for the status.
+    pub fn external(dependency: impl Into<String>, message: impl Into<String>) -> Self {
+        ProcessorError {
+            kind: ProcessorErrorKind::External,
+            message: message.into(),
+            dependency: Some(dependency.into()),
         }
     }
 }

@@ -371,6 +371,96 @@ pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, event
     }
 }
 
+/// A minimal processor for runtime and store tests: every `EntityUpserted`
+/// becomes a row of [`latest_versions_table`] keyed by (tenant, subject),
+/// holding the entity type, guarded by the event's version. Other kinds are
+/// invalid input.
+pub struct LatestVersionProcessor;
+
+/// The table [`LatestVersionProcessor`] writes.
+pub fn latest_versions_table() -> TableSpec {
+    TableSpec {
+        name: "latest_versions",
+        key: vec![
+            ColumnSpec {
+                name: "tenant_id",
+                ty: ColumnType::Text,
+                nullable: false,
+            },
+            ColumnSpec {
+                name: "subject",
+                ty: ColumnType::Text,
+                nullable: false,
+            },
+        ],
+        columns: vec![ColumnSpec {
+            name: "entity_type",
+            ty: ColumnType::Text,
+            nullable: false,
+        }],
+        indexes: vec![],
+    }
+}
+
+impl Processor for LatestVersionProcessor {
+    fn name(&self) -> &str {
+        "latest_version"
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![latest_versions_table()]
+    }
+
+    fn process(&mut self, event: &Event) -> Result<Vec<Effect>, crate::processor::ProcessorError> {
+        let conductor_schemas::EventData::EntityUpserted(e) = &event.data else {
+            return Err(crate::processor::ProcessorError::invalid_input(format!(
+                "latest_version folds EntityUpserted only, not {}",
+                event.kind()
+            )));
+        };
+        Ok(vec![Effect::Upsert(RowUpsert {
+            table: "latest_versions",
+            key: vec![event.meta.tenant.clone(), event.meta.subject.clone()],
+            version: e.version,
+            values: vec![SqlValue::Text(e.entity_type.clone())],
+            deleted: false,
+        })])
+    }
+}
+
+/// Appends a JSON event (validated; panics on an invalid one) to `topic`,
+/// keyed and partitioned as `conductor produce` does.
+pub async fn pipe_json(log: &dyn crate::log::Log, topic: &str, json: &str) {
+    use crate::envelope::{Encoding, event_key, event_record};
+    let event = conductor_schemas::codec::decode_json(json.as_bytes(), None)
+        .expect("pipe_json needs a valid event");
+    let n = log
+        .describe_topic(topic)
+        .await
+        .expect("source topic")
+        .partitions
+        .len() as i32;
+    let p = crate::log::partition_for_key(event_key(&event).as_bytes(), n);
+    log.append(topic, p, vec![event_record(&event, Encoding::Json)])
+        .await
+        .expect("append");
+}
+
+/// A topology of [`LatestVersionProcessor`] reading `topic`.
+pub fn latest_version_topology(name: &str, topic: &str) -> crate::runtime::TopologyConfig {
+    let text = format!(
+        "name = \"{name}\"\nprocessor = \"latest_version\"\n[sources]\ntopics = [\"{topic}\"]\n[batch]\nlinger_ms = 0\n"
+    );
+    crate::runtime::parse_topology(&text, &["latest_version"]).expect("test topology")
+}
+
+/// An `EntityUpserted` event as JSON, for piping into a test log.
+pub fn entity_upserted_json(tenant: &str, subject: &str, version: i64) -> String {
+    format!(
+        r#"{{"tenant":"{tenant}","kind":"EntityUpserted","subject":"{subject}","occurred_at":"2026-02-01T12:00:00Z","data":{{"entity_type":"Person","version":{version},"attributes":{{}}}}}}"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]

@@ -160,7 +160,7 @@ async fn dead_letters_bad_input_with_bytes_and_reason_and_keeps_going() {
         .iter()
         .find(|r| r.record.value == b"\x00\x01 not an event")
         .expect("original bytes kept");
-    assert_eq!(header(garbage, HEADER_DLQ_ERROR_KIND), "invalidjson");
+    assert_eq!(header(garbage, HEADER_DLQ_ERROR_KIND), "invalid_json");
     assert!(
         header(garbage, HEADER_DLQ_SOURCE_OFFSET)
             .parse::<i64>()
@@ -175,7 +175,7 @@ async fn dead_letters_bad_input_with_bytes_and_reason_and_keeps_going() {
         .iter()
         .find(|r| header(r, HEADER_DLQ_REASON).contains("data.version"))
         .unwrap();
-    assert_eq!(header(bad_field, HEADER_DLQ_ERROR_KIND), "invalidfield");
+    assert_eq!(header(bad_field, HEADER_DLQ_ERROR_KIND), "invalid_field");
 }
 
 /// Golden equivalence: the projection and the changefeed do not depend on

@@ -64,10 +64,7 @@ pub enum GenerationHome {
 }
 
 fn db(operation: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-    move |e| StoreError::Database {
-        operation: operation.to_string(),
-        detail: e.to_string(),
-    }
+    move |e| crate::sql::db_error(operation, e)
 }
 
 impl GenerationHome {
@@ -303,6 +300,7 @@ impl GenerationHome {
                 std::fs::rename(&saved, &previous).map_err(|e| StoreError::Database {
                     operation: "keep previous generation".into(),
                     detail: format!("rename {} → {}: {e}", saved.display(), previous.display()),
+                    source: None,
                 })?;
                 if incoming == Generation::Shadow {
                     remove_sqlite_files(&source)?;
@@ -333,6 +331,7 @@ fn remove_sqlite_files(path: &Path) -> Result<(), StoreError> {
                 return Err(StoreError::Database {
                     operation: "remove generation file".into(),
                     detail: format!("{}: {e}", Path::new(&p).display()),
+                    source: None,
                 });
             }
         }
@@ -391,6 +390,7 @@ async fn pg_exchange(
             .map_err(|e| StoreError::Database {
                 operation: "swap".into(),
                 detail: format!("{e} (in `{sql}`)"),
+                source: None,
             })?;
     }
     let (paused, epoch): (bool, i64) = sqlx::query_as(AssertSqlSafe(format!(

@@ -90,6 +90,7 @@ pub fn quote_ident(name: &str) -> Result<String, StoreError> {
                 "`{name}` is not a valid SQL identifier: use letters, digits and `_`, \
                  start with a letter or `_`, at most {MAX_IDENT_LEN} bytes"
             ),
+            source: None,
         });
     }
     Ok(format!("\"{name}\""))
@@ -158,6 +159,7 @@ pub fn validate_spec(spec: &TableSpec) -> Result<(), StoreError> {
     let fail = |detail: String| StoreError::Database {
         operation: format!("migrate table `{}`", spec.name),
         detail,
+        source: None,
     };
     quote_ident(spec.name)?;
     if spec.key.is_empty() {
@@ -290,6 +292,7 @@ pub fn table_shape_error(spec: &TableSpec, missing: &[&str]) -> StoreError {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        source: None,
     }
 }
 
@@ -351,6 +354,7 @@ pub fn validate_upsert(spec: &TableSpec, u: &RowUpsert) -> Result<(), StoreError
     let fail = |detail: String| StoreError::Database {
         operation: format!("commit (upsert into `{}`)", spec.name),
         detail,
+        source: None,
     };
     if u.key.len() != spec.key.len() || u.values.len() != spec.columns.len() {
         return Err(fail(format!(
@@ -521,8 +525,10 @@ pub fn headers_from_json(text: &str) -> Result<Vec<Header>, String> {
         .collect()
 }
 
-/// Maps a driver error to [`StoreError::Database`] with a readable detail:
-/// the server's message, its code, and (Postgres) its detail and hint.
+/// Maps a driver error to a [`StoreError`] with a readable detail — the
+/// server's message, its code, and (Postgres) its detail and hint — keeping
+/// the driver error as its source: [`StoreError::Unavailable`] when a retry
+/// can help ([`is_retryable`]), [`StoreError::Database`] when it can't.
 pub fn db_error(operation: impl Into<String>, error: sqlx::Error) -> StoreError {
     let detail = match &error {
         sqlx::Error::Database(db) => {
@@ -542,10 +548,49 @@ pub fn db_error(operation: impl Into<String>, error: sqlx::Error) -> StoreError 
         }
         other => other.to_string(),
     };
-    StoreError::Database {
-        operation: operation.into(),
-        detail,
+    let retryable = is_retryable(&error);
+    let source: Option<conductor_engine::store::BoxError> = Some(std::sync::Arc::new(error));
+    let operation = operation.into();
+    if retryable {
+        StoreError::Unavailable {
+            operation,
+            detail,
+            source,
+        }
+    } else {
+        StoreError::Database {
+            operation,
+            detail,
+            source,
+        }
     }
+}
+
+/// Whether a driver error is one a retry of the same transaction can get
+/// past. Postgres SQLSTATE classes: 08 connection exception, 40 transaction
+/// rollback (serialization failure, deadlock), 53 insufficient resources,
+/// 57P0x operator intervention (shutdown, restart), 58 system error; SQLite:
+/// SQLITE_BUSY / SQLITE_LOCKED and their extended codes. A missing table
+/// (42P01), a constraint (23xxx) or a bad value (22xxx) is permanent.
+pub fn is_retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_retryable_code(&code)),
+        _ => false,
+    }
+}
+
+fn is_retryable_code(code: &str) -> bool {
+    if let Ok(n) = code.parse::<u32>() {
+        // SQLite result codes: the primary code is the low byte.
+        return matches!(n & 0xff, 5 | 6);
+    }
+    ["08", "40", "53", "58"].iter().any(|c| code.starts_with(c)) || code.starts_with("57P0")
 }
 
 /// Whether a driver error says the table does not exist (so that reads of a

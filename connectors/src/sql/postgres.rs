@@ -149,6 +149,7 @@ impl PostgresStore {
                 detail:
                     "this store was connected without a schema; refusing to drop the default one"
                         .into(),
+                source: None,
             });
         };
         sqlx::query(AssertSqlSafe(format!(
@@ -183,6 +184,7 @@ impl PostgresStore {
                 return Err(StoreError::Database {
                     operation,
                     detail: format!("row {:?} is for table `{}`", row.key, row.table),
+                    source: None,
                 });
             }
             validate_upsert(table, row)?;
@@ -282,6 +284,7 @@ where
     args.add(value).map_err(|e| StoreError::Database {
         operation: operation.to_string(),
         detail: format!("cannot encode a value: {e}"),
+        source: None,
     })
 }
 
@@ -640,6 +643,7 @@ impl ProjectionStore for PostgresStore {
                     "key {bad:?} has {} part(s); the table's key has {n}",
                     bad.len()
                 ),
+                source: None,
             });
         }
         let q = QuotedTable::new(table)?;
@@ -778,11 +782,12 @@ impl ProjectionStore for PostgresStore {
         {
             return rollback(tx, db_error("commit (outbox seq)", e)).await;
         }
-        tx.commit().await.map_err(|e| StoreError::Database {
+        tx.commit().await.map_err(|e| StoreError::Unavailable {
             operation: "commit (COMMIT)".into(),
             detail: format!(
                 "{e}; the batch may or may not be stored: resume from the stored offsets"
             ),
+            source: None,
         })
     }
 
@@ -808,6 +813,7 @@ impl ProjectionStore for PostgresStore {
             .map_err(|detail| StoreError::Database {
                 operation: "read outbox".into(),
                 detail,
+                source: None,
             })
     }
 

@@ -236,6 +236,7 @@ where
     args.add(value).map_err(|e| StoreError::Database {
         operation: operation.to_string(),
         detail: format!("cannot encode a value: {e}"),
+        source: None,
     })
 }
 
@@ -491,6 +492,7 @@ impl ProjectionStore for SqliteStore {
                     bad.len(),
                     table.key.len()
                 ),
+                source: None,
             });
         }
         let q = QuotedTable::new(table)?;
@@ -513,6 +515,7 @@ impl ProjectionStore for SqliteStore {
         let keys_json = serde_json::to_string(keys).map_err(|e| StoreError::Database {
             operation: "current versions".into(),
             detail: e.to_string(),
+            source: None,
         })?;
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(keys_json)
@@ -616,11 +619,12 @@ impl ProjectionStore for SqliteStore {
         {
             return rollback(tx, db_error("commit (outbox seq)", e)).await;
         }
-        tx.commit().await.map_err(|e| StoreError::Database {
+        tx.commit().await.map_err(|e| StoreError::Unavailable {
             operation: "commit (COMMIT)".into(),
             detail: format!(
                 "{e}; the batch may or may not be stored: resume from the stored offsets"
             ),
+            source: None,
         })
     }
 
@@ -646,6 +650,7 @@ impl ProjectionStore for SqliteStore {
             .map_err(|detail| StoreError::Database {
                 operation: "read outbox".into(),
                 detail,
+                source: None,
             })
     }
 
@@ -811,6 +816,7 @@ pub(crate) async fn dump_rows(
         .map_err(|detail| StoreError::Database {
             operation: format!("dump `{}`", table.name),
             detail,
+            source: None,
         })
 }
 

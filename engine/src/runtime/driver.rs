@@ -13,9 +13,8 @@
 use super::config::TopologyConfig;
 use super::relay::Relay;
 use super::worker::{RuntimeError, Worker, ensure_topic};
-use crate::envelope::{Encoding, event_key, event_record};
 use crate::log::memory::MemoryLog;
-use crate::log::{Log, Record, StoredRecord, partition_for_key};
+use crate::log::{Log, Record, StoredRecord};
 use crate::processor::Processor;
 use crate::projection::TableSpec;
 use crate::store::ProjectionStore;
@@ -64,20 +63,7 @@ impl TopologyTestDriver {
     /// Appends a JSON event (validated; panics on an invalid one — use
     /// [`Self::pipe_raw`] to feed bad bytes) keyed and partitioned as `produce` does.
     pub async fn pipe_json(&self, topic: &str, json: &str) {
-        let event = conductor_schemas::codec::decode_json(json.as_bytes(), None)
-            .expect("pipe_json needs a valid event");
-        let n = self
-            .log
-            .describe_topic(topic)
-            .await
-            .expect("source topic")
-            .partitions
-            .len() as i32;
-        let p = partition_for_key(event_key(&event).as_bytes(), n);
-        self.log
-            .append(topic, p, vec![event_record(&event, Encoding::Json)])
-            .await
-            .expect("append");
+        crate::testing::pipe_json(&self.log, topic, json).await
     }
 
     /// Appends raw bytes (e.g. garbage, to exercise the DLQ) to partition 0.

@@ -48,13 +48,40 @@ pub struct Folded {
     pub dead: usize,
 }
 
-/// Why a batch could not be folded.
+/// Why a batch could not be folded: an internal error under
+/// `on_processor_error = "halt"`, or an external one (a dependency is down),
+/// which the worker retries. [`ProcessorError::kind`] tells which.
 #[derive(Debug, thiserror::Error)]
 #[error("processor `{processor}` failed on {}[{}]@{}: {error}", at.topic, at.partition, at.offset)]
 pub struct HaltError {
     pub processor: String,
     pub at: SourcePosition,
     pub error: ProcessorError,
+}
+
+impl HaltError {
+    /// Whether the batch may succeed later unchanged (a dependency came back).
+    pub fn is_external(&self) -> bool {
+        self.error.kind == ProcessorErrorKind::External
+    }
+}
+
+/// The one spelling of error kinds in DLQ headers and metric labels:
+/// the kind's name in snake_case (`InvalidJson` → `invalid_json`).
+pub fn dlq_kind(kind: &impl std::fmt::Debug) -> String {
+    let name = format!("{kind:?}");
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Batches at least this big are decoded on several threads.
@@ -113,7 +140,7 @@ pub fn fold(
             Err(e) => {
                 dead += 1;
                 vec![Output::Dead {
-                    kind: format!("{:?}", e.kind()).to_lowercase(),
+                    kind: dlq_kind(&e.kind()),
                     reason: e.to_string(),
                 }]
             }
@@ -138,8 +165,9 @@ pub fn fold(
                         .collect()
                 }
                 Err(error)
-                    if error.kind == ProcessorErrorKind::Internal
-                        && config.errors.on_processor_error == OnError::Halt =>
+                    if error.kind == ProcessorErrorKind::External
+                        || (error.kind == ProcessorErrorKind::Internal
+                            && config.errors.on_processor_error == OnError::Halt) =>
                 {
                     return Err(HaltError {
                         processor: processor.name().to_string(),
@@ -153,12 +181,8 @@ pub fn fold(
                 }
                 Err(error) => {
                     dead += 1;
-                    let kind = match error.kind {
-                        ProcessorErrorKind::InvalidInput => "invalid_input",
-                        ProcessorErrorKind::Internal => "processor_error",
-                    };
                     vec![Output::Dead {
-                        kind: kind.into(),
+                        kind: error.kind.dlq_kind(),
                         reason: error.message,
                     }]
                 }
@@ -288,5 +312,21 @@ impl Folded {
             epoch: None,
         };
         (commit, changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dlq_kind;
+    use crate::processor::ProcessorErrorKind;
+
+    #[test]
+    fn spells_error_kinds_in_snake_case() {
+        assert_eq!(dlq_kind(&ProcessorErrorKind::InvalidInput), "invalid_input");
+        assert_eq!(dlq_kind(&ProcessorErrorKind::Internal), "internal");
+        assert_eq!(
+            dlq_kind(&conductor_schemas::ErrorKind::InvalidJson),
+            "invalid_json"
+        );
     }
 }

@@ -31,6 +31,9 @@ pub struct TopologyStatus {
     pub processor: String,
     pub state: TopologyState,
     pub error: Option<String>,
+    /// While a failed batch is being retried: what the topology waits on
+    /// (`the projection store`, `embedder http://…`).
+    pub waiting_on: Option<String>,
     pub events_processed: u64,
     pub dlq_events: u64,
     pub changes: u64,
@@ -51,6 +54,7 @@ impl StatusHandle {
             processor: processor.into(),
             state: TopologyState::Starting,
             error: None,
+            waiting_on: None,
             events_processed: 0,
             dlq_events: 0,
             changes: 0,

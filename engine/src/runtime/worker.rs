@@ -29,6 +29,79 @@ pub enum RuntimeError {
     MissingSource { topology: String, topic: String },
 }
 
+/// What the worker does about a batch that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Nothing was committed and the same batch may succeed later: retry it
+    /// with backoff (a dependency or the store is down).
+    Retry,
+    /// The topology was paused or swapped meanwhile: reload and fold again.
+    Refold,
+    /// Retrying gives the same answer: stop and tell a human.
+    Halt,
+}
+
+impl RuntimeError {
+    /// Retry, refold or halt — decided on the error's kind, never its text.
+    pub fn disposition(&self) -> Disposition {
+        use crate::log::LogErrorKind;
+        use crate::store::StoreErrorKind;
+        match self {
+            RuntimeError::Halted(h) if h.is_external() => Disposition::Retry,
+            RuntimeError::Halted(_) | RuntimeError::MissingSource { .. } => Disposition::Halt,
+            RuntimeError::Store(e) => match e.kind() {
+                StoreErrorKind::Retryable => Disposition::Retry,
+                StoreErrorKind::Fenced => Disposition::Refold,
+                StoreErrorKind::Permanent => Disposition::Halt,
+            },
+            RuntimeError::Log(e) => match e.kind() {
+                LogErrorKind::Transient | LogErrorKind::Fenced => Disposition::Retry,
+                LogErrorKind::User | LogErrorKind::Corruption => Disposition::Halt,
+            },
+        }
+    }
+
+    /// The `kind` label of `conductor_batch_errors_total`.
+    pub fn kind_label(&self) -> &'static str {
+        use crate::log::LogErrorKind;
+        use crate::store::StoreErrorKind;
+        match self {
+            RuntimeError::Halted(h) if h.is_external() => "external",
+            RuntimeError::Halted(_) => "processor_internal",
+            RuntimeError::MissingSource { .. } => "missing_source",
+            RuntimeError::Store(e) => match e.kind() {
+                StoreErrorKind::Retryable => "store_retryable",
+                StoreErrorKind::Fenced => "store_fenced",
+                StoreErrorKind::Permanent => "store_permanent",
+            },
+            RuntimeError::Log(e) => match e.kind() {
+                LogErrorKind::Transient => "log_transient",
+                LogErrorKind::Fenced => "log_fenced",
+                LogErrorKind::User => "log_user",
+                LogErrorKind::Corruption => "log_corruption",
+            },
+        }
+    }
+
+    /// What the topology waits on while it retries (`topology status`).
+    fn waiting_on(&self) -> String {
+        match self {
+            RuntimeError::Halted(h) => h
+                .error
+                .dependency
+                .clone()
+                .unwrap_or_else(|| format!("processor `{}`", h.processor)),
+            RuntimeError::Store(_) => "the projection store".into(),
+            _ => "the log".into(),
+        }
+    }
+}
+
+/// Backoff between retries of a failed batch: doubles from the first delay
+/// up to the cap, and starts over after a batch succeeds.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_CAP: Duration = Duration::from_secs(30);
+
 /// A batch whose commit runs in the background.
 struct InFlight {
     task: tokio::task::JoinHandle<Result<(), StoreError>>,
@@ -443,9 +516,10 @@ impl Worker {
         };
         let result = match f.task.await {
             Ok(r) => r,
-            Err(join) => Err(StoreError::Database {
+            Err(join) => Err(StoreError::Unavailable {
                 operation: "commit".into(),
                 detail: format!("commit task failed: {join}"),
+                source: None,
             }),
         };
         if let Err(e) = result {
@@ -546,6 +620,7 @@ impl Worker {
         let idle = Duration::from_millis(self.config.batch.linger_ms.clamp(5, 200));
         let mut last_control = Instant::now() - Duration::from_secs(1);
         let mut last_lag = Instant::now() - Duration::from_secs(1);
+        let mut retry_delay: Option<Duration> = None;
         self.show_control_state();
         loop {
             if *shutdown.borrow() {
@@ -575,30 +650,62 @@ impl Worker {
                 StepOutcome::default()
             } else {
                 match self.step().await {
-                    Ok(o) => o,
-                    Err(e @ RuntimeError::Halted(_)) => {
-                        // Batches before the failing one are good: keep them.
-                        let _ = self.flush().await;
-                        tracing::error!(topology = %self.config.name, error = %e, "topology halted");
-                        self.status.update(|s| {
-                            s.state = TopologyState::Failed;
-                            s.error = Some(e.to_string());
-                        });
-                        return Err(e);
-                    }
-                    Err(RuntimeError::Store(e @ StoreError::Fenced { .. })) => {
-                        // Paused or swapped while the batch was folded; the
-                        // worker has reloaded and folds it again if resumed.
-                        tracing::info!(topology = %self.config.name, reason = %e, "batch fenced off");
-                        self.show_control_state();
-                        continue;
+                    Ok(o) => {
+                        if retry_delay.is_some() {
+                            retry_delay = None;
+                            tracing::info!(topology = %self.config.name, "batch succeeded after retries");
+                            self.status.update(|s| {
+                                s.error = None;
+                                s.waiting_on = None;
+                            });
+                        }
+                        o
                     }
                     Err(e) => {
-                        // Store or log trouble: nothing was committed; retry the batch.
-                        tracing::warn!(topology = %self.config.name, error = %e, "batch failed; retrying");
-                        self.status.update(|s| s.error = Some(e.to_string()));
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
+                        let labels = [
+                            ("topology", self.config.name.clone()),
+                            ("kind", e.kind_label().to_string()),
+                        ];
+                        metrics::counter!(m::BATCH_ERRORS_TOTAL, &labels).increment(1);
+                        match e.disposition() {
+                            Disposition::Halt => {
+                                // Batches before the failing one are good: keep them.
+                                let _ = self.flush().await;
+                                tracing::error!(topology = %self.config.name, error = %e, kind = e.kind_label(), "topology halted");
+                                self.status.update(|s| {
+                                    s.state = TopologyState::Failed;
+                                    s.error = Some(e.to_string());
+                                    s.waiting_on = None;
+                                });
+                                return Err(e);
+                            }
+                            Disposition::Refold => {
+                                // Paused or swapped while the batch was folded; the
+                                // worker has reloaded and folds it again if resumed.
+                                tracing::info!(topology = %self.config.name, reason = %e, "batch fenced off");
+                                self.show_control_state();
+                                continue;
+                            }
+                            Disposition::Retry => {
+                                // Nothing of this batch was committed (a fold
+                                // error comes before any position moves; a
+                                // failed commit reloaded them): retry it.
+                                let delay = retry_delay
+                                    .map_or(RETRY_FIRST, |d: Duration| (d * 2).min(RETRY_CAP));
+                                retry_delay = Some(delay);
+                                let waiting_on = e.waiting_on();
+                                tracing::warn!(topology = %self.config.name, error = %e, kind = e.kind_label(), waiting_on = %waiting_on, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
+                                self.status.update(|s| {
+                                    s.error = Some(e.to_string());
+                                    s.waiting_on = Some(waiting_on);
+                                });
+                                tokio::select! {
+                                    _ = tokio::time::sleep(delay) => {}
+                                    _ = shutdown.changed() => {}
+                                }
+                                continue;
+                            }
+                        }
                     }
                 }
             };

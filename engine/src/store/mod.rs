@@ -76,8 +76,26 @@ pub enum StoreError {
         target: String,
         detail: String,
     },
+    /// The store refused a statement or its data: retrying the same batch
+    /// gives the same answer (a missing table, a constraint, a bad value).
     #[error("database error during {operation}: {detail}")]
-    Database { operation: String, detail: String },
+    Database {
+        operation: String,
+        detail: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The store could not be reached or gave up on the transaction (a
+    /// dropped connection, a pool timeout, a serialization failure, a COMMIT
+    /// whose outcome is unknown): nothing is assumed stored and the same batch
+    /// may succeed on retry.
+    #[error("store unavailable during {operation}: {detail}")]
+    Unavailable {
+        operation: String,
+        detail: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("unknown table `{0}`: it is not declared by any processor of this store")]
     UnknownTable(String),
     #[error(
@@ -92,6 +110,53 @@ pub enum StoreError {
         expected: i64,
         got: i64,
     },
+}
+
+/// The driver error a [`StoreError`] came from, kept for `source()`.
+pub type BoxError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// Whether retrying can help, which is what the worker decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreErrorKind {
+    /// Retry the batch with backoff (connection trouble, unknown outcome).
+    Retryable,
+    /// Retrying gives the same answer: halt and tell a human.
+    Permanent,
+    /// Paused or swapped meanwhile: fold the batch again under the new control.
+    Fenced,
+}
+
+impl StoreError {
+    /// A refusal that a retry won't change (see [`StoreError::Database`]).
+    pub fn permanent(operation: impl Into<String>, detail: impl Into<String>) -> Self {
+        StoreError::Database {
+            operation: operation.into(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// Trouble a retry may get past (see [`StoreError::Unavailable`]).
+    pub fn unavailable(operation: impl Into<String>, detail: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            operation: operation.into(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// Retry, halt or refold: the worker keys off this, never off the text.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Connect { .. }
+            | StoreError::Unavailable { .. }
+            // A race with another writer of the outbox; reloading the seq fixes it.
+            | StoreError::OutboxSequence { .. } => StoreErrorKind::Retryable,
+            StoreError::Database { .. } | StoreError::UnknownTable(_) => StoreErrorKind::Permanent,
+            StoreError::Fenced { .. } => StoreErrorKind::Fenced,
+        }
+    }
 }
 
 /// Where projections, outbox and offsets live.
