@@ -3,9 +3,7 @@
 use crate::error::CliError;
 use conductor_engine::log::Log;
 use conductor_engine::runtime::relay::{Relay, RelayError};
-use conductor_engine::runtime::{
-    RuntimeError, StatusHandle, TopologyConfig, Worker, parse_topology,
-};
+use conductor_engine::runtime::{RuntimeError, StatusHandle, TopologyConfig, Worker};
 use conductor_engine::store::ProjectionStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +19,7 @@ pub fn topologies_dir(flag: Option<PathBuf>, file: Option<PathBuf>) -> PathBuf {
 pub fn load_file(path: &Path) -> Result<TopologyConfig, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::plain(format!("cannot read {}: {e}", path.display())))?;
-    parse_topology(&text, &conductor_processors::names()).map_err(|problems| {
+    conductor_processors::parse_topology(&text).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
         CliError {
             message: format!("{} is not a valid topology ({} problem{}):\n{}", path.display(), problems.len(), if problems.len() == 1 { "" } else { "s" }, list.join("\n")),
@@ -100,11 +98,7 @@ pub async fn start(
         relays: Vec::new(),
     };
     for config in configs {
-        let factory = conductor_processors::factory(&config.processor)
-            .ok_or_else(|| CliError::plain(format!("unknown processor `{}`", config.processor)))?;
-        let processor = factory(&config.processor_config).map_err(|e| {
-            CliError::plain(format!("topology {}: processor_config: {e}", config.name))
-        })?;
+        let processor = build_processor(&config)?;
         let name = config.name.clone();
         let worker = Worker::start(config, processor, log.clone(), store.clone()).await?;
         let relay = Relay::start(&name, log.clone(), store.clone())
@@ -130,6 +124,48 @@ pub async fn start(
         tracing::info!(topology = %name, "topology started");
     }
     Ok(running)
+}
+
+/// The registry entry a topology names.
+pub fn registered(
+    config: &TopologyConfig,
+) -> Result<&'static conductor_engine::processor::RegisteredProcessor, CliError> {
+    conductor_processors::find(&config.processor).ok_or_else(|| {
+        CliError::new(
+            format!(
+                "topology {}: unknown processor `{}`",
+                config.name, config.processor
+            ),
+            format!(
+                "registered processors: {}",
+                conductor_processors::names().join(", ")
+            ),
+        )
+    })
+}
+
+/// Builds a topology's processor from its `[processor_config]`.
+pub fn build_processor(
+    config: &TopologyConfig,
+) -> Result<Box<dyn conductor_engine::processor::Processor>, CliError> {
+    registered(config)?
+        .build(&config.processor_config)
+        .map_err(|problems| config_problems(config, &problems))
+}
+
+fn config_problems(
+    config: &TopologyConfig,
+    problems: &[conductor_engine::runtime::config::ConfigProblem],
+) -> CliError {
+    let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+    CliError::new(
+        format!(
+            "topology {}: bad [processor_config]:\n{}",
+            config.name,
+            list.join("\n")
+        ),
+        "`conductor topology validate FILE` lists every problem",
+    )
 }
 
 fn relay_error(e: RelayError) -> CliError {

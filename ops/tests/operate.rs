@@ -88,6 +88,33 @@ fn validates_topology_files_reporting_every_problem() {
 }
 
 #[test]
+fn validate_rejects_a_bad_processor_config_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad_config.toml");
+    // A bad batch key and a processor_config key that `entities` doesn't take:
+    // both are reported in one run.
+    std::fs::write(
+        &bad,
+        "name = \"entities_b\"\nprocessor = \"entities\"\n[sources]\ntopics = [\"ig.ingest.entities\"]\n[batch]\nlinger_mss = 5\n[processor_config]\ntable = \"entities_v2\"\n",
+    )
+    .unwrap();
+    let out = conductor(dir.path())
+        .args(["topology", "validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "batch.linger_mss",
+        "processor_config.table: unknown field `table`",
+        "the entities processor takes no configuration",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}
+
+#[test]
 fn operates_a_running_topology_over_http_and_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     run_ok(conductor(dir.path()).current_dir(repo()).args([

@@ -7,7 +7,7 @@
 //! attributes cleared), which also stops a late older upsert from
 //! resurrecting the entity.
 
-use conductor_engine::processor::{Effect, Processor, ProcessorError};
+use conductor_engine::processor::{Effect, Processor, ProcessorError, ProcessorSpec};
 use conductor_engine::projection::{ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec};
 use conductor_schemas::{Attributes, Event, EventData};
 
@@ -62,13 +62,27 @@ pub fn relationships_table() -> TableSpec {
 #[derive(Debug, Default)]
 pub struct EntitiesProcessor;
 
-pub fn build(config: &toml::Table) -> Result<Box<dyn Processor>, String> {
-    if let Some(key) = config.keys().next() {
-        return Err(format!(
-            "the entities processor takes no configuration, but `{key}` is set"
-        ));
+/// The `entities` spec: no configuration (an empty `[processor_config]`).
+pub struct EntitiesSpec;
+
+/// `[processor_config]` of `entities`: it takes no key.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EntitiesConfig {}
+
+impl ProcessorSpec for EntitiesSpec {
+    type Config = EntitiesConfig;
+    const NAME: &'static str = "entities";
+    const DESCRIPTION: &'static str =
+        "EntityUpserted / EntityDeleted / RelationshipUpserted → entities and relationships tables";
+
+    fn tables(_: &EntitiesConfig) -> Vec<TableSpec> {
+        vec![entities_table(), relationships_table()]
     }
-    Ok(Box::new(EntitiesProcessor))
+
+    fn build(_: EntitiesConfig) -> Box<dyn Processor> {
+        Box::new(EntitiesProcessor)
+    }
 }
 
 fn attributes_json(a: &Attributes) -> SqlValue {
@@ -230,6 +244,8 @@ mod tests {
     fn refuses_configuration_it_does_not_know() {
         let mut t = toml::Table::new();
         t.insert("colour".into(), toml::Value::String("blue".into()));
-        assert!(build(&t).err().expect("refused").contains("colour"));
+        let problems = crate::find("entities").unwrap().validate(&t);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "processor_config.colour");
     }
 }

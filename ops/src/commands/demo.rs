@@ -11,7 +11,6 @@ use crate::settings::Settings;
 use crate::topologies;
 use conductor_engine::envelope::{Encoding, event_key, event_record};
 use conductor_engine::log::{Log, Record, partition_for_key};
-use conductor_engine::runtime::parse_topology;
 use conductor_engine::runtime::worker::ensure_topic;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -44,7 +43,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
             topologies::load_dir(std::path::Path::new("topologies"))?
         }
         None => vec![
-            parse_topology(BUILTIN_ENTITIES, &conductor_processors::names())
+            conductor_processors::parse_topology(BUILTIN_ENTITIES)
                 .map_err(|p| CliError::plain(format!("built-in topology: {p:?}")))?,
         ],
     };

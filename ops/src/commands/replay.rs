@@ -87,10 +87,7 @@ async fn home(settings: &Settings) -> Result<GenerationHome, CliError> {
 }
 
 fn processor(config: &TopologyConfig) -> Result<Box<dyn Processor>, CliError> {
-    let factory = conductor_processors::factory(&config.processor)
-        .ok_or_else(|| CliError::plain(format!("unknown processor `{}`", config.processor)))?;
-    factory(&config.processor_config)
-        .map_err(|e| CliError::plain(format!("topology {}: processor_config: {e}", config.name)))
+    crate::topologies::build_processor(config)
 }
 
 fn parse_time(flag: &str, t: &str) -> Result<i64, CliError> {

@@ -30,10 +30,11 @@ pub async fn run(settings: &Settings, args: SqlArgs) -> Result<(), CliError> {
             None
         }
     };
+    // Tables from the processors' default configs; no processor is built.
     let projections = conductor_processors::REGISTRY
         .iter()
-        .filter_map(|(_, _, factory)| factory(&toml::Table::new()).ok())
-        .flat_map(|p| p.tables())
+        .filter_map(|r| r.tables(&toml::Table::new()).ok())
+        .flatten()
         .collect();
     let started = Instant::now();
     let ctx = SqlContext::new(log, store, projections)

@@ -21,6 +21,10 @@
 //!
 //! `crate::testing::check_processor_contract` checks 1 and 2 for any processor.
 
+pub mod spec;
+
+pub use spec::{ProcessorSpec, RegisteredProcessor};
+
 use crate::projection::RowUpsert;
 use conductor_schemas::Event;
 
