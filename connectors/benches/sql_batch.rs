@@ -77,6 +77,7 @@ async fn commit_all(
             outbox: vec![],
             offsets,
             epoch: None,
+            state: None,
         };
         let started = Instant::now();
         store.commit(commit).await.expect("commit");

@@ -96,12 +96,12 @@ async fn upserts_a_five_thousand_row_batch_with_unnest() {
 
         let started = Instant::now();
         store
-            .commit(StoreCommit { topology: "big".into(), upserts: rows("big_rows", 5_000, 1), outbox: outbox_records, offsets: vec![position(0, 5_000)], epoch: None })
+            .commit(StoreCommit { topology: "big".into(), upserts: rows("big_rows", 5_000, 1), outbox: outbox_records, offsets: vec![position(0, 5_000)], epoch: None, state: None })
             .await
             .unwrap();
         let insert = started.elapsed();
         let started = Instant::now();
-        store.commit(StoreCommit { topology: "big".into(), upserts: rows("big_rows", 5_000, 2), outbox: vec![], offsets: vec![position(0, 10_000)], epoch: None }).await.unwrap();
+        store.commit(StoreCommit { topology: "big".into(), upserts: rows("big_rows", 5_000, 2), outbox: vec![], offsets: vec![position(0, 10_000)], epoch: None, state: None }).await.unwrap();
         let update = started.elapsed();
         eprintln!("postgres: 5,000-row commit (+5,000 outbox records) {insert:?}; 5,000-row update commit {update:?}");
 
@@ -245,12 +245,12 @@ async fn a_statement_failing_mid_batch_leaves_nothing_applied() {
     with_store("a_statement_failing_mid_batch_leaves_nothing_applied", |store, _| async move {
         let (a, z) = (spec("aaa_rows"), spec("zzz_rows"));
         store.migrate(&[a.clone(), z.clone()]).await.unwrap();
-        store.commit(StoreCommit { topology: "mid".into(), upserts: rows("aaa_rows", 3, 1), outbox: vec![outbox(0)], offsets: vec![position(0, 1)], epoch: None }).await.unwrap();
+        store.commit(StoreCommit { topology: "mid".into(), upserts: rows("aaa_rows", 3, 1), outbox: vec![outbox(0)], offsets: vec![position(0, 1)], epoch: None, state: None }).await.unwrap();
         sqlx::query("DROP TABLE zzz_rows").execute(store.pool()).await.unwrap();
 
         let mut upserts = rows("aaa_rows", 3, 2);
         upserts.extend(rows("zzz_rows", 3, 1));
-        let err = store.commit(StoreCommit { topology: "mid".into(), upserts, outbox: vec![outbox(1)], offsets: vec![position(0, 2)], epoch: None }).await.unwrap_err();
+        let err = store.commit(StoreCommit { topology: "mid".into(), upserts, outbox: vec![outbox(1)], offsets: vec![position(0, 2)], epoch: None, state: None }).await.unwrap_err();
         assert!(matches!(&err, StoreError::Database { operation, .. } if operation.contains("zzz_rows")), "{err}");
         assert!(store.dump_table(&a).await.unwrap().iter().all(|r| r["version"] == 1), "first table's upserts rolled back");
         assert_eq!(store.load_offsets("mid").await.unwrap().get(&("ig.ingest.entities".to_string(), 0)), Some(&1));
@@ -378,6 +378,49 @@ async fn maps_real_server_errors_to_retryable_or_permanent() {
                 .unwrap_err();
             let mapped = db_error("select", e);
             assert_eq!(mapped.kind(), StoreErrorKind::Retryable, "{mapped}");
+        },
+    )
+    .await;
+}
+
+/// The state contract on Postgres: snapshots stored with their batch (BYTEA),
+/// and a restart at any batch boundary (from the snapshot, or warmed up)
+/// ends with the tables and the state of a straight run. Each run gets a
+/// schema of its own, dropped at the end.
+#[tokio::test]
+async fn stateful_restart_at_any_batch_boundary_equals_a_straight_run() {
+    use conductor_engine::testing::*;
+    use std::sync::{Arc, Mutex};
+    with_store(
+        "stateful_restart_at_any_batch_boundary_equals_a_straight_run",
+        |_, schema| async move {
+            let made: Arc<Mutex<Vec<PostgresStore>>> = Arc::default();
+            let runs = check_topology_restarts(
+                RestartCheck {
+                    config: counts_topology("counts", "ig.ingest.entities"),
+                    events: counting_events(40, 6),
+                    partitions: 2,
+                },
+                |v| Box::new(CountsPerKeyProcessor::with_format_version(v)),
+                |run| {
+                    let made = made.clone();
+                    let schema = format!("{schema}_r{run}");
+                    async move {
+                        let store = PostgresStore::connect(&database_url(), Some(&schema))
+                            .await
+                            .unwrap();
+                        made.lock().unwrap().push(store.clone());
+                        Arc::new(store)
+                    }
+                },
+            )
+            .await;
+            assert!(runs > 10, "{runs} runs");
+            let stores: Vec<PostgresStore> = made.lock().unwrap().drain(..).collect();
+            for store in stores {
+                store.drop_schema().await.unwrap();
+                store.close().await;
+            }
         },
     )
     .await;

@@ -63,6 +63,7 @@ async fn committed_batch_survives_drop_and_reopen() {
                 outbox: vec![outbox(0), outbox(1), outbox(2)],
                 offsets: vec![position(0, 42), position(1, 7)],
                 epoch: None,
+                state: None,
             })
             .await
             .unwrap();
@@ -109,6 +110,7 @@ async fn committed_batch_survives_abort_of_the_writing_process() {
                 outbox: vec![outbox(0)],
                 offsets: vec![position(0, 100)],
                 epoch: None,
+                state: None,
             })
             .await
             .unwrap();
@@ -239,6 +241,7 @@ async fn commits_a_five_thousand_row_batch_in_parameter_limited_chunks() {
             outbox: outbox_records,
             offsets: vec![position(0, 5_000)],
             epoch: None,
+            state: None,
         })
         .await
         .unwrap();
@@ -251,6 +254,7 @@ async fn commits_a_five_thousand_row_batch_in_parameter_limited_chunks() {
             outbox: vec![],
             offsets: vec![position(0, 10_000)],
             epoch: None,
+            state: None,
         })
         .await
         .unwrap();
@@ -295,6 +299,7 @@ async fn a_statement_failing_mid_batch_leaves_nothing_applied() {
             outbox: vec![outbox(0)],
             offsets: vec![position(0, 1)],
             epoch: None,
+            state: None,
         })
         .await
         .unwrap();
@@ -319,6 +324,7 @@ async fn a_statement_failing_mid_batch_leaves_nothing_applied() {
             outbox: vec![outbox(1)],
             offsets: vec![position(0, 2)],
             epoch: None,
+            state: None,
         })
         .await
         .unwrap_err();
@@ -404,6 +410,7 @@ async fn readers_see_whole_batches_while_a_writer_commits() {
                         outbox: vec![],
                         offsets: vec![position(0, version)],
                         epoch: None,
+                        state: None,
                     })
                     .await
                     .unwrap();
@@ -499,4 +506,29 @@ async fn a_running_topology_halts_when_its_table_is_dropped() {
     assert_eq!(status.state, TopologyState::Failed);
     let message = status.error.unwrap_or_default();
     assert!(message.contains("latest_versions"), "{message}");
+}
+
+/// The state contract on SQLite: snapshots stored with their batch, and a
+/// restart at any batch boundary (from the snapshot, or warmed up) ends with
+/// the tables and the state of a straight run.
+#[tokio::test]
+async fn stateful_restart_at_any_batch_boundary_equals_a_straight_run() {
+    use conductor_engine::testing::*;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let runs = check_topology_restarts(
+        RestartCheck {
+            config: counts_topology("counts", "ig.ingest.entities"),
+            events: counting_events(40, 6),
+            partitions: 2,
+        },
+        |v| Box::new(CountsPerKeyProcessor::with_format_version(v)),
+        |run| {
+            let path = root.join(format!("run{run}.db"));
+            async move { Arc::new(open(&path).await) }
+        },
+    )
+    .await;
+    assert!(runs > 10, "{runs} runs");
 }

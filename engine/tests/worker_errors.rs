@@ -13,8 +13,8 @@ use conductor_engine::runtime::worker::{Disposition, ensure_topic};
 use conductor_engine::runtime::{RuntimeError, StatusHandle, TopologyState, Worker};
 use conductor_engine::store::memory::MemoryStore;
 use conductor_engine::store::{
-    OutboxRecord, ProjectionStore, StoreCommit, StoreError, StoreErrorKind, StoreSnapshot,
-    TopologyControl,
+    OutboxRecord, ProjectionStore, StateSnapshot, StoreCommit, StoreError, StoreErrorKind,
+    StoreSnapshot, TopologyControl,
 };
 use conductor_engine::testing::{
     LatestVersionProcessor, entity_upserted_json, latest_version_topology, latest_versions_table,
@@ -57,6 +57,9 @@ impl ProjectionStore for FailingStore {
         keys: &[Vec<String>],
     ) -> Result<HashMap<Vec<String>, i64>, StoreError> {
         self.inner.current_versions(table, keys).await
+    }
+    async fn load_state(&self, t: &str, scope: &str) -> Result<Option<StateSnapshot>, StoreError> {
+        self.inner.load_state(t, scope).await
     }
     async fn next_outbox_seq(&self, t: &str) -> Result<i64, StoreError> {
         self.inner.next_outbox_seq(t).await
@@ -287,4 +290,56 @@ async fn retries_an_external_dependency_with_backoff_and_never_dead_letters() {
     );
     run.stop.send(true).unwrap();
     run.task.await.unwrap().unwrap();
+}
+
+/// A failed commit leaves a stateful processor's state ahead of the store
+/// (the batch was folded); the worker restores it before folding again, so
+/// the counts are not inflated by the retries.
+#[tokio::test]
+async fn a_failed_commit_restores_the_state_before_the_retry() {
+    use conductor_engine::testing::{
+        CountsPerKeyProcessor, counting_events, counts_topology, key_counts_table,
+    };
+    async fn run(store: Arc<dyn ProjectionStore>) {
+        let log = MemoryLog::new();
+        ensure_topic(&log, TOPIC, 2).await.unwrap();
+        for e in counting_events(30, 4) {
+            pipe_json(&log, TOPIC, &e).await;
+        }
+        let shared: Arc<dyn Log> = Arc::new(log);
+        let worker = Worker::start(
+            counts_topology("counts", TOPIC),
+            Box::new(CountsPerKeyProcessor::default()),
+            shared,
+            store.clone(),
+        )
+        .await
+        .unwrap();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(worker.run(rx));
+        let done = async || {
+            let offsets = store.load_offsets("counts").await.unwrap();
+            offsets.values().sum::<i64>() == 30
+        };
+        wait_until("every record is committed", done).await;
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+    let straight = Arc::new(MemoryStore::new());
+    run(straight.clone()).await;
+    let failing = Arc::new(FailingStore {
+        inner: MemoryStore::new(),
+        failures: AtomicUsize::new(3),
+        error: || StoreError::unavailable("commit", "connection reset by peer"),
+        commits_refused: AtomicUsize::new(0),
+    });
+    run(failing.clone()).await;
+    assert_eq!(failing.commits_refused.load(Ordering::SeqCst), 3);
+    let table = key_counts_table();
+    let rows = failing.dump_table(&table).await.unwrap();
+    assert_eq!(rows, straight.dump_table(&table).await.unwrap());
+    assert!(
+        rows.iter().any(|r| r["count"].as_i64() > Some(1)),
+        "{rows:?}"
+    );
 }

@@ -377,6 +377,12 @@ async fn pg_exchange(
         format!(r#"INSERT INTO {l}."conductor_offsets" SELECT * FROM {s}."conductor_offsets" WHERE "topology" = '{topo}'"#),
         format!(r#"DELETE FROM {s}."conductor_offsets" WHERE "topology" = '{topo}'"#),
         format!(r#"INSERT INTO {s}."conductor_offsets" SELECT * FROM {x}."offsets""#),
+        // A stateful processor's snapshot goes with its generation.
+        format!(r#"CREATE TABLE {x}."state" AS SELECT * FROM {l}."conductor_state" WHERE "topology" = '{topo}'"#),
+        format!(r#"DELETE FROM {l}."conductor_state" WHERE "topology" = '{topo}'"#),
+        format!(r#"INSERT INTO {l}."conductor_state" SELECT * FROM {s}."conductor_state" WHERE "topology" = '{topo}'"#),
+        format!(r#"DELETE FROM {s}."conductor_state" WHERE "topology" = '{topo}'"#),
+        format!(r#"INSERT INTO {s}."conductor_state" SELECT * FROM {x}."state""#),
         format!("DROP SCHEMA {x} CASCADE"),
     ]);
     if incoming == Generation::Shadow {
@@ -473,6 +479,19 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db("swap (offsets)"))?;
+            // A stateful processor's snapshot goes with its generation.
+            sqlx::query(r#"DELETE FROM main."conductor_state" WHERE "topology" = ?"#)
+                .bind(topology)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("swap (state)"))?;
+            sqlx::query(
+                r#"INSERT INTO main."conductor_state" SELECT * FROM "incoming"."conductor_state" WHERE "topology" = ?"#,
+            )
+            .bind(topology)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("swap (state)"))?;
             let (paused, epoch): (bool, i64) = sqlx::query_as(
                 r#"INSERT INTO main."conductor_topology_control" ("topology", "paused", "epoch") VALUES (?, ?, 1)
                    ON CONFLICT ("topology") DO UPDATE SET "paused" = excluded."paused", "epoch" = "conductor_topology_control"."epoch" + 1

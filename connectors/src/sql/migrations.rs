@@ -10,6 +10,9 @@
 //! - `conductor_topology_control`: lifecycle flags (paused) that survive
 //!   restarts and are shared across processes, and the control epoch that
 //!   fences commits folded before a pause or swap.
+//! - `conductor_state`: a stateful processor's snapshot per (topology,
+//!   scope), with its format version and the positions it describes,
+//!   replaced in the transaction of the batch it follows.
 //!
 //! Every statement is `IF NOT EXISTS`, so running them again is a no-op. They
 //! are plain statements rather than sqlx migrations: projection tables are
@@ -48,6 +51,14 @@ pub const SQLITE: &[&str] = &[
         "topology" TEXT NOT NULL PRIMARY KEY,
         "paused" INTEGER NOT NULL DEFAULT 0,
         "epoch" INTEGER NOT NULL DEFAULT 0
+    ) STRICT"#,
+    r#"CREATE TABLE IF NOT EXISTS "conductor_state" (
+        "topology" TEXT NOT NULL,
+        "scope" TEXT NOT NULL,
+        "format_version" INTEGER NOT NULL,
+        "state" BLOB NOT NULL,
+        "positions" TEXT NOT NULL,
+        PRIMARY KEY ("topology", "scope")
     ) STRICT"#,
 ];
 
@@ -91,6 +102,14 @@ pub const POSTGRES: &[&str] = &[
         "paused" BOOLEAN NOT NULL DEFAULT FALSE
     )"#,
     r#"ALTER TABLE "conductor_topology_control" ADD COLUMN IF NOT EXISTS "epoch" BIGINT NOT NULL DEFAULT 0"#,
+    r#"CREATE TABLE IF NOT EXISTS "conductor_state" (
+        "topology" TEXT NOT NULL,
+        "scope" TEXT NOT NULL,
+        "format_version" BIGINT NOT NULL,
+        "state" BYTEA NOT NULL,
+        "positions" TEXT NOT NULL,
+        PRIMARY KEY ("topology", "scope")
+    )"#,
 ];
 
 /// Key of the Postgres advisory lock held (per transaction) around DDL.

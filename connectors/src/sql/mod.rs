@@ -525,6 +525,37 @@ pub fn headers_from_json(text: &str) -> Result<Vec<Header>, String> {
         .collect()
 }
 
+/// A snapshot's positions as stored in `conductor_state.positions`: a JSON
+/// array of `[topic, partition, next_offset]`.
+pub fn state_positions_json(positions: &BTreeMap<(String, i32), i64>) -> String {
+    let list: Vec<(&str, i32, i64)> = positions
+        .iter()
+        .map(|((t, p), o)| (t.as_str(), *p, *o))
+        .collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+/// Reads a stored `conductor_state` row back.
+pub fn state_from_row(
+    scope: String,
+    format_version: i64,
+    bytes: Vec<u8>,
+    positions: &str,
+) -> Result<conductor_engine::store::StateSnapshot, StoreError> {
+    let list: Vec<(String, i32, i64)> = serde_json::from_str(positions).map_err(|e| {
+        StoreError::permanent(
+            "load state",
+            format!("unreadable positions of the state snapshot: {e}"),
+        )
+    })?;
+    Ok(conductor_engine::store::StateSnapshot {
+        scope,
+        format_version: u32::try_from(format_version).unwrap_or(u32::MAX),
+        bytes,
+        positions: list.into_iter().map(|(t, p, o)| ((t, p), o)).collect(),
+    })
+}
+
 /// Maps a driver error to a [`StoreError`] with a readable detail — the
 /// server's message, its code, and (Postgres) its detail and hint — keeping
 /// the driver error as its source: [`StoreError::Unavailable`] when a retry

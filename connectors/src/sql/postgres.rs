@@ -677,6 +677,25 @@ impl ProjectionStore for PostgresStore {
             .map_err(|e| db_error(operation, e))
     }
 
+    async fn load_state(
+        &self,
+        topology: &str,
+        scope: &str,
+    ) -> Result<Option<conductor_engine::store::StateSnapshot>, StoreError> {
+        let row: Option<(i64, Vec<u8>, String)> = sqlx::query_as(
+            r#"SELECT "format_version", "state", "positions" FROM "conductor_state" WHERE "topology" = $1 AND "scope" = $2"#,
+        )
+        .bind(topology)
+        .bind(scope)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_error("load state", e))?;
+        row.map(|(v, bytes, positions)| {
+            crate::sql::state_from_row(scope.to_string(), v, bytes, &positions)
+        })
+        .transpose()
+    }
+
     async fn next_outbox_seq(&self, topology: &str) -> Result<i64, StoreError> {
         let seq: Option<i64> = sqlx::query_scalar(
             r#"SELECT "next_seq" FROM "conductor_outbox_seq" WHERE "topology" = $1"#,
@@ -695,6 +714,7 @@ impl ProjectionStore for PostgresStore {
             outbox,
             offsets,
             epoch,
+            state,
         } = commit;
         // Validation and encoding happen before the transaction opens, so
         // row locks are held only for the statements themselves.
@@ -781,6 +801,21 @@ impl ProjectionStore for PostgresStore {
             .await
         {
             return rollback(tx, db_error("commit (outbox seq)", e)).await;
+        }
+        if let Some(state) = state
+            && let Err(e) = sqlx::query(
+                r#"INSERT INTO "conductor_state" ("topology", "scope", "format_version", "state", "positions") VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT ("topology", "scope") DO UPDATE SET "format_version" = excluded."format_version", "state" = excluded."state", "positions" = excluded."positions""#,
+            )
+            .bind(&topology)
+            .bind(&state.scope)
+            .bind(i64::from(state.format_version))
+            .bind(state.bytes)
+            .bind(crate::sql::state_positions_json(&state.positions))
+            .execute(&mut *tx)
+            .await
+        {
+            return rollback(tx, db_error("commit (state snapshot)", e)).await;
         }
         tx.commit().await.map_err(|e| StoreError::Unavailable {
             operation: "commit (COMMIT)".into(),

@@ -228,6 +228,7 @@ pub fn tricky_commits(table: &'static str) -> Vec<StoreCommit> {
             outbox: vec![],
             offsets: vec![position(0, 1)],
             epoch: None,
+            state: None,
         },
         StoreCommit {
             topology: "tricky".into(),
@@ -235,6 +236,7 @@ pub fn tricky_commits(table: &'static str) -> Vec<StoreCommit> {
             outbox: vec![],
             offsets: vec![position(0, 2)],
             epoch: None,
+            state: None,
         },
     ]
 }

@@ -103,6 +103,32 @@ impl ProcessorError {
     }
 }
 
+/// In-memory state of a stateful processor (a blocking index, counters),
+/// which the runtime snapshots with the batches and restores on start.
+///
+/// The state must be a function of the events folded so far and
+/// *partition-local*: what it holds for records of one input partition
+/// depends only on that partition's records (a processor that needs all of a
+/// tenant's records reads a source keyed by tenant). Then a restore plus a
+/// fold of the rest equals a straight fold, whatever the interleaving of
+/// partitions — `testing::check_processor_contract` checks it.
+pub trait ProcessorState: Send {
+    /// Version of the [`snapshot`](Self::snapshot) bytes; bump it when they
+    /// change. A snapshot of another version is not read: the runtime warms
+    /// up by replay instead.
+    fn format_version(&self) -> u32;
+
+    /// The state as bytes (deterministic: equal states, equal bytes).
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replaces the state with a snapshot of [`format_version`](Self::format_version).
+    /// An error (unreadable bytes) makes the runtime warm up instead.
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String>;
+
+    /// Empties the state, before a warm-up from the start of the log.
+    fn clear(&mut self);
+}
+
 /// A deterministic fold from events to effects.
 pub trait Processor: Send + Sync {
     /// The registered name (`entities`, `er_candidates`, …).
@@ -113,4 +139,10 @@ pub trait Processor: Send + Sync {
 
     /// Folds one event. The effects are applied only if the whole batch commits.
     fn process(&mut self, event: &Event) -> Result<Vec<Effect>, ProcessorError>;
+
+    /// The processor's in-memory state, if it keeps any; `None` (the
+    /// default) is a stateless processor, which the runtime never snapshots.
+    fn state(&mut self) -> Option<&mut dyn ProcessorState> {
+        None
+    }
 }

@@ -22,6 +22,9 @@ pub struct TopologyConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub errors: ErrorPolicy,
+    /// How often a stateful processor's state is snapshotted.
+    #[serde(default)]
+    pub state: StateConfig,
     /// Workers for this topology in one process.
     #[serde(default = "one")]
     pub parallelism: u32,
@@ -79,6 +82,36 @@ impl Default for ChangefeedConfig {
             enabled: true,
             topic: None,
             partitions: 3,
+        }
+    }
+}
+
+/// Snapshots of a stateful processor's state, written with a batch: at most
+/// one per `snapshot_every_batches` batches or `snapshot_every_ms`,
+/// whichever comes first (and one with the first batch and on drain). A
+/// restart restores the snapshot and folds only what came after it, so
+/// these bound the warm-up; each snapshot costs one write of the state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default = "default_snapshot_every_batches")]
+    pub snapshot_every_batches: u64,
+    #[serde(default = "default_snapshot_every_ms")]
+    pub snapshot_every_ms: u64,
+}
+
+fn default_snapshot_every_batches() -> u64 {
+    100
+}
+fn default_snapshot_every_ms() -> u64 {
+    60_000
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            snapshot_every_batches: default_snapshot_every_batches(),
+            snapshot_every_ms: default_snapshot_every_ms(),
         }
     }
 }
@@ -205,6 +238,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "changefeed",
             "batch",
             "errors",
+            "state",
             "parallelism",
             "processor_config",
         ],
@@ -213,6 +247,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("changefeed", &["enabled", "topic", "partitions"]),
     ("batch", &["max_events", "max_bytes", "linger_ms"]),
     ("errors", &["on_processor_error", "dlq_topic"]),
+    ("state", &["snapshot_every_batches", "snapshot_every_ms"]),
 ];
 
 fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {

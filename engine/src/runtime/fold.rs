@@ -310,6 +310,7 @@ impl Folded {
                 })
                 .collect(),
             epoch: None,
+            state: None,
         };
         (commit, changes)
     }

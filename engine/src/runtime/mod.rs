@@ -15,6 +15,7 @@ pub mod config;
 pub mod driver;
 pub mod fold;
 pub mod relay;
+pub mod state;
 pub mod status;
 pub mod worker;
 

@@ -172,6 +172,13 @@ pub struct Worker {
     /// a commit is in flight).
     read_positions: BTreeMap<(String, i32), i64>,
     inflight: Option<InFlight>,
+    /// When a stateful processor's next snapshot is due.
+    cadence: super::state::SnapshotCadence,
+    /// The processor's state may be ahead of the store (a batch failed after
+    /// its fold): restore it before the next fold.
+    restore_pending: bool,
+    /// How the last restore of the processor's state went.
+    pub restored: super::state::Restored,
     next_seq: i64,
     /// The control epoch batches are folded under (see `StoreCommit::epoch`).
     epoch: i64,
@@ -279,7 +286,8 @@ impl Worker {
         let next_seq = store.next_outbox_seq(&config.name).await?;
         let control = store.control(&config.name).await?;
         let status = StatusHandle::new(&config.name, processor.name());
-        Ok(Worker {
+        let cadence = super::state::SnapshotCadence::new(&config);
+        let mut worker = Worker {
             epoch: control.epoch,
             paused: control.paused,
             versions_complete: store_empty,
@@ -292,11 +300,35 @@ impl Worker {
             read_positions: positions.clone(),
             positions,
             inflight: None,
+            cadence,
+            restore_pending: false,
+            restored: Default::default(),
             next_seq,
             versions: HashMap::new(),
             status,
             committed: Arc::new(CommitSignal::new()),
-        })
+        };
+        worker.restore_state().await?;
+        Ok(worker)
+    }
+
+    /// Brings a stateful processor's state to the stored positions (the
+    /// snapshot, then a warm-up fold of what came after it).
+    async fn restore_state(&mut self) -> Result<(), RuntimeError> {
+        self.restored = super::state::restore(
+            self.processor.as_mut(),
+            &self.config,
+            self.log.as_ref(),
+            self.store.as_ref(),
+        )
+        .await?;
+        self.restore_pending = false;
+        Ok(())
+    }
+
+    /// Whether the processor keeps state the runtime must restore.
+    fn is_stateful(&mut self) -> bool {
+        self.processor.state().is_some()
     }
 
     /// Next offset after the last committed batch, per input partition.
@@ -381,6 +413,11 @@ impl Worker {
     /// previous one is done. Returns what it did; `records == 0` means there
     /// was nothing to read and nothing is left in flight.
     pub async fn step(&mut self) -> Result<StepOutcome, RuntimeError> {
+        if self.restore_pending {
+            // Settle what is in flight first: the state must match the store.
+            self.flush().await?;
+            self.restore_state().await?;
+        }
         let mut batch = Vec::new();
         let mut bytes = 0;
         self.gather(&mut batch, &mut bytes).await?;
@@ -476,6 +513,11 @@ impl Worker {
         );
         self.next_seq += commit.outbox.len() as i64;
         self.read_positions.extend(new_positions.iter().cloned());
+        let snapshot = self.cadence.due();
+        if snapshot {
+            commit.state = super::state::take(self.processor.as_mut(), &self.read_positions);
+        }
+        self.cadence.batch(snapshot);
         let handoff = self
             .committed
             .relay_attached()
@@ -578,7 +620,32 @@ impl Worker {
     async fn forget_and_reload(&mut self) -> Result<(), StoreError> {
         self.versions.clear();
         self.versions_complete = false;
+        self.restore_pending = self.is_stateful();
         self.reload_from_store().await
+    }
+
+    /// Stores a snapshot of the state at the committed positions if batches
+    /// were committed since the last one, so a restart folds nothing again.
+    /// Best effort: without it a restart warms up from the last snapshot.
+    async fn snapshot_on_drain(&mut self) {
+        if self.cadence.batches_since() == 0 || self.restore_pending {
+            return;
+        }
+        let Some(state) = super::state::take(self.processor.as_mut(), &self.positions) else {
+            return;
+        };
+        let commit = crate::store::StoreCommit {
+            topology: self.config.name.clone(),
+            epoch: Some(self.epoch),
+            state: Some(state),
+            ..Default::default()
+        };
+        match self.store.commit(commit).await {
+            Ok(()) => self.cadence.batch(true),
+            Err(error) => {
+                tracing::warn!(topology = %self.config.name, error = %error, "could not snapshot the state on drain")
+            }
+        }
     }
 
     fn show_control_state(&self) {
@@ -662,6 +729,8 @@ impl Worker {
                         o
                     }
                     Err(e) => {
+                        // The fold may have moved the state past the store.
+                        self.restore_pending = self.is_stateful();
                         let labels = [
                             ("topology", self.config.name.clone()),
                             ("kind", e.kind_label().to_string()),
@@ -717,6 +786,7 @@ impl Worker {
             }
         }
         self.flush().await?;
+        self.snapshot_on_drain().await;
         self.status.update(|s| s.state = TopologyState::Draining);
         Ok(())
     }

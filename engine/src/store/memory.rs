@@ -13,6 +13,8 @@ struct State {
     outbox: BTreeMap<String, BTreeMap<i64, OutboxRecord>>,
     next_seq: BTreeMap<String, i64>,
     control: BTreeMap<String, TopologyControl>,
+    /// (topology, scope) → snapshot.
+    state: BTreeMap<(String, String), StateSnapshot>,
 }
 
 /// A [`ProjectionStore`] in memory. Cloning shares it.
@@ -100,6 +102,18 @@ impl ProjectionStore for MemoryStore {
             .collect())
     }
 
+    async fn load_state(
+        &self,
+        topology: &str,
+        scope: &str,
+    ) -> Result<Option<StateSnapshot>, StoreError> {
+        Ok(self
+            .lock()
+            .state
+            .get(&(topology.to_string(), scope.to_string()))
+            .cloned())
+    }
+
     async fn next_outbox_seq(&self, topology: &str) -> Result<i64, StoreError> {
         Ok(self.lock().next_seq.get(topology).copied().unwrap_or(0))
     }
@@ -135,6 +149,10 @@ impl ProjectionStore for MemoryStore {
         let outbox = st.outbox.entry(commit.topology.clone()).or_default();
         for r in commit.outbox {
             outbox.insert(r.seq, r);
+        }
+        if let Some(state) = commit.state {
+            st.state
+                .insert((commit.topology.clone(), state.scope.clone()), state);
         }
         let offsets = st.offsets.entry(commit.topology).or_default();
         for p in commit.offsets {

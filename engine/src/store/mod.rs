@@ -4,7 +4,9 @@
 //! - the version-guarded row upserts of a batch,
 //! - the outbox records of the batch (change events, DLQ entries, emitted
 //!   events) with their sequence numbers, and the topology's next outbox seq,
-//! - the input positions consumed (`conductor_offsets`).
+//! - the input positions consumed (`conductor_offsets`),
+//! - now and then, a stateful processor's state snapshot (`conductor_state`),
+//!   which therefore always describes exactly the positions stored with it.
 //!
 //! so a crash either keeps all of a batch or none of it, and on start the
 //! runtime resumes from the stored positions. The outbox is then relayed to
@@ -54,7 +56,28 @@ pub struct StoreCommit {
     /// after `set_paused` returns, no batch folded before it can land.
     /// `None` skips the check (tools and tests writing directly).
     pub epoch: Option<i64>,
+    /// A stateful processor's state after this batch, replacing the stored
+    /// one (see [`StateSnapshot`]); `None` leaves the stored one as it is.
+    pub state: Option<StateSnapshot>,
 }
+
+/// A processor's in-memory state as of a batch boundary, stored in the same
+/// transaction as that batch (one row per topology and scope).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateSnapshot {
+    /// `*` while one worker owns every partition; `topic/partition` once
+    /// state moves with partitions (see the contract v2 design note).
+    pub scope: String,
+    /// The processor's format version of `bytes`; another version is not read.
+    pub format_version: u32,
+    pub bytes: Vec<u8>,
+    /// Every input position (topic, partition) → next offset the state has
+    /// folded, not only the partitions the batch touched.
+    pub positions: BTreeMap<(String, i32), i64>,
+}
+
+/// The scope of a snapshot covering every partition of a topology.
+pub const SCOPE_ALL: &str = "*";
 
 /// Lifecycle control of a topology, kept in the store so that it survives
 /// restarts and works across processes (`conductor topology pause` from one
@@ -188,6 +211,13 @@ pub trait ProjectionStore: Send + Sync + 'static {
         table: &TableSpec,
         keys: &[Vec<String>],
     ) -> Result<HashMap<Vec<String>, i64>, StoreError>;
+
+    /// The state snapshot of `topology` for `scope`, if one was stored.
+    async fn load_state(
+        &self,
+        topology: &str,
+        scope: &str,
+    ) -> Result<Option<StateSnapshot>, StoreError>;
 
     /// The seq the next outbox record of `topology` must get.
     async fn next_outbox_seq(&self, topology: &str) -> Result<i64, StoreError>;

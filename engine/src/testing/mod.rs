@@ -8,6 +8,14 @@ use crate::projection::{ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec};
 use crate::store::{OutboxRecord, ProjectionStore, StoreCommit, StoreError, TopologyControl};
 use conductor_schemas::Event;
 
+mod processors;
+mod restarts;
+
+pub use processors::{
+    CountsPerKeyProcessor, LatestVersionProcessor, key_counts_table, latest_versions_table,
+};
+pub use restarts::{RestartCheck, check_topology_restarts};
+
 /// A table with one column of every type, named `name`.
 pub fn contract_table(name: &'static str) -> TableSpec {
     TableSpec {
@@ -140,6 +148,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             outbox: vec![outbox(0, topology), outbox(1, topology)],
             offsets: pos(10),
             epoch: None,
+            state: None,
         })
         .await
         .expect("commit");
@@ -166,6 +175,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             outbox: vec![],
             offsets: pos(12),
             epoch: None,
+            state: None,
         })
         .await
         .unwrap();
@@ -176,6 +186,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             outbox: vec![],
             offsets: pos(13),
             epoch: None,
+            state: None,
         })
         .await
         .unwrap();
@@ -221,6 +232,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
             outbox: vec![outbox(7, topology)],
             offsets: pos(99),
             epoch: None,
+            state: None,
         })
         .await;
     assert!(
@@ -327,6 +339,88 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
         .await
         .expect("the new epoch commits");
 
+    // State snapshots: stored with their batch, kept until replaced, and a
+    // refused commit leaves the stored one as it was.
+    assert_eq!(
+        store
+            .load_state(topology, crate::store::SCOPE_ALL)
+            .await
+            .unwrap(),
+        None
+    );
+    let state = |bytes: &[u8], next: i64| crate::store::StateSnapshot {
+        scope: crate::store::SCOPE_ALL.into(),
+        format_version: 3,
+        bytes: bytes.to_vec(),
+        positions: [
+            (("ig.ingest.entities".to_string(), 0), next),
+            (("ig.ingest.other".to_string(), 1), 4),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let control = store.control(topology).await.unwrap();
+    let with_state = |bytes: &[u8], next: i64, epoch: i64| StoreCommit {
+        topology: topology.to_string(),
+        offsets: vec![InputPosition {
+            topic: "ig.ingest.entities".into(),
+            partition: 0,
+            next_offset: next,
+        }],
+        epoch: Some(epoch),
+        state: Some(state(bytes, next)),
+        ..Default::default()
+    };
+    store
+        .commit(with_state(b"\x00first\xff", 20, control.epoch))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .load_state(topology, crate::store::SCOPE_ALL)
+            .await
+            .unwrap(),
+        Some(state(b"\x00first\xff", 20)),
+        "state bytes and positions come back as stored"
+    );
+    assert_eq!(
+        store
+            .load_state(topology, "ig.ingest.entities/0")
+            .await
+            .unwrap(),
+        None,
+        "scopes are apart"
+    );
+    store
+        .commit(with_state(b"second", 21, control.epoch))
+        .await
+        .unwrap();
+    store
+        .commit(StoreCommit {
+            topology: topology.to_string(),
+            offsets: vec![InputPosition {
+                topic: "ig.ingest.entities".into(),
+                partition: 0,
+                next_offset: 22,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = store
+        .commit(with_state(b"fenced", 23, control.epoch - 1))
+        .await
+        .expect_err("an old epoch is fenced");
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    assert_eq!(
+        store
+            .load_state(topology, crate::store::SCOPE_ALL)
+            .await
+            .unwrap(),
+        Some(state(b"second", 21)),
+        "replaced by a newer snapshot, kept by a commit without one, untouched by a refused one"
+    );
+
     // A snapshot holds the offsets and the rows together.
     let snap = store
         .snapshot(topology, std::slice::from_ref(&spec))
@@ -337,11 +431,17 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
 }
 
 /// Checks a [`Processor`] against the contract: deterministic (two fresh
-/// instances give identical effects for the same events) and every upsert
-/// names a declared table with the right arity.
+/// instances give identical effects for the same events), every upsert
+/// names a declared table with the right arity, and — for a stateful
+/// processor — "snapshot at any event boundary + restore into a fresh
+/// processor + fold of the rest = straight fold" (same effects, same final
+/// snapshot) and "restart at any boundary (fresh processor warmed up on the
+/// events before it) = straight run". A stateless processor passes the last
+/// two trivially. Folds `events` O(n²) times: keep them to a few dozen.
 pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, events: &[Event]) {
     let (mut a, mut b) = (make(), make());
     let tables = a.tables();
+    let mut straight = Vec::new();
     for (i, e) in events.iter().enumerate() {
         let ea = a.process(e);
         let eb = b.process(e);
@@ -351,7 +451,7 @@ pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, event
             "processor {} is not deterministic at event {i}",
             a.name()
         );
-        for effect in ea.unwrap_or_default() {
+        for effect in ea.clone().unwrap_or_default() {
             if let Effect::Upsert(u) = effect {
                 let spec = tables
                     .iter()
@@ -368,63 +468,57 @@ pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, event
                 );
             }
         }
+        straight.push(ea);
     }
-}
-
-/// A minimal processor for runtime and store tests: every `EntityUpserted`
-/// becomes a row of [`latest_versions_table`] keyed by (tenant, subject),
-/// holding the entity type, guarded by the event's version. Other kinds are
-/// invalid input.
-pub struct LatestVersionProcessor;
-
-/// The table [`LatestVersionProcessor`] writes.
-pub fn latest_versions_table() -> TableSpec {
-    TableSpec {
-        name: "latest_versions",
-        key: vec![
-            ColumnSpec {
-                name: "tenant_id",
-                ty: ColumnType::Text,
-                nullable: false,
-            },
-            ColumnSpec {
-                name: "subject",
-                ty: ColumnType::Text,
-                nullable: false,
-            },
-        ],
-        columns: vec![ColumnSpec {
-            name: "entity_type",
-            ty: ColumnType::Text,
-            nullable: false,
-        }],
-        indexes: vec![],
-    }
-}
-
-impl Processor for LatestVersionProcessor {
-    fn name(&self) -> &str {
-        "latest_version"
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![latest_versions_table()]
-    }
-
-    fn process(&mut self, event: &Event) -> Result<Vec<Effect>, crate::processor::ProcessorError> {
-        let conductor_schemas::EventData::EntityUpserted(e) = &event.data else {
-            return Err(crate::processor::ProcessorError::invalid_input(format!(
-                "latest_version folds EntityUpserted only, not {}",
-                event.kind()
-            )));
-        };
-        Ok(vec![Effect::Upsert(RowUpsert {
-            table: "latest_versions",
-            key: vec![event.meta.tenant.clone(), event.meta.subject.clone()],
-            version: e.version,
-            values: vec![SqlValue::Text(e.entity_type.clone())],
-            deleted: false,
-        })])
+    let final_state = a.state().map(|s| s.snapshot());
+    let name = a.name().to_string();
+    for k in 0..=events.len() {
+        let mut first = make();
+        for e in &events[..k] {
+            let _ = first.process(e);
+        }
+        // Snapshot at k, restored into a fresh processor.
+        if let Some(state) = first.state() {
+            let bytes = state.snapshot();
+            let mut restored = make();
+            restored
+                .state()
+                .expect("a fresh instance of a stateful processor has state")
+                .restore(&bytes)
+                .unwrap_or_else(|e| {
+                    panic!("processor {name} can't read its own snapshot at event {k}: {e}")
+                });
+            let rest: Vec<_> = events[k..].iter().map(|e| restored.process(e)).collect();
+            assert_eq!(
+                rest,
+                straight[k..],
+                "processor {name}: snapshot at event {k} + restore + fold of the rest differs from a straight fold"
+            );
+            assert_eq!(
+                restored.state().map(|s| s.snapshot()),
+                final_state,
+                "processor {name}: state after a restore at event {k} differs"
+            );
+        }
+        // Restart at k: a fresh processor warmed up on what came before.
+        let mut warmed = make();
+        if let Some(state) = warmed.state() {
+            state.clear();
+        }
+        for e in &events[..k] {
+            let _ = warmed.process(e);
+        }
+        let rest: Vec<_> = events[k..].iter().map(|e| warmed.process(e)).collect();
+        assert_eq!(
+            rest,
+            straight[k..],
+            "processor {name}: a restart at event {k} differs from a straight run"
+        );
+        assert_eq!(
+            warmed.state().map(|s| s.snapshot()),
+            final_state,
+            "processor {name}: state after a restart at event {k} differs"
+        );
     }
 }
 
@@ -452,6 +546,24 @@ pub fn latest_version_topology(name: &str, topic: &str) -> crate::runtime::Topol
         "name = \"{name}\"\nprocessor = \"latest_version\"\n[sources]\ntopics = [\"{topic}\"]\n[batch]\nlinger_ms = 0\n"
     );
     crate::runtime::parse_topology(&text, &["latest_version"]).expect("test topology")
+}
+
+/// A topology of [`CountsPerKeyProcessor`] reading `topic` in small batches
+/// (4 events), snapshotting every 3 batches: restarts land both on and
+/// between snapshots.
+pub fn counts_topology(name: &str, topic: &str) -> crate::runtime::TopologyConfig {
+    let text = format!(
+        "name = \"{name}\"\nprocessor = \"counts_per_key\"\n[sources]\ntopics = [\"{topic}\"]\n[batch]\nmax_events = 4\nlinger_ms = 0\n[state]\nsnapshot_every_batches = 3\n"
+    );
+    crate::runtime::parse_topology(&text, &["counts_per_key"]).expect("test topology")
+}
+
+/// `n` `EntityUpserted` events over `keys` subjects of tenant `acme`, with
+/// versions rising per subject.
+pub fn counting_events(n: usize, keys: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| entity_upserted_json("acme", &format!("s{}", i % keys), (i / keys) as i64 + 1))
+        .collect()
 }
 
 /// An `EntityUpserted` event as JSON, for piping into a test log.
