@@ -82,7 +82,7 @@ async fn tables_live_in_the_given_schema_and_drop_with_it() {
             .fetch_all(store.pool())
             .await
             .unwrap();
-        assert_eq!(tables, ["conductor_offsets", "conductor_outbox", "conductor_outbox_seq", "conductor_topology_control", "schema_rows"]);
+        assert_eq!(tables, ["conductor_offsets", "conductor_outbox", "conductor_outbox_seq", "conductor_state", "conductor_topology_control", "schema_rows"]);
     })
     .await;
 }
@@ -390,11 +390,21 @@ async fn maps_real_server_errors_to_retryable_or_permanent() {
 #[tokio::test]
 async fn stateful_restart_at_any_batch_boundary_equals_a_straight_run() {
     use conductor_engine::testing::*;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     with_store(
         "stateful_restart_at_any_batch_boundary_equals_a_straight_run",
-        |_, schema| async move {
-            let made: Arc<Mutex<Vec<PostgresStore>>> = Arc::default();
+        |creator, schema| async move {
+            let drop_schema = |s: String| {
+                let pool = creator.pool().clone();
+                async move {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS \"{s}\" CASCADE"
+                    )))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                }
+            };
             let runs = check_topology_restarts(
                 RestartCheck {
                     config: counts_topology("counts", "ig.ingest.entities"),
@@ -403,24 +413,27 @@ async fn stateful_restart_at_any_batch_boundary_equals_a_straight_run() {
                 },
                 |v| Box::new(CountsPerKeyProcessor::with_format_version(v)),
                 |run| {
-                    let made = made.clone();
-                    let schema = format!("{schema}_r{run}");
+                    let schema = schema.clone();
+                    let drop_previous =
+                        (run > 0).then(|| drop_schema(format!("{schema}_r{}", run - 1)));
                     async move {
-                        let store = PostgresStore::connect(&database_url(), Some(&schema))
+                        if let Some(d) = drop_previous {
+                            d.await;
+                        }
+                        Arc::new(
+                            PostgresStore::connect(
+                                &database_url(),
+                                Some(&format!("{schema}_r{run}")),
+                            )
                             .await
-                            .unwrap();
-                        made.lock().unwrap().push(store.clone());
-                        Arc::new(store)
+                            .unwrap(),
+                        )
                     }
                 },
             )
             .await;
             assert!(runs > 10, "{runs} runs");
-            let stores: Vec<PostgresStore> = made.lock().unwrap().drain(..).collect();
-            for store in stores {
-                store.drop_schema().await.unwrap();
-                store.close().await;
-            }
+            drop_schema(format!("{schema}_r{}", runs - 1)).await;
         },
     )
     .await;

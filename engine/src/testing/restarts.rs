@@ -28,7 +28,8 @@ pub struct RestartCheck {
 
 /// See the module doc. `make_processor(format_version)` builds a fresh
 /// processor whose snapshots carry `format_version`; `make_store(run)` a
-/// fresh, empty store for each run. Returns the number of runs compared.
+/// fresh, empty store for each run (closed once compared; run `n` may drop
+/// what run `n - 1` left). Returns the number of runs compared.
 pub async fn check_topology_restarts<S, F>(
     check: RestartCheck,
     make_processor: impl Fn(u32) -> Box<dyn Processor>,
@@ -57,6 +58,8 @@ where
     )
     .await;
     let straight_tables = dump(straight_store.as_ref(), &tables).await;
+    // Each run's store is closed once compared: Postgres connections are few.
+    straight_store.close().await;
     assert!(
         batches > 1,
         "the check needs several batches; lower batch.max_events"
@@ -93,6 +96,7 @@ where
                 state, straight,
                 "state after a restart at batch {k} ({how}) differs from a straight run"
             );
+            store.close().await;
         }
     }
     runs
