@@ -2,17 +2,41 @@
 
 use crate::error::CliError;
 use conductor_engine::log::Log;
-use conductor_engine::runtime::relay::{Relay, RelayError};
-use conductor_engine::runtime::{RuntimeError, StatusHandle, TopologyConfig, Worker};
+use conductor_engine::runtime::{RunningTopology, StatusHandle, Topology, TopologyConfig};
 use conductor_engine::store::ProjectionStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-/// The topology directory: `--topologies`, config file, or `./topologies`.
-pub fn topologies_dir(flag: Option<PathBuf>, file: Option<PathBuf>) -> PathBuf {
-    flag.or(file).unwrap_or_else(|| PathBuf::from("topologies"))
+/// The shipped topology files, compiled into the binary: what `run`,
+/// `demo` and `topology status` use unless `--topologies DIR` (or
+/// `topologies` in the config file) names a directory.
+pub const BUILTIN: &[(&str, &str)] = &[(
+    "entities.toml",
+    include_str!("../../topologies/entities.toml"),
+)];
+
+/// Where [`load`] takes topologies from, for messages.
+pub fn source(flag: Option<&PathBuf>, file: Option<&PathBuf>) -> String {
+    match flag.or(file) {
+        Some(dir) => dir.display().to_string(),
+        None => "the built-in topologies (pass --topologies DIR for others)".into(),
+    }
+}
+
+/// The topologies to use: every `*.toml` of `--topologies DIR` (or the
+/// config file's `topologies`), else the built-in ones.
+pub fn load(flag: Option<PathBuf>, file: Option<PathBuf>) -> Result<Vec<TopologyConfig>, CliError> {
+    match flag.or(file) {
+        Some(dir) => load_dir(&dir),
+        None => BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                conductor_processors::parse_topology(text).map_err(|problems| {
+                    CliError::plain(format!("built-in topology {name}: {problems:?}"))
+                })
+            })
+            .collect(),
+    }
 }
 
 /// Parses one topology file, every problem listed.
@@ -76,52 +100,24 @@ pub fn load_dir(dir: &Path) -> Result<Vec<TopologyConfig>, CliError> {
 /// Topologies running in this process.
 pub struct Running {
     pub statuses: Vec<StatusHandle>,
-    worker_stop: watch::Sender<bool>,
-    relay_stop: watch::Sender<bool>,
-    workers: Vec<(String, JoinHandle<Result<(), RuntimeError>>)>,
-    relays: Vec<(String, JoinHandle<Result<(), RelayError>>)>,
+    topologies: Vec<RunningTopology>,
 }
 
-/// Starts a worker and a relay per topology.
+/// Starts a worker and a relay per topology ([`Topology::start`]).
 pub async fn start(
     configs: Vec<TopologyConfig>,
     log: Arc<dyn Log>,
     store: Arc<dyn ProjectionStore>,
 ) -> Result<Running, CliError> {
-    let (worker_stop, worker_rx) = watch::channel(false);
-    let (relay_stop, relay_rx) = watch::channel(false);
     let mut running = Running {
         statuses: Vec::new(),
-        worker_stop,
-        relay_stop,
-        workers: Vec::new(),
-        relays: Vec::new(),
+        topologies: Vec::new(),
     };
     for config in configs {
         let processor = build_processor(&config)?;
-        let name = config.name.clone();
-        let worker = Worker::start(config, processor, log.clone(), store.clone()).await?;
-        let relay = Relay::start(&name, log.clone(), store.clone())
-            .await
-            .map_err(relay_error)?;
-        running.statuses.push(worker.status.clone());
-        let committed = worker.committed.clone();
-        let rx = worker_rx.clone();
-        let span = tracing::info_span!("topology", name = %name);
-        running.workers.push((
-            name.clone(),
-            tokio::spawn(tracing::Instrument::instrument(worker.run(rx), span)),
-        ));
-        let rx = relay_rx.clone();
-        let span = tracing::info_span!("relay", name = %name);
-        running.relays.push((
-            name.clone(),
-            tokio::spawn(tracing::Instrument::instrument(
-                relay.run(committed, rx),
-                span,
-            )),
-        ));
-        tracing::info!(topology = %name, "topology started");
+        let topology = Topology::start(config, processor, log.clone(), store.clone()).await?;
+        running.statuses.push(topology.status.clone());
+        running.topologies.push(topology);
     }
     Ok(running)
 }
@@ -168,55 +164,23 @@ fn config_problems(
     )
 }
 
-fn relay_error(e: RelayError) -> CliError {
-    match e {
-        RelayError::Log(l) => l.into(),
-        RelayError::Store(s) => s.into(),
-    }
-}
-
 impl Running {
     /// Resolves once every topology has consumed all of its input (lag 0),
     /// or one of them failed.
     pub async fn caught_up(&self) {
-        loop {
-            let done = self.statuses.iter().all(|s| {
-                let snap = s.snapshot();
-                snap.state == conductor_engine::runtime::TopologyState::Failed
-                    || (!snap.partitions.is_empty() && snap.partitions.iter().all(|p| p.lag == 0))
-            });
-            if done {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        for t in &self.topologies {
+            t.caught_up().await;
         }
     }
 
     /// Stops gracefully: workers finish their batch, then relays empty the outbox.
     pub async fn shutdown(self) -> Result<(), CliError> {
-        let _ = self.worker_stop.send(true);
+        for t in &self.topologies {
+            t.begin_shutdown();
+        }
         let mut failures = Vec::new();
-        for (name, w) in self.workers {
-            match w.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(format!("topology {name}: {e}")),
-                Err(e) => failures.push(format!("topology {name}: worker task failed: {e}")),
-            }
-        }
-        let _ = self.relay_stop.send(true);
-        for (name, r) in self.relays {
-            match r.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(format!("topology {name}: relay: {e}")),
-                Err(e) => failures.push(format!("topology {name}: relay task failed: {e}")),
-            }
-        }
-        for s in &self.statuses {
-            s.update(|st| {
-                if st.state != conductor_engine::runtime::TopologyState::Failed {
-                    st.state = conductor_engine::runtime::TopologyState::Stopped;
-                }
-            });
+        for t in self.topologies {
+            failures.extend(t.finish().await);
         }
         if failures.is_empty() {
             Ok(())

@@ -87,6 +87,40 @@ fn validates_topology_files_reporting_every_problem() {
     }
 }
 
+/// The shipped topologies are built in: `demo` then `topology status` work
+/// from a directory that has no `topologies/` folder.
+#[test]
+fn demo_and_status_work_outside_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    run_ok(conductor(dir.path()).current_dir(elsewhere.path()).args([
+        "demo",
+        "--people",
+        "50",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let status: serde_json::Value = serde_json::from_str(&run_ok(
+        conductor(dir.path())
+            .current_dir(elsewhere.path())
+            .args(["topology", "status", "--json"]),
+    ))
+    .unwrap();
+    let names: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["entities"], "{status}");
+    let listed = run_ok(
+        conductor(dir.path())
+            .current_dir(elsewhere.path())
+            .args(["topology", "list"]),
+    );
+    assert!(listed.contains("entities"), "{listed}");
+}
+
 #[test]
 fn validate_rejects_a_bad_processor_config_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,8 +7,7 @@ use conductor_engine::log::memory::MemoryLog;
 use conductor_engine::log::{Log, TopicConfig, now_ms};
 use conductor_engine::processor::{Effect, Processor};
 use conductor_engine::projection::{RowUpsert, TableSpec};
-use conductor_engine::runtime::relay::Relay;
-use conductor_engine::runtime::{Worker, parse_topology};
+use conductor_engine::runtime::{Topology, Worker, parse_topology};
 use conductor_engine::store::ProjectionStore;
 use conductor_processors::entities::{EntitiesProcessor, entities_table};
 use std::sync::Arc;
@@ -337,17 +336,14 @@ async fn start_pipeline(
 ) -> Result<(Worker, tokio::sync::watch::Sender<bool>, RelayTask), String> {
     let shared_log: Arc<dyn Log> = Arc::new(log.clone());
     let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
-    let worker = Worker::start(
+    let (worker, relay) = Topology::prepare(
         topology(max_events, linger_ms).await?,
         Box::new(EntitiesProcessor),
-        shared_log.clone(),
-        shared_store.clone(),
+        shared_log,
+        shared_store,
     )
     .await
     .map_err(|e| e.to_string())?;
-    let relay = Relay::start("entities", shared_log, shared_store)
-        .await
-        .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let relay_task = tokio::spawn(relay.run(worker.committed.clone(), stop_rx));
     Ok((worker, stop_tx, relay_task))

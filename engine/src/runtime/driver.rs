@@ -43,15 +43,8 @@ impl TopologyTestDriver {
         }
         let shared_log: Arc<dyn Log> = Arc::new(log.clone());
         let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
-        let name = config.name.clone();
-        let worker =
-            Worker::start(config, processor, shared_log.clone(), shared_store.clone()).await?;
-        let relay = Relay::start(&name, shared_log, shared_store)
-            .await
-            .map_err(|e| match e {
-                super::relay::RelayError::Log(l) => RuntimeError::Log(l),
-                super::relay::RelayError::Store(s) => RuntimeError::Store(s),
-            })?;
+        let (worker, relay) =
+            super::topology::Topology::prepare(config, processor, shared_log, shared_store).await?;
         Ok(TopologyTestDriver {
             log,
             store,
@@ -78,10 +71,7 @@ impl TopologyTestDriver {
     pub async fn run_until_idle(&mut self) -> Result<(), RuntimeError> {
         loop {
             let worked = self.worker.step().await?.records;
-            let relayed = self.relay.step().await.map_err(|e| match e {
-                super::relay::RelayError::Log(l) => RuntimeError::Log(l),
-                super::relay::RelayError::Store(s) => RuntimeError::Store(s),
-            })?;
+            let relayed = self.relay.step().await?;
             if worked == 0 && relayed == 0 {
                 return Ok(());
             }

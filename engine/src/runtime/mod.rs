@@ -17,8 +17,10 @@ pub mod fold;
 pub mod relay;
 pub mod state;
 pub mod status;
+pub mod topology;
 pub mod worker;
 
 pub use config::{TopologyConfig, parse_topology};
 pub use status::{StatusHandle, TopologyState, TopologyStatus};
+pub use topology::{RunningTopology, Topology};
 pub use worker::{RuntimeError, Worker, WorkerOptions};

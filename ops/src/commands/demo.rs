@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The shipped `entities` topology, used when no `./topologies` directory is around.
-const BUILTIN_ENTITIES: &str = include_str!("../../../topologies/entities.toml");
 const PARTITIONS: i32 = 3;
 
 pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
@@ -37,16 +36,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
             let _ = std::fs::remove_file(settings.data_dir.join(format!("projections.db{suffix}")));
         }
     }
-    let configs = match args.topologies.clone().or(settings.topologies.clone()) {
-        Some(dir) => topologies::load_dir(&dir)?,
-        None if std::path::Path::new("topologies").is_dir() => {
-            topologies::load_dir(std::path::Path::new("topologies"))?
-        }
-        None => vec![
-            conductor_processors::parse_topology(BUILTIN_ENTITIES)
-                .map_err(|p| CliError::plain(format!("built-in topology: {p:?}")))?,
-        ],
-    };
+    let configs = topologies::load(args.topologies.clone(), settings.topologies.clone())?;
     let metrics = server::metrics_handle();
     let log = open_log(settings, Access::Write).await?;
     println!(

@@ -32,13 +32,15 @@ pub async fn serve_on(listen: SocketAddr, state: AppState) -> Result<SocketAddr,
 }
 
 pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
-    let dir = topologies::topologies_dir(args.topologies, settings.topologies.clone());
-    let mut configs = topologies::load_dir(&dir)?;
+    let mut configs = topologies::load(args.topologies.clone(), settings.topologies.clone())?;
     if !args.only.is_empty() {
         for name in &args.only {
             if !configs.iter().any(|c| &c.name == name) {
                 return Err(CliError::usage(
-                    format!("--only {name}: no such topology in {}", dir.display()),
+                    format!(
+                        "--only {name}: no such topology in {}",
+                        topologies::source(args.topologies.as_ref(), settings.topologies.as_ref())
+                    ),
                     "`conductor topology list` shows them",
                 ));
             }

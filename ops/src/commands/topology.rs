@@ -10,8 +10,7 @@ use conductor_engine::log::{InputPosition, LogError};
 pub async fn run(settings: &Settings, cmd: TopologyCommand) -> Result<(), CliError> {
     match cmd {
         TopologyCommand::List { topologies: dir } => {
-            let dir = topologies::topologies_dir(dir, settings.topologies.clone());
-            for c in topologies::load_dir(&dir)? {
+            for c in topologies::load(dir.clone(), settings.topologies.clone())? {
                 println!(
                     "{}\tprocessor={}\tsources={}\t{}",
                     c.name,
@@ -61,13 +60,15 @@ pub(crate) fn find(
     dir: Option<std::path::PathBuf>,
     name: &str,
 ) -> Result<conductor_engine::runtime::TopologyConfig, CliError> {
-    let dir = topologies::topologies_dir(dir, settings.topologies.clone());
-    topologies::load_dir(&dir)?
+    topologies::load(dir.clone(), settings.topologies.clone())?
         .into_iter()
         .find(|c| c.name == name)
         .ok_or_else(|| {
             CliError::usage(
-                format!("no topology named `{name}` in {}", dir.display()),
+                format!(
+                    "no topology named `{name}` in {}",
+                    topologies::source(dir.as_ref(), settings.topologies.as_ref())
+                ),
                 "`conductor topology list` shows them",
             )
         })
@@ -108,8 +109,7 @@ async fn status(
     dir: Option<std::path::PathBuf>,
     json: bool,
 ) -> Result<(), CliError> {
-    let dir = topologies::topologies_dir(dir, settings.topologies.clone());
-    let configs = topologies::load_dir(&dir)?;
+    let configs = topologies::load(dir.clone(), settings.topologies.clone())?;
     let store = open_store(settings).await?;
     let log = open_log(settings, Access::Read).await?;
     let mut out = Vec::new();
@@ -140,7 +140,10 @@ async fn status(
         && out.is_empty()
     {
         return Err(CliError::usage(
-            format!("no topology named `{n}` in {}", dir.display()),
+            format!(
+                "no topology named `{n}` in {}",
+                topologies::source(dir.as_ref(), settings.topologies.as_ref())
+            ),
             "`conductor topology list` shows them",
         ));
     }

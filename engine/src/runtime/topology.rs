@@ -1,0 +1,133 @@
+//! One topology running in this process: its worker (fold + commit) and its
+//! relay (outbox → log), wired the same way for `conductor run`, the topology
+//! test driver and the soak scenarios.
+//!
+//! [`Topology::prepare`] builds the pair for callers that step the worker
+//! themselves (the test driver, benchmarks); [`Topology::start`] also spawns
+//! both as named tasks and returns a [`RunningTopology`] to watch and stop.
+
+use super::config::TopologyConfig;
+use super::relay::{Relay, RelayError};
+use super::status::{StatusHandle, TopologyState};
+use super::worker::{RuntimeError, Worker};
+use crate::log::Log;
+use crate::processor::Processor;
+use crate::store::ProjectionStore;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+impl From<RelayError> for RuntimeError {
+    fn from(e: RelayError) -> Self {
+        match e {
+            RelayError::Log(l) => RuntimeError::Log(l),
+            RelayError::Store(s) => RuntimeError::Store(s),
+        }
+    }
+}
+
+/// Starts topologies (see the module doc).
+pub struct Topology;
+
+impl Topology {
+    /// The worker (migrations done, positions loaded, state restored) and
+    /// its relay, not yet running.
+    pub async fn prepare(
+        config: TopologyConfig,
+        processor: Box<dyn Processor>,
+        log: Arc<dyn Log>,
+        store: Arc<dyn ProjectionStore>,
+    ) -> Result<(Worker, Relay), RuntimeError> {
+        let name = config.name.clone();
+        let worker = Worker::start(config, processor, log.clone(), store.clone()).await?;
+        let relay = Relay::start(&name, log, store).await?;
+        Ok((worker, relay))
+    }
+
+    /// Prepares the topology and runs worker and relay in the background.
+    pub async fn start(
+        config: TopologyConfig,
+        processor: Box<dyn Processor>,
+        log: Arc<dyn Log>,
+        store: Arc<dyn ProjectionStore>,
+    ) -> Result<RunningTopology, RuntimeError> {
+        let name = config.name.clone();
+        let (worker, relay) = Self::prepare(config, processor, log, store).await?;
+        let status = worker.status.clone();
+        let committed = worker.committed.clone();
+        let (worker_stop, worker_rx) = watch::channel(false);
+        let (relay_stop, relay_rx) = watch::channel(false);
+        let span = tracing::info_span!("topology", name = %name);
+        let worker = tokio::spawn(tracing::Instrument::instrument(worker.run(worker_rx), span));
+        let span = tracing::info_span!("relay", name = %name);
+        let relay = tokio::spawn(tracing::Instrument::instrument(
+            relay.run(committed, relay_rx),
+            span,
+        ));
+        tracing::info!(topology = %name, "topology started");
+        Ok(RunningTopology {
+            name,
+            status,
+            worker_stop,
+            relay_stop,
+            worker,
+            relay,
+        })
+    }
+}
+
+/// A topology whose worker and relay run as tasks.
+pub struct RunningTopology {
+    pub name: String,
+    pub status: StatusHandle,
+    worker_stop: watch::Sender<bool>,
+    relay_stop: watch::Sender<bool>,
+    worker: JoinHandle<Result<(), RuntimeError>>,
+    relay: JoinHandle<Result<(), RelayError>>,
+}
+
+impl RunningTopology {
+    /// Resolves once the topology has consumed all of its input (lag 0 on
+    /// every partition) or failed.
+    pub async fn caught_up(&self) {
+        loop {
+            let snap = self.status.snapshot();
+            if snap.state == TopologyState::Failed
+                || (!snap.partitions.is_empty() && snap.partitions.iter().all(|p| p.lag == 0))
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asks the worker to stop after its batch in hand (see [`Self::finish`]).
+    pub fn begin_shutdown(&self) {
+        let _ = self.worker_stop.send(true);
+    }
+
+    /// Stops gracefully: the worker drains (commits its batch, snapshots its
+    /// state), then the relay empties the outbox. Returns every failure.
+    pub async fn finish(self) -> Vec<String> {
+        let name = &self.name;
+        let _ = self.worker_stop.send(true);
+        let mut failures = Vec::new();
+        match self.worker.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("topology {name}: {e}")),
+            Err(e) => failures.push(format!("topology {name}: worker task failed: {e}")),
+        }
+        let _ = self.relay_stop.send(true);
+        match self.relay.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("topology {name}: relay: {e}")),
+            Err(e) => failures.push(format!("topology {name}: relay task failed: {e}")),
+        }
+        self.status.update(|st| {
+            if st.state != TopologyState::Failed {
+                st.state = TopologyState::Stopped;
+            }
+        });
+        failures
+    }
+}
