@@ -1,8 +1,11 @@
-//! Every metric Conductor exports, declared in one place.
+//! Every metric Conductor exports, declared in one place ([`ALL`]); see
+//! `docs/specs/telemetry.md`.
 //!
 //! Names follow `conductor_<noun>_<unit>[_total]`; labels are of bounded
-//! cardinality (topology, topic, partition, kind — never an entity id).
-//! Counters are bumped once per batch, not per event.
+//! cardinality (topology, topic, partition, kind, mode, reason — never an
+//! entity id or a tenant's data). Counters are bumped once per batch, not per
+//! event. `testing::assert_topology_telemetry` checks a topology emits only
+//! declared names and every metric a topology must emit.
 
 pub const EVENTS_PROCESSED_TOTAL: &str = "conductor_events_processed_total";
 pub const DLQ_EVENTS_TOTAL: &str = "conductor_dlq_events_total";
@@ -12,57 +15,201 @@ pub const BATCH_ERRORS_TOTAL: &str = "conductor_batch_errors_total";
 pub const BATCH_SIZE_EVENTS: &str = "conductor_batch_size_events";
 pub const PROCESSING_LATENCY_SECONDS: &str = "conductor_processing_latency_seconds";
 pub const COMMIT_DURATION_SECONDS: &str = "conductor_commit_duration_seconds";
-pub const CONSUMER_LAG: &str = "conductor_consumer_lag";
+pub const CONSUMER_LAG_RECORDS: &str = "conductor_consumer_lag_records";
 pub const OUTBOX_RELAYED_TOTAL: &str = "conductor_outbox_relayed_total";
-pub const OUTBOX_PENDING: &str = "conductor_outbox_pending";
 
-/// Registers descriptions (shown as `# HELP` by the Prometheus exporter).
+// The subscription server (`conductor-replay`).
+pub const SUBSCRIPTIONS_ACTIVE: &str = "conductor_subscriptions_active";
+pub const FANOUT_LATENCY_SECONDS: &str = "conductor_fanout_latency_seconds";
+pub const SUBSCRIPTION_EVENTS_TOTAL: &str = "conductor_subscription_events_total";
+pub const SUBSCRIPTION_CATCHUP_FALLBACKS_TOTAL: &str =
+    "conductor_subscription_catchup_fallbacks_total";
+pub const SUBSCRIPTION_DISCONNECTS_TOTAL: &str = "conductor_subscription_disconnects_total";
+pub const SUBSCRIBE_REJECTIONS_TOTAL: &str = "conductor_subscribe_rejections_total";
+
+/// What a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A declared metric: name, kind, labels, help.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn metric(
+    name: &'static str,
+    kind: MetricKind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+use MetricKind::{Counter, Gauge, Histogram};
+
+/// Every metric, with its labels (the table in `docs/specs/telemetry.md`).
+pub const ALL: &[Metric] = &[
+    metric(
+        EVENTS_PROCESSED_TOTAL,
+        Counter,
+        &["topology"],
+        "Input events folded and committed",
+    ),
+    metric(
+        DLQ_EVENTS_TOTAL,
+        Counter,
+        &["topology", "kind"],
+        "Input records sent to the dead-letter topic, by error kind",
+    ),
+    metric(
+        CHANGES_TOTAL,
+        Counter,
+        &["topology"],
+        "Projection changes applied (one change event each)",
+    ),
+    metric(
+        BATCHES_COMMITTED_TOTAL,
+        Counter,
+        &["topology"],
+        "Batches committed to the projection store",
+    ),
+    metric(
+        BATCH_ERRORS_TOTAL,
+        Counter,
+        &["topology", "kind"],
+        "Batches that failed, by error kind (retried, refolded or halted on)",
+    ),
+    metric(
+        BATCH_SIZE_EVENTS,
+        Histogram,
+        &["topology"],
+        "Input records per committed batch",
+    ),
+    metric(
+        PROCESSING_LATENCY_SECONDS,
+        Histogram,
+        &["topology"],
+        "Time from append to the log to the commit of its batch",
+    ),
+    metric(
+        COMMIT_DURATION_SECONDS,
+        Histogram,
+        &["topology"],
+        "Duration of one store commit",
+    ),
+    metric(
+        CONSUMER_LAG_RECORDS,
+        Gauge,
+        &["topology", "topic", "partition"],
+        "Records between a topology's position and the partition's end",
+    ),
+    metric(
+        OUTBOX_RELAYED_TOTAL,
+        Counter,
+        &["topology"],
+        "Outbox records appended to their topics",
+    ),
+    metric(
+        SUBSCRIPTIONS_ACTIVE,
+        Gauge,
+        &[],
+        "Subscriptions being served now",
+    ),
+    metric(
+        FANOUT_LATENCY_SECONDS,
+        Histogram,
+        &["mode"],
+        "From a record's append to its delivery to a subscriber, by mode (live | catchup)",
+    ),
+    metric(
+        SUBSCRIPTION_EVENTS_TOTAL,
+        Counter,
+        &["mode"],
+        "Events delivered to subscribers, by mode",
+    ),
+    metric(
+        SUBSCRIPTION_CATCHUP_FALLBACKS_TOTAL,
+        Counter,
+        &[],
+        "Times a subscriber too slow for the live tail went back to reading the log",
+    ),
+    metric(
+        SUBSCRIPTION_DISCONNECTS_TOTAL,
+        Counter,
+        &["transport", "reason"],
+        "Subscriptions ended, by transport and reason",
+    ),
+    metric(
+        SUBSCRIBE_REJECTIONS_TOTAL,
+        Counter,
+        &["reason"],
+        "Subscribe attempts refused, by reason (auth, scope, rate_limit, concurrency, cursor)",
+    ),
+];
+
+/// What every running topology emits (the compliance helper checks them).
+pub const TOPOLOGY_REQUIRED: &[&str] = &[
+    EVENTS_PROCESSED_TOTAL,
+    CHANGES_TOTAL,
+    BATCHES_COMMITTED_TOTAL,
+    BATCH_SIZE_EVENTS,
+    PROCESSING_LATENCY_SECONDS,
+    COMMIT_DURATION_SECONDS,
+    CONSUMER_LAG_RECORDS,
+    OUTBOX_RELAYED_TOTAL,
+];
+
+/// Registers every description (shown as `# HELP` by the Prometheus exporter).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(EVENTS_PROCESSED_TOTAL, "Input events folded and committed");
-    describe_counter!(
-        DLQ_EVENTS_TOTAL,
-        "Input records sent to the dead-letter topic, by error kind"
-    );
-    describe_counter!(
-        CHANGES_TOTAL,
-        "Projection changes applied (one change event each)"
-    );
-    describe_counter!(
-        BATCHES_COMMITTED_TOTAL,
-        "Batches committed to the projection store"
-    );
-    describe_counter!(
-        BATCH_ERRORS_TOTAL,
-        "Batches that failed, by error kind (retried, refolded or halted on)"
-    );
-    describe_histogram!(
-        BATCH_SIZE_EVENTS,
-        Unit::Count,
-        "Input records per committed batch"
-    );
-    describe_histogram!(
-        PROCESSING_LATENCY_SECONDS,
-        Unit::Seconds,
-        "Time from append to the log to the commit of its batch"
-    );
-    describe_histogram!(
-        COMMIT_DURATION_SECONDS,
-        Unit::Seconds,
-        "Duration of one store commit"
-    );
-    describe_gauge!(
-        CONSUMER_LAG,
-        Unit::Count,
-        "Records between a topology's position and the partition's end"
-    );
-    describe_counter!(
-        OUTBOX_RELAYED_TOTAL,
-        "Outbox records appended to their topics"
-    );
-    describe_gauge!(
-        OUTBOX_PENDING,
-        Unit::Count,
-        "Outbox records committed but not yet relayed"
-    );
+    for m in ALL {
+        match m.kind {
+            Counter => describe_counter!(m.name, m.help),
+            Gauge if m.name.ends_with("_records") => describe_gauge!(m.name, Unit::Count, m.help),
+            Gauge => describe_gauge!(m.name, m.help),
+            Histogram if m.name.ends_with("_seconds") => {
+                describe_histogram!(m.name, Unit::Seconds, m.help)
+            }
+            Histogram => describe_histogram!(m.name, Unit::Count, m.help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention_and_are_declared_once() {
+        let units = ["_total", "_seconds", "_events", "_records", "_active"];
+        let mut seen = std::collections::BTreeSet::new();
+        for m in ALL {
+            assert!(m.name.starts_with("conductor_"), "{}", m.name);
+            assert!(
+                units.iter().any(|u| m.name.ends_with(u)),
+                "{} has no unit",
+                m.name
+            );
+            assert_eq!(
+                m.kind == Counter,
+                m.name.ends_with("_total"),
+                "{}: only counters end in _total",
+                m.name
+            );
+            assert!(seen.insert(m.name), "{} declared twice", m.name);
+        }
+    }
 }

@@ -170,3 +170,19 @@ async fn folds_the_gap_after_an_older_snapshot() {
     assert!(restored.from_snapshot);
     assert_eq!(restored.warm_up_records, 40);
 }
+
+#[tokio::test]
+async fn test_processors_emit_the_topology_telemetry() {
+    assert_topology_telemetry(
+        counts_topology("counts", TOPIC),
+        Box::new(CountsPerKeyProcessor::default()),
+        &counting_events(20, 3),
+    )
+    .await;
+    assert_topology_telemetry(
+        latest_version_topology("latest", TOPIC),
+        Box::new(LatestVersionProcessor),
+        &counting_events(20, 3),
+    )
+    .await;
+}

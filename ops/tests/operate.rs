@@ -222,7 +222,7 @@ fn operates_a_running_topology_over_http_and_the_cli() {
         "conductor_dlq_events_total",
         "conductor_batch_size_events",
         "conductor_processing_latency_seconds",
-        "conductor_consumer_lag",
+        "conductor_consumer_lag_records",
     ] {
         assert!(metrics.contains(name), "missing {name} in /metrics");
     }

@@ -218,3 +218,17 @@ async fn gives_the_same_projection_and_changefeed_whatever_the_batch_size() {
     }
     assert!(!digests[0].1.is_empty());
 }
+
+#[tokio::test]
+async fn emits_the_topology_telemetry() {
+    let config = parse_topology(TOPOLOGY, &conductor_processors::names()).unwrap();
+    let events: Vec<String> = (0..10)
+        .map(|i| upsert("acme", &format!("p{i}"), 1, "Ada"))
+        .collect();
+    conductor_engine::testing::assert_topology_telemetry(
+        config,
+        Box::new(EntitiesProcessor),
+        &events,
+    )
+    .await;
+}

@@ -73,6 +73,8 @@ impl TopologyTestDriver {
             let worked = self.worker.step().await?.records;
             let relayed = self.relay.step().await?;
             if worked == 0 && relayed == 0 {
+                // Lag figures, as `run` reports them every second.
+                self.worker.refresh_lag().await?;
                 return Ok(());
             }
         }

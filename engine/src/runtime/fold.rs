@@ -48,6 +48,21 @@ pub struct Folded {
     pub dead: usize,
 }
 
+impl Folded {
+    /// Dead-lettered records by DLQ kind (for `conductor_dlq_events_total{kind}`).
+    pub fn dead_by_kind(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (_, outputs) in &self.items {
+            for o in outputs {
+                if let Output::Dead { kind, .. } = o {
+                    *out.entry(kind.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Why a batch could not be folded: an internal error under
 /// `on_processor_error = "halt"`, or an external one (a dependency is down),
 /// which the worker retries. [`ProcessorError::kind`] tells which.

@@ -109,6 +109,7 @@ struct InFlight {
     records: usize,
     events: usize,
     dead: usize,
+    dead_by_kind: BTreeMap<String, usize>,
     changes: usize,
     oldest_append_ms: i64,
     new_positions: Vec<((String, i32), i64)>,
@@ -463,6 +464,11 @@ impl Worker {
         let fold_micros = t_fold.elapsed().as_micros() as u64;
         let t_versions = Instant::now();
         let (events, dead) = (folded.events, folded.dead);
+        let dead_by_kind = if dead > 0 {
+            folded.dead_by_kind()
+        } else {
+            BTreeMap::new()
+        };
         let mut versions = HashMap::new();
         for (table, keys) in folded.keys_by_table() {
             let spec = self
@@ -536,6 +542,7 @@ impl Worker {
             records,
             events,
             dead,
+            dead_by_kind,
             changes,
             oldest_append_ms,
             new_positions,
@@ -581,8 +588,12 @@ impl Worker {
 
         let labels = [("topology", self.config.name.clone())];
         metrics::counter!(m::EVENTS_PROCESSED_TOTAL, &labels).increment(f.events as u64);
-        if f.dead > 0 {
-            metrics::counter!(m::DLQ_EVENTS_TOTAL, &labels).increment(f.dead as u64);
+        for (kind, n) in &f.dead_by_kind {
+            let labels = [
+                ("topology", self.config.name.clone()),
+                ("kind", kind.clone()),
+            ];
+            metrics::counter!(m::DLQ_EVENTS_TOTAL, &labels).increment(*n as u64);
         }
         metrics::counter!(m::CHANGES_TOTAL, &labels).increment(f.changes as u64);
         metrics::counter!(m::BATCHES_COMMITTED_TOTAL, &labels).increment(1);
@@ -660,13 +671,13 @@ impl Worker {
         });
     }
 
-    /// Refreshes lag figures (status and the `conductor_consumer_lag` gauge).
+    /// Refreshes lag figures (status and the `conductor_consumer_lag_records` gauge).
     pub async fn refresh_lag(&self) -> Result<(), LogError> {
         let mut parts = Vec::with_capacity(self.positions.len());
         for ((topic, partition), pos) in &self.positions {
             let (_, high) = self.log.watermarks(topic, *partition).await?;
             let lag = (high - pos).max(0);
-            metrics::gauge!(m::CONSUMER_LAG, "topology" => self.config.name.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
+            metrics::gauge!(m::CONSUMER_LAG_RECORDS, "topology" => self.config.name.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
                 .set(lag as f64);
             parts.push(PartitionStatus {
                 topic: topic.clone(),

@@ -10,11 +10,13 @@ use conductor_schemas::Event;
 
 mod processors;
 mod restarts;
+mod telemetry;
 
 pub use processors::{
     CountsPerKeyProcessor, LatestVersionProcessor, key_counts_table, latest_versions_table,
 };
 pub use restarts::{RestartCheck, check_topology_restarts};
+pub use telemetry::assert_topology_telemetry;
 
 /// A table with one column of every type, named `name`.
 pub fn contract_table(name: &'static str) -> TableSpec {
