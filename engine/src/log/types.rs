@@ -199,7 +199,15 @@ pub enum LogError {
         source: std::io::Error,
     },
     #[error("Kafka error during {operation}: {detail}")]
-    Kafka { operation: String, detail: String },
+    Kafka {
+        operation: String,
+        detail: String,
+        /// False when the broker refused for good (authorization, a record
+        /// too large, an invalid topic or config): retrying won't help.
+        retryable: bool,
+        #[source]
+        source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("{0} is not supported by the {1} backend")]
     Unsupported(&'static str, &'static str),
 }
@@ -232,6 +240,10 @@ impl LogError {
             | LogError::Locked { .. } => LogErrorKind::User,
             LogError::Corrupt { .. } => LogErrorKind::Corruption,
             LogError::Fenced { .. } => LogErrorKind::Fenced,
+            // A refusal a retry won't change is the caller's (or its config's) to fix.
+            LogError::Kafka {
+                retryable: false, ..
+            } => LogErrorKind::User,
             LogError::Io { .. } | LogError::Kafka { .. } => LogErrorKind::Transient,
         }
     }

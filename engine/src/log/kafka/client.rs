@@ -115,7 +115,27 @@ pub(crate) fn kafka_error(operation: impl Into<String>, error: &KafkaError) -> L
     LogError::Kafka {
         operation: operation.into(),
         detail,
+        retryable: !error.rdkafka_error_code().is_some_and(is_permanent),
+        source: Some(std::sync::Arc::new(error.clone())),
     }
+}
+
+/// Broker answers that a retry of the same request can't change.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::InvalidConfig
+            | RDKafkaErrorCode::InvalidReplicationFactor
+            | RDKafkaErrorCode::PolicyViolation
+    )
 }
 
 /// `LogError::Kafka` from a plain message.
@@ -123,6 +143,8 @@ pub(crate) fn kafka_detail(operation: impl Into<String>, detail: impl Into<Strin
     LogError::Kafka {
         operation: operation.into(),
         detail: detail.into(),
+        retryable: true,
+        source: None,
     }
 }
 
@@ -676,4 +698,25 @@ pub(crate) fn offset_for_time(
         Offset::Offset(o) if o >= 0 => Some(o),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_a_retry_cannot_change_are_not_retryable() {
+        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed);
+        let e = kafka_error("produce", &refused);
+        assert_eq!(e.kind(), crate::log::LogErrorKind::User, "{e}");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the rdkafka error is kept"
+        );
+        let down = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
+        assert_eq!(
+            kafka_error("produce", &down).kind(),
+            crate::log::LogErrorKind::Transient
+        );
+    }
 }
