@@ -56,8 +56,7 @@ async fn fold_to_end(
         batches += 1;
         after_batch(batches);
     }
-    let (_tx, rx) = tokio::sync::watch::channel(true);
-    worker.run(rx).await.unwrap();
+    worker.drain().await.unwrap();
     restored
 }
 

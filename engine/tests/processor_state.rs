@@ -68,8 +68,7 @@ async fn restart_with(
     .await
     .unwrap();
     while first.step().await.unwrap().records > 0 {}
-    let (_tx, rx) = tokio::sync::watch::channel(true);
-    first.run(rx).await.unwrap();
+    first.drain().await.unwrap();
     tamper(&store).await;
     let second = Worker::start(config, Box::new(processor), log, shared)
         .await

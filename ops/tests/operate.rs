@@ -59,6 +59,24 @@ fn demo_folds_the_sample_dataset_and_says_what_to_try_next() {
     assert!(dlq.starts_with("4 dead-lettered record(s)"), "{dlq}");
 }
 
+/// `topology validate` on a file holding `text`: asserts it fails with exit
+/// code 1 and every `needle` in its message.
+fn assert_validate_rejects(text: &str, needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let out = conductor(dir.path())
+        .args(["topology", "validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in needles {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}
+
 #[test]
 fn validates_topology_files_reporting_every_problem() {
     let ok = run_ok(
@@ -68,23 +86,14 @@ fn validates_topology_files_reporting_every_problem() {
             .arg(repo().join("topologies/entities.toml")),
     );
     assert!(ok.contains("ok (topology `entities`"), "{ok}");
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "name = \"Bad\"\nprocesor = \"entities\"\n[sources]\ntopics = []\n[batch]\nlinger_ms = 99999999\n").unwrap();
-    let out = conductor(dir.path())
-        .args(["topology", "validate"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for needle in [
-        "procesor",
-        "did you mean `processor`",
-        "processor: is required",
-    ] {
-        assert!(err.contains(needle), "missing {needle:?} in {err}");
-    }
+    assert_validate_rejects(
+        "name = \"Bad\"\nprocesor = \"entities\"\n[sources]\ntopics = []\n[batch]\nlinger_ms = 99999999\n",
+        &[
+            "procesor",
+            "did you mean `processor`",
+            "processor: is required",
+        ],
+    );
 }
 
 /// The shipped topologies are built in: `demo` then `topology status` work
@@ -123,29 +132,16 @@ fn demo_and_status_work_outside_the_repository() {
 
 #[test]
 fn validate_rejects_a_bad_processor_config_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad_config.toml");
     // A bad batch key and a processor_config key that `entities` doesn't take:
     // both are reported in one run.
-    std::fs::write(
-        &bad,
+    assert_validate_rejects(
         "name = \"entities_b\"\nprocessor = \"entities\"\n[sources]\ntopics = [\"ig.ingest.entities\"]\n[batch]\nlinger_mss = 5\n[processor_config]\ntable = \"entities_v2\"\n",
-    )
-    .unwrap();
-    let out = conductor(dir.path())
-        .args(["topology", "validate"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    for needle in [
-        "batch.linger_mss",
-        "processor_config.table: unknown field `table`",
-        "the entities processor takes no configuration",
-    ] {
-        assert!(err.contains(needle), "missing {needle:?} in {err}");
-    }
+        &[
+            "batch.linger_mss",
+            "processor_config.table: unknown field `table`",
+            "the entities processor takes no configuration",
+        ],
+    );
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! and on Postgres, while readers query the live projection continuously
 //! and (for the last swap) a live worker keeps folding new input.
 
-use conductor_connectors::sql::postgres::{PostgresStore, redact_url};
 use conductor_engine::log::memory::MemoryLog;
 use conductor_engine::log::{Log, Record, TopicConfig};
 use conductor_engine::runtime::{TopologyConfig, Worker, parse_topology};
@@ -18,6 +17,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+mod support;
 
 const TOPOLOGY: &str = include_str!("../../topologies/entities.toml");
 const ENTITIES: &str = "ig.ingest.entities";
@@ -368,26 +369,11 @@ async fn sqlite_rebuild_verify_swap_rollback_under_readers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_rebuild_verify_swap_rollback_under_readers() {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let schema = format!("rp_{:08x}", rand::random::<u32>());
-    // Creates the live schema; the URL then points every connection at it.
-    let creator = match PostgresStore::connect(&base, Some(&schema)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let message = format!(
-                "Postgres not reachable at {}; set DATABASE_URL or start a server; ops/test.sh does this ({e})",
-                redact_url(&base)
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{message}");
-            }
-            eprintln!("SKIPPED postgres_rebuild_verify_swap_rollback_under_readers: {message}");
-            return;
-        }
+    let Some((url, schema, creator)) =
+        support::postgres_schema("postgres_rebuild_verify_swap_rollback_under_readers", "rp").await
+    else {
+        return;
     };
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
     let home = GenerationHome::postgres(&url).await.unwrap();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(3)
@@ -407,17 +393,15 @@ async fn postgres_rebuild_verify_swap_rollback_under_readers() {
     let outcome = AssertUnwindSafe(scenario(home, reader))
         .catch_unwind()
         .await;
-    for s in [
-        schema.clone(),
-        format!("{schema}_shadow_entities"),
-        format!("{schema}_previous_entities"),
-    ] {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{s}\" CASCADE"
-        )))
-        .execute(creator.pool())
-        .await;
-    }
+    support::drop_schemas(
+        &creator,
+        &[
+            schema.clone(),
+            format!("{schema}_shadow_entities"),
+            format!("{schema}_previous_entities"),
+        ],
+    )
+    .await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

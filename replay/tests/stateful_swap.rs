@@ -15,6 +15,8 @@ use conductor_replay::swap::swap;
 use conductor_replay::{Generation, GenerationHome};
 use std::sync::Arc;
 
+mod support;
+
 const TOPIC: &str = "ig.ingest.entities";
 
 /// Folds everything in the log into `store` with a fresh worker and drains
@@ -34,8 +36,7 @@ async fn fold(
     .unwrap();
     let restored = worker.restored.clone();
     while worker.step().await.unwrap().records > 0 {}
-    let (_tx, rx) = tokio::sync::watch::channel(true);
-    worker.run(rx).await.unwrap();
+    worker.drain().await.unwrap();
     restored
 }
 
@@ -50,44 +51,28 @@ async fn a_swapped_in_generation_brings_its_own_state_snapshot_on_sqlite() {
 
 #[tokio::test]
 async fn a_swapped_in_generation_brings_its_own_state_snapshot_on_postgres() {
-    use conductor_connectors::sql::postgres::{PostgresStore, redact_url};
     use futures::FutureExt;
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let schema = format!("rs_{:08x}", rand::random::<u32>());
-    let creator = match PostgresStore::connect(&base, Some(&schema)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let message = format!(
-                "Postgres not reachable at {}; set DATABASE_URL or start a server; ops/test.sh does this ({e})",
-                redact_url(&base)
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{message}");
-            }
-            eprintln!(
-                "SKIPPED a_swapped_in_generation_brings_its_own_state_snapshot_on_postgres: {message}"
-            );
-            return;
-        }
+    let Some((url, schema, creator)) = support::postgres_schema(
+        "a_swapped_in_generation_brings_its_own_state_snapshot_on_postgres",
+        "rs",
+    )
+    .await
+    else {
+        return;
     };
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
     let home = GenerationHome::postgres(&url).await.unwrap();
     let outcome = std::panic::AssertUnwindSafe(scenario(home))
         .catch_unwind()
         .await;
-    for s in [
-        schema.clone(),
-        format!("{schema}_shadow_counts"),
-        format!("{schema}_previous_counts"),
-    ] {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{s}\" CASCADE"
-        )))
-        .execute(creator.pool())
-        .await;
-    }
+    support::drop_schemas(
+        &creator,
+        &[
+            schema.clone(),
+            format!("{schema}_shadow_counts"),
+            format!("{schema}_previous_counts"),
+        ],
+    )
+    .await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -796,6 +796,13 @@ impl Worker {
                 }
             }
         }
+        self.drain().await
+    }
+
+    /// Stops: commits the batch in flight and, for a stateful processor,
+    /// stores a snapshot at the committed positions. `run` ends with it;
+    /// callers that step the worker themselves call it directly.
+    pub async fn drain(mut self) -> Result<(), RuntimeError> {
         self.flush().await?;
         self.snapshot_on_drain().await;
         self.status.update(|s| s.state = TopologyState::Draining);

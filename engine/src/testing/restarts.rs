@@ -130,9 +130,7 @@ async fn run_to_end<S: ProjectionStore>(
         }
         batches += 1;
     }
-    // Drain: an already-set shutdown makes `run` flush and snapshot at once.
-    let (_tx, rx) = tokio::sync::watch::channel(true);
-    worker.run(rx).await.expect("drain");
+    worker.drain().await.expect("drain");
     let state = store
         .load_state(&config.name, SCOPE_ALL)
         .await
