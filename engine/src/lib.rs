@@ -3,6 +3,7 @@
 
 pub mod cursor;
 pub mod envelope;
+pub mod graph;
 pub mod log;
 pub mod metrics;
 pub mod processor;

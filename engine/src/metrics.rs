@@ -18,6 +18,13 @@ pub const COMMIT_DURATION_SECONDS: &str = "conductor_commit_duration_seconds";
 pub const CONSUMER_LAG_RECORDS: &str = "conductor_consumer_lag_records";
 pub const OUTBOX_RELAYED_TOTAL: &str = "conductor_outbox_relayed_total";
 
+// Sinks fed from a topology's derived topics (`runtime::sink`).
+pub const SINK_RECORDS_TOTAL: &str = "conductor_sink_records_total";
+pub const SINK_REJECTED_RECORDS_TOTAL: &str = "conductor_sink_rejected_records_total";
+pub const SINK_ERRORS_TOTAL: &str = "conductor_sink_errors_total";
+pub const SINK_COMMIT_DURATION_SECONDS: &str = "conductor_sink_commit_duration_seconds";
+pub const SINK_LAG_RECORDS: &str = "conductor_sink_lag_records";
+
 // The subscription server (`conductor-replay`).
 pub const SUBSCRIPTIONS_ACTIVE: &str = "conductor_subscriptions_active";
 pub const FANOUT_LATENCY_SECONDS: &str = "conductor_fanout_latency_seconds";
@@ -123,6 +130,36 @@ pub const ALL: &[Metric] = &[
         "Outbox records appended to their topics",
     ),
     metric(
+        SINK_RECORDS_TOTAL,
+        Counter,
+        &["topology", "sink"],
+        "Records a sink applied to its target (graph mutations into Neo4j)",
+    ),
+    metric(
+        SINK_REJECTED_RECORDS_TOTAL,
+        Counter,
+        &["topology", "sink"],
+        "Records a sink skipped as not of its format",
+    ),
+    metric(
+        SINK_ERRORS_TOTAL,
+        Counter,
+        &["topology", "sink", "kind"],
+        "Failed sink writes, by kind (retryable | permanent)",
+    ),
+    metric(
+        SINK_COMMIT_DURATION_SECONDS,
+        Histogram,
+        &["topology", "sink"],
+        "Duration of one sink transaction (batch + position)",
+    ),
+    metric(
+        SINK_LAG_RECORDS,
+        Gauge,
+        &["topology", "sink"],
+        "Records of the sink's topic not yet applied",
+    ),
+    metric(
         SUBSCRIPTIONS_ACTIVE,
         Gauge,
         &[],
@@ -170,6 +207,13 @@ pub const TOPOLOGY_REQUIRED: &[&str] = &[
     COMMIT_DURATION_SECONDS,
     CONSUMER_LAG_RECORDS,
     OUTBOX_RELAYED_TOTAL,
+];
+
+/// What every sink emits once it has written a batch.
+pub const SINK_REQUIRED: &[&str] = &[
+    SINK_RECORDS_TOTAL,
+    SINK_COMMIT_DURATION_SECONDS,
+    SINK_LAG_RECORDS,
 ];
 
 /// Registers every description (shown as `# HELP` by the Prometheus exporter).

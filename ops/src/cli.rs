@@ -55,6 +55,14 @@ pub struct GlobalOptions {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
+    /// Neo4j to apply topologies' graphs to (bolt://HOST:PORT); without it a
+    /// graph lives only in its SQL tables.
+    #[arg(long, global = true, env = "CONDUCTOR_NEO4J_URI", value_name = "URI")]
+    pub neo4j_uri: Option<String>,
+    /// Neo4j user [default: neo4j]. The password comes from
+    /// CONDUCTOR_NEO4J_PASSWORD or the config file, never a flag.
+    #[arg(long, global = true, env = "CONDUCTOR_NEO4J_USER", value_name = "USER")]
+    pub neo4j_user: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -201,6 +209,10 @@ pub struct SqlArgs {
     /// Print how long loading and the query took (to stderr).
     #[arg(long)]
     pub timing: bool,
+    /// Topology files whose `[processor_config]` names tables (e.g. a graph,
+    /// `entities_v2`) [default: the built-in topologies].
+    #[arg(long, value_name = "DIR")]
+    pub topologies: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

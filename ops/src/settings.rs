@@ -2,6 +2,7 @@
 
 use crate::cli::{GlobalOptions, LogBackend, StoreBackend};
 use crate::error::CliError;
+use conductor_connectors::neo4j::Neo4jConfig;
 use conductor_replay::subscribe::limits::LimitsConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -27,6 +28,11 @@ pub struct ConfigFile {
     /// Per-tenant limits and tier budgets of the subscription server.
     #[serde(default)]
     pub subscriptions: LimitsConfig,
+    /// Neo4j for topologies' graphs (or CONDUCTOR_NEO4J_URI / --neo4j-uri).
+    pub neo4j_uri: Option<String>,
+    pub neo4j_user: Option<String>,
+    /// Or CONDUCTOR_NEO4J_PASSWORD.
+    pub neo4j_password: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +49,8 @@ pub struct Settings {
     /// Never a flag (it would show in `ps`): CONDUCTOR_JWT_SECRET or the file.
     pub jwt_secret: Option<String>,
     pub subscriptions: LimitsConfig,
+    /// Where graph sinks write, when configured.
+    pub neo4j: Option<Neo4jConfig>,
 }
 
 impl Settings {
@@ -88,7 +96,27 @@ impl Settings {
                 "pass --database-url postgres://USER@HOST:5432/DB or set CONDUCTOR_DATABASE_URL",
             ));
         }
+        let neo4j = global
+            .neo4j_uri
+            .clone()
+            .or(file.neo4j_uri)
+            .filter(|u| !u.is_empty())
+            .map(|uri| {
+                Neo4jConfig::new(
+                    uri,
+                    global
+                        .neo4j_user
+                        .clone()
+                        .or(file.neo4j_user)
+                        .unwrap_or_else(|| "neo4j".into()),
+                    std::env::var("CONDUCTOR_NEO4J_PASSWORD")
+                        .ok()
+                        .or(file.neo4j_password)
+                        .unwrap_or_default(),
+                )
+            });
         Ok(Settings {
+            neo4j,
             data_dir: global
                 .data_dir
                 .clone()

@@ -1,7 +1,9 @@
 //! Loading topology files and running them in this process.
 
 use crate::error::CliError;
+use conductor_connectors::neo4j::{Neo4jConfig, Neo4jGraphSink};
 use conductor_engine::log::Log;
+use conductor_engine::runtime::TopicSink;
 use conductor_engine::runtime::{RunningTopology, StatusHandle, Topology, TopologyConfig};
 use conductor_engine::store::ProjectionStore;
 use std::path::{Path, PathBuf};
@@ -103,11 +105,13 @@ pub struct Running {
     topologies: Vec<RunningTopology>,
 }
 
-/// Starts a worker and a relay per topology ([`Topology::start`]).
+/// Starts a worker and a relay per topology ([`Topology::start`]), and a
+/// Neo4j graph sink for each whose processor has a graph when `neo4j` is set.
 pub async fn start(
     configs: Vec<TopologyConfig>,
     log: Arc<dyn Log>,
     store: Arc<dyn ProjectionStore>,
+    neo4j: Option<&Neo4jConfig>,
 ) -> Result<Running, CliError> {
     let mut running = Running {
         statuses: Vec::new(),
@@ -115,7 +119,12 @@ pub async fn start(
     };
     for config in configs {
         let processor = build_processor(&config)?;
-        let topology = Topology::start(config, processor, log.clone(), store.clone()).await?;
+        let mut sinks: Vec<Box<dyn TopicSink>> = Vec::new();
+        if let (Some(neo4j), Some(_)) = (neo4j, processor.graph()) {
+            sinks.push(Box::new(Neo4jGraphSink::new(neo4j.clone(), &config.name)));
+        }
+        let topology =
+            Topology::start(config, processor, log.clone(), store.clone(), sinks).await?;
         running.statuses.push(topology.status.clone());
         running.topologies.push(topology);
     }

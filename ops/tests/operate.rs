@@ -139,7 +139,7 @@ fn validate_rejects_a_bad_processor_config_naming_the_key() {
         &[
             "batch.linger_mss",
             "processor_config.table: unknown field `table`",
-            "the entities processor takes no configuration",
+            "entities takes: graph, graph_node_label",
         ],
     );
 }

@@ -9,6 +9,7 @@
 
 use conductor_engine::processor::{Effect, Processor, ProcessorError, ProcessorSpec};
 use conductor_engine::projection::{ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec};
+use conductor_engine::runtime::config::ConfigProblem;
 use conductor_schemas::{Attributes, Event, EventData};
 
 pub const ENTITIES_TABLE: &str = "entities";
@@ -65,10 +66,28 @@ pub struct EntitiesProcessor;
 /// The `entities` spec: no configuration (an empty `[processor_config]`).
 pub struct EntitiesSpec;
 
-/// `[processor_config]` of `entities`: it takes no key.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+/// `[processor_config]` of `entities`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct EntitiesConfig {}
+pub struct EntitiesConfig {
+    /// Also project entities and relationships as a graph: a node per entity
+    /// (`(:Entity {id: "tenant/subject", tenant_id, entity_type, …attributes})`)
+    /// and a relationship per relationship (`-[:KNOWS {id: "tenant/rel_id", …}]->`),
+    /// in the tables `entity_graph_nodes` / `entity_graph_edges` and, when
+    /// `conductor run` has a Neo4j URI, in Neo4j.
+    pub graph: bool,
+    /// The label of entity nodes in the graph.
+    pub graph_node_label: String,
+}
+
+impl Default for EntitiesConfig {
+    fn default() -> Self {
+        EntitiesConfig {
+            graph: false,
+            graph_node_label: "Entity".into(),
+        }
+    }
+}
 
 impl ProcessorSpec for EntitiesSpec {
     type Config = EntitiesConfig;
@@ -76,12 +95,33 @@ impl ProcessorSpec for EntitiesSpec {
     const DESCRIPTION: &'static str =
         "EntityUpserted / EntityDeleted / RelationshipUpserted → entities and relationships tables";
 
-    fn tables(_: &EntitiesConfig) -> Vec<TableSpec> {
-        vec![entities_table(), relationships_table()]
+    fn check(config: &EntitiesConfig) -> Vec<ConfigProblem> {
+        if config.graph_node_label.trim().is_empty() {
+            return vec![ConfigProblem {
+                key: "graph_node_label".into(),
+                message: "must not be empty".into(),
+                hint: Some("the default is \"Entity\"".into()),
+            }];
+        }
+        Vec::new()
     }
 
-    fn build(_: EntitiesConfig) -> Box<dyn Processor> {
-        Box::new(EntitiesProcessor)
+    fn tables(config: &EntitiesConfig) -> Vec<TableSpec> {
+        let mut tables = vec![entities_table(), relationships_table()];
+        if config.graph {
+            tables.extend(crate::entity_graph::ENTITY_GRAPH.tables());
+        }
+        tables
+    }
+
+    fn build(config: EntitiesConfig) -> Box<dyn Processor> {
+        if config.graph {
+            Box::new(crate::entity_graph::EntityGraphProcessor::new(
+                config.graph_node_label,
+            ))
+        } else {
+            Box::new(EntitiesProcessor)
+        }
     }
 }
 

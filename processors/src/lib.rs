@@ -3,6 +3,7 @@
 //! `[processor_config]` is checked against the processor's typed config.
 
 pub mod entities;
+pub mod entity_graph;
 
 use conductor_engine::processor::RegisteredProcessor;
 use conductor_engine::runtime::TopologyConfig;

@@ -319,7 +319,7 @@ pub fn copy_rows(
                     u.key[1] = format!("{}-{i}", u.key[1]);
                     Some(u)
                 }
-                Effect::Emit(_) => None,
+                Effect::Emit(_) | Effect::Graph(_) => None,
             }
         })
         .collect()

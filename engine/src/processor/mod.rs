@@ -25,6 +25,7 @@ pub mod spec;
 
 pub use spec::{ProcessorSpec, RegisteredProcessor};
 
+use crate::graph::{GraphMutation, GraphSpec};
 use crate::projection::RowUpsert;
 use conductor_schemas::Event;
 
@@ -35,6 +36,10 @@ pub enum Effect {
     Upsert(RowUpsert),
     /// Append an event to a derived topic (exactly once, in order per key).
     Emit(Box<EmitEvent>),
+    /// Change the processor's graph (see [`crate::graph`]): a version-guarded
+    /// row of its graph tables and, when the row changes, a record on its
+    /// graph topic for the graph sinks. Needs [`Processor::graph`].
+    Graph(Box<GraphMutation>),
 }
 
 /// An event to append to a derived topic.
@@ -143,6 +148,13 @@ pub trait Processor: Send + Sync {
     /// The processor's in-memory state, if it keeps any; `None` (the
     /// default) is a stateless processor, which the runtime never snapshots.
     fn state(&mut self) -> Option<&mut dyn ProcessorState> {
+        None
+    }
+
+    /// The graph this processor writes with [`Effect::Graph`], if any; its
+    /// two tables must be among [`tables`](Self::tables). `None` (the
+    /// default): the processor has no graph.
+    fn graph(&self) -> Option<GraphSpec> {
         None
     }
 }

@@ -187,6 +187,12 @@ impl TopologyConfig {
             .unwrap_or_else(|| format!("ig.changefeed.{}", self.name))
     }
 
+    /// Where the graph mutations of a processor with a graph go
+    /// (`ig.graph.<name>`), for the graph sinks.
+    pub fn graph_topic(&self) -> String {
+        crate::graph::graph_topic(&self.name)
+    }
+
     pub fn dlq_topic(&self) -> String {
         self.errors
             .dlq_topic

@@ -80,6 +80,11 @@ impl TopologyTestDriver {
         }
     }
 
+    /// The topology's status (counts, positions), as `topology status` shows it.
+    pub fn status(&self) -> super::TopologyStatus {
+        self.worker.status.snapshot()
+    }
+
     /// A projection table's rows, ordered by key.
     pub async fn rows(&self, table: &TableSpec) -> Vec<serde_json::Value> {
         self.store.dump_table(table).await.expect("dump")

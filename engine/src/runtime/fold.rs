@@ -9,6 +9,7 @@
 use super::change_event::change_event;
 use super::config::{OnError, TopologyConfig};
 use crate::envelope;
+use crate::graph::{GRAPH_CONTENT_TYPE, GraphSpec};
 use crate::log::{Header, InputPosition, SourcePosition, StoredRecord};
 use crate::processor::{Effect, Processor, ProcessorError, ProcessorErrorKind};
 use crate::projection::{RowUpsert, TableSpec};
@@ -33,6 +34,12 @@ enum Output {
     Emit {
         topic: String,
         record: crate::log::Record,
+    },
+    /// A graph mutation: its row of the graph tables and its record.
+    Graph {
+        upsert: RowUpsert,
+        key: Vec<u8>,
+        value: Vec<u8>,
     },
     Dead {
         kind: String,
@@ -150,6 +157,7 @@ pub fn fold(
     let mut items = Vec::with_capacity(records.len());
     let (mut events, mut dead) = (0, 0);
     let decoded = decode_all(&records);
+    let graph = processor.graph();
     for (r, decoded) in records.into_iter().zip(decoded) {
         let outputs = match decoded {
             Err(e) => {
@@ -159,25 +167,13 @@ pub fn fold(
                     reason: e.to_string(),
                 }]
             }
-            Ok(event) => match processor.process(&event) {
-                Ok(effects) => {
+            Ok(event) => match processor
+                .process(&event)
+                .and_then(|effects| outputs_of(effects, &event, graph.as_ref()))
+            {
+                Ok(outputs) => {
                     events += 1;
-                    effects
-                        .into_iter()
-                        .map(|e| match e {
-                            Effect::Upsert(upsert) => Output::Change {
-                                upsert,
-                                event_id: event.meta.event_id.clone(),
-                            },
-                            Effect::Emit(emit) => Output::Emit {
-                                topic: emit.topic,
-                                record: envelope::event_record(
-                                    &emit.event,
-                                    envelope::Encoding::Json,
-                                ),
-                            },
-                        })
-                        .collect()
+                    outputs
                 }
                 Err(error)
                     if error.kind == ProcessorErrorKind::External
@@ -212,13 +208,54 @@ pub fn fold(
     })
 }
 
+/// The outputs of one event's effects; a graph mutation that is malformed,
+/// or that a processor without a graph emits, is a processor bug.
+fn outputs_of(
+    effects: Vec<Effect>,
+    event: &Event,
+    graph: Option<&GraphSpec>,
+) -> Result<Vec<Output>, ProcessorError> {
+    effects
+        .into_iter()
+        .map(|e| {
+            Ok(match e {
+                Effect::Upsert(upsert) => Output::Change {
+                    upsert,
+                    event_id: event.meta.event_id.clone(),
+                },
+                Effect::Emit(emit) => Output::Emit {
+                    topic: emit.topic,
+                    record: envelope::event_record(&emit.event, envelope::Encoding::Json),
+                },
+                Effect::Graph(mutation) => {
+                    let Some(spec) = graph else {
+                        return Err(ProcessorError::internal(
+                            "emitted a graph mutation but declares no graph (Processor::graph)",
+                        ));
+                    };
+                    if let Some(problem) = mutation.problem() {
+                        return Err(ProcessorError::internal(problem));
+                    }
+                    // Serializing strings, numbers and JSON values cannot fail.
+                    let value = serde_json::to_vec(&mutation).unwrap_or_default();
+                    Output::Graph {
+                        upsert: spec.row(&mutation),
+                        key: mutation.record_key().into_bytes(),
+                        value,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 impl Folded {
     /// Keys each table's upserts touch (for one version look-up per table).
     pub fn keys_by_table(&self) -> BTreeMap<&'static str, Vec<Vec<String>>> {
         let mut m: BTreeMap<&'static str, Vec<Vec<String>>> = BTreeMap::new();
         for (_, outputs) in &self.items {
             for o in outputs {
-                if let Output::Change { upsert, .. } = o {
+                if let Output::Change { upsert, .. } | Output::Graph { upsert, .. } = o {
                     m.entry(upsert.table).or_default().push(upsert.key.clone());
                 }
             }
@@ -242,6 +279,7 @@ impl Folded {
     ) -> (StoreCommit, usize) {
         let changefeed = config.changefeed_topic();
         let dlq = config.dlq_topic();
+        let graph_topic = config.graph_topic();
         let mut finals: BTreeMap<(&'static str, Vec<String>), RowUpsert> = BTreeMap::new();
         let mut outbox = Vec::new();
         let mut positions: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -276,6 +314,26 @@ impl Folded {
                     }
                     Output::Emit { topic, record } => {
                         (topic, record.key, record.value, record.headers)
+                    }
+                    Output::Graph { upsert, key, value } => {
+                        let id = (upsert.table, upsert.key.clone());
+                        if versions.get(&id).is_some_and(|v| *v >= upsert.version) {
+                            continue; // stale or replayed: the graph already has it
+                        }
+                        versions.insert(id.clone(), upsert.version);
+                        changes += 1;
+                        finals.insert(id, upsert);
+                        let headers = vec![
+                            Header {
+                                key: HEADER_CHANGE_ID.into(),
+                                value: change_id(&config.name, &source, index as u32).into_bytes(),
+                            },
+                            Header {
+                                key: crate::envelope::HEADER_CONTENT_TYPE.into(),
+                                value: GRAPH_CONTENT_TYPE.as_bytes().to_vec(),
+                            },
+                        ];
+                        (graph_topic.clone(), Some(key), value, headers)
                     }
                     Output::Dead { kind, reason } => {
                         let mut headers = r.record.headers.clone();

@@ -15,12 +15,14 @@ pub mod config;
 pub mod driver;
 pub mod fold;
 pub mod relay;
+pub mod sink;
 pub mod state;
 pub mod status;
 pub mod topology;
 pub mod worker;
 
 pub use config::{TopologyConfig, parse_topology};
-pub use status::{StatusHandle, TopologyState, TopologyStatus};
+pub use sink::{SinkError, SinkRunner, TopicSink, WriteOutcome};
+pub use status::{SinkState, SinkStatus, StatusHandle, TopologyState, TopologyStatus};
 pub use topology::{RunningTopology, Topology};
 pub use worker::{RuntimeError, Worker, WorkerOptions};

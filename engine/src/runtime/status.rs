@@ -41,6 +41,56 @@ pub struct TopologyStatus {
     pub outbox_relayed: u64,
     pub last_commit_ms: Option<i64>,
     pub partitions: Vec<PartitionStatus>,
+    /// Sinks fed from the topology's derived topics (the graph sink).
+    pub sinks: Vec<SinkStatus>,
+}
+
+/// Lifecycle of a sink (see `runtime::sink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkState {
+    Starting,
+    Running,
+    /// A write failed in a way a retry can fix; `waiting_on` says on what.
+    Waiting,
+    Stopped,
+    Failed,
+}
+
+/// What one sink of a topology reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkStatus {
+    /// `neo4j`.
+    pub kind: String,
+    /// Where it writes (no secrets).
+    pub target: String,
+    /// The topic it follows.
+    pub topic: String,
+    pub state: SinkState,
+    pub error: Option<String>,
+    pub waiting_on: Option<String>,
+    pub records_written: u64,
+    pub records_rejected: u64,
+    pub batches: u64,
+    /// Records of the topic not written yet.
+    pub lag: i64,
+}
+
+impl SinkStatus {
+    pub fn new(kind: &str, target: String, topic: &str) -> Self {
+        SinkStatus {
+            kind: kind.into(),
+            target,
+            topic: topic.into(),
+            state: SinkState::Starting,
+            error: None,
+            waiting_on: None,
+            records_written: 0,
+            records_rejected: 0,
+            batches: 0,
+            lag: 0,
+        }
+    }
 }
 
 /// Shared, cheaply cloneable handle on a topology's status.
@@ -62,6 +112,7 @@ impl StatusHandle {
             outbox_relayed: 0,
             last_commit_ms: None,
             partitions: Vec::new(),
+            sinks: Vec::new(),
         })))
     }
 

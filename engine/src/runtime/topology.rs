@@ -1,6 +1,6 @@
-//! One topology running in this process: its worker (fold + commit) and its
-//! relay (outbox → log), wired the same way for `conductor run`, the topology
-//! test driver and the soak scenarios.
+//! One topology running in this process: its worker (fold + commit), its
+//! relay (outbox → log) and its sinks (graph topic → Neo4j), wired the same
+//! way for `conductor run`, the topology test driver and the soak scenarios.
 //!
 //! [`Topology::prepare`] builds the pair for callers that step the worker
 //! themselves (the test driver, benchmarks); [`Topology::start`] also spawns
@@ -8,6 +8,7 @@
 
 use super::config::TopologyConfig;
 use super::relay::{Relay, RelayError};
+use super::sink::{SinkRunError, SinkRunner, TopicSink};
 use super::status::{StatusHandle, TopologyState};
 use super::worker::{RuntimeError, Worker};
 use crate::log::Log;
@@ -44,15 +45,19 @@ impl Topology {
         Ok((worker, relay))
     }
 
-    /// Prepares the topology and runs worker and relay in the background.
+    /// Prepares the topology and runs worker, relay and `sinks` in the
+    /// background. The sinks follow the topology's graph topic
+    /// (`ig.graph.<name>`); pass none for a processor without a graph.
     pub async fn start(
         config: TopologyConfig,
         processor: Box<dyn Processor>,
         log: Arc<dyn Log>,
         store: Arc<dyn ProjectionStore>,
+        sinks: Vec<Box<dyn TopicSink>>,
     ) -> Result<RunningTopology, RuntimeError> {
         let name = config.name.clone();
-        let (worker, relay) = Self::prepare(config, processor, log, store).await?;
+        let graph_topic = config.graph_topic();
+        let (worker, relay) = Self::prepare(config, processor, log.clone(), store).await?;
         let status = worker.status.clone();
         let committed = worker.committed.clone();
         let (worker_stop, worker_rx) = watch::channel(false);
@@ -64,14 +69,29 @@ impl Topology {
             relay.run(committed, relay_rx),
             span,
         ));
+        let (sink_stop, sink_rx) = watch::channel(false);
+        let sinks = sinks
+            .into_iter()
+            .map(|sink| {
+                let span = tracing::info_span!("sink", name = %name, kind = sink.kind());
+                let runner =
+                    SinkRunner::new(&name, &graph_topic, log.clone(), sink, status.clone());
+                tokio::spawn(tracing::Instrument::instrument(
+                    runner.run(sink_rx.clone()),
+                    span,
+                ))
+            })
+            .collect();
         tracing::info!(topology = %name, "topology started");
         Ok(RunningTopology {
             name,
             status,
             worker_stop,
             relay_stop,
+            sink_stop,
             worker,
             relay,
+            sinks,
         })
     }
 }
@@ -82,8 +102,10 @@ pub struct RunningTopology {
     pub status: StatusHandle,
     worker_stop: watch::Sender<bool>,
     relay_stop: watch::Sender<bool>,
+    sink_stop: watch::Sender<bool>,
     worker: JoinHandle<Result<(), RuntimeError>>,
     relay: JoinHandle<Result<(), RelayError>>,
+    sinks: Vec<JoinHandle<Result<(), SinkRunError>>>,
 }
 
 impl RunningTopology {
@@ -107,7 +129,8 @@ impl RunningTopology {
     }
 
     /// Stops gracefully: the worker drains (commits its batch, snapshots its
-    /// state), then the relay empties the outbox. Returns every failure.
+    /// state), then the relay empties the outbox, then the sinks write what
+    /// the relay put on their topic. Returns every failure.
     pub async fn finish(self) -> Vec<String> {
         let name = &self.name;
         let _ = self.worker_stop.send(true);
@@ -122,6 +145,14 @@ impl RunningTopology {
             Ok(Ok(())) => {}
             Ok(Err(e)) => failures.push(format!("topology {name}: relay: {e}")),
             Err(e) => failures.push(format!("topology {name}: relay task failed: {e}")),
+        }
+        let _ = self.sink_stop.send(true);
+        for sink in self.sinks {
+            match sink.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(e.to_string()),
+                Err(e) => failures.push(format!("topology {name}: sink task failed: {e}")),
+            }
         }
         self.status.update(|st| {
             if st.state != TopologyState::Failed {

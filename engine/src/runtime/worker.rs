@@ -117,6 +117,9 @@ struct InFlight {
     handoff: Option<Vec<OutboxRecord>>,
 }
 
+/// Partitions of a graph topic (`ig.graph.<topology>`) created by the worker.
+pub const GRAPH_TOPIC_PARTITIONS: i32 = 3;
+
 /// Keys whose version the worker remembers before it starts over.
 const VERSION_CACHE_MAX: usize = 2_000_000;
 
@@ -240,6 +243,23 @@ impl Worker {
         }
         if options.side_effects {
             ensure_topic(log.as_ref(), &config.dlq_topic(), 1).await?;
+        }
+        if let Some(graph) = processor.graph() {
+            for table in [graph.nodes_table, graph.edges_table] {
+                if !tables.iter().any(|t| t.name == table) {
+                    return Err(RuntimeError::Store(StoreError::permanent(
+                        format!("starting topology `{}`", config.name),
+                        format!(
+                            "processor `{}` declares graph table `{table}` but does not list it in its tables (add GraphSpec::tables())",
+                            processor.name()
+                        ),
+                    )));
+                }
+            }
+            if options.side_effects {
+                // Created up front so graph sinks can follow it from the start.
+                ensure_topic(log.as_ref(), &config.graph_topic(), GRAPH_TOPIC_PARTITIONS).await?;
+            }
         }
         let stored = store.load_offsets(&config.name).await?;
         let mut positions = BTreeMap::new();

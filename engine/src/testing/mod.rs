@@ -13,10 +13,11 @@ mod restarts;
 mod telemetry;
 
 pub use processors::{
-    CountsPerKeyProcessor, LatestVersionProcessor, key_counts_table, latest_versions_table,
+    CountsPerKeyProcessor, GraphTestProcessor, LatestVersionProcessor, TEST_GRAPH,
+    key_counts_table, latest_versions_table,
 };
 pub use restarts::{RestartCheck, check_topology_restarts};
-pub use telemetry::assert_topology_telemetry;
+pub use telemetry::{assert_sink_telemetry, assert_topology_telemetry};
 
 /// A table with one column of every type, named `name`.
 pub fn contract_table(name: &'static str) -> TableSpec {
@@ -454,7 +455,23 @@ pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, event
             a.name()
         );
         for effect in ea.clone().unwrap_or_default() {
-            if let Effect::Upsert(u) = effect {
+            let u = match effect {
+                Effect::Upsert(u) => Some(u),
+                Effect::Graph(m) => {
+                    let graph = a.graph().unwrap_or_else(|| {
+                        panic!(
+                            "processor {} emits a graph mutation but declares no graph",
+                            a.name()
+                        )
+                    });
+                    if let Some(problem) = m.problem() {
+                        panic!("processor {}: {problem}", a.name());
+                    }
+                    Some(graph.row(&m))
+                }
+                Effect::Emit(_) => None,
+            };
+            if let Some(u) = u {
                 let spec = tables
                     .iter()
                     .find(|t| t.name == u.table)
@@ -558,6 +575,80 @@ pub fn counts_topology(name: &str, topic: &str) -> crate::runtime::TopologyConfi
         "name = \"{name}\"\nprocessor = \"counts_per_key\"\n[sources]\ntopics = [\"{topic}\"]\n[batch]\nmax_events = 4\nlinger_ms = 0\n[state]\nsnapshot_every_batches = 3\n"
     );
     crate::runtime::parse_topology(&text, &["counts_per_key"]).expect("test topology")
+}
+
+/// A topology of [`GraphTestProcessor`] reading `topic` in batches of `max_events`.
+pub fn graph_topology(
+    name: &str,
+    topic: &str,
+    max_events: usize,
+) -> crate::runtime::TopologyConfig {
+    let text = format!(
+        "name = \"{name}\"\nprocessor = \"graph_test\"\n[sources]\ntopics = [\"{topic}\"]\n[batch]\nmax_events = {max_events}\nlinger_ms = 0\n"
+    );
+    crate::runtime::parse_topology(&text, &["graph_test"]).expect("test topology")
+}
+
+/// A graph's history as JSON events for [`GraphTestProcessor`] (tenant
+/// `acme`): `entities` nodes of two types, updated, some deleted and some
+/// updated again after their delete with a stale version, relationships
+/// between them that move their ends, are deleted and come back — every
+/// element version-guarded, some changes arriving out of order. The same
+/// `seed`, the same events.
+pub fn graph_events(entities: usize, seed: u64) -> Vec<String> {
+    let mut rng = seed.max(1);
+    let mut next = move |n: usize| {
+        // xorshift: deterministic without a dependency.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n.max(1) as u64) as usize
+    };
+    let ty = |i: usize| if i.is_multiple_of(3) { "Org" } else { "Person" };
+    let mut events = Vec::new();
+    let mut versions = vec![0i64; entities];
+    let rels = entities;
+    let mut rel_versions = vec![0i64; rels];
+    let steps = entities * 6;
+    for step in 0..steps {
+        match next(10) {
+            0..=4 => {
+                let i = next(entities);
+                versions[i] += 1;
+                let stale = versions[i] > 2 && next(6) == 0;
+                let v = if stale { versions[i] - 2 } else { versions[i] };
+                events.push(format!(
+                    r#"{{"tenant":"acme","kind":"EntityUpserted","subject":"e{i}","occurred_at":"2026-02-01T12:00:00Z","data":{{"entity_type":"{}","version":{v},"attributes":{{"name":"n{i} v{v}","step":{step},"score":{}.5,"flag":{}}}}}}}"#,
+                    ty(i),
+                    step % 7,
+                    step % 2 == 0
+                ));
+            }
+            5 => {
+                let i = next(entities);
+                versions[i] += 1;
+                events.push(format!(
+                    r#"{{"tenant":"acme","kind":"EntityDeleted","subject":"e{i}","occurred_at":"2026-02-01T12:00:00Z","data":{{"entity_type":"{}","version":{}}}}}"#,
+                    ty(i),
+                    versions[i]
+                ));
+            }
+            _ => {
+                let r = next(rels);
+                rel_versions[r] += 1;
+                let (src, dst) = (next(entities), next(entities));
+                let deleted = next(5) == 0;
+                events.push(format!(
+                    r#"{{"tenant":"acme","kind":"RelationshipUpserted","subject":"r{r}","occurred_at":"2026-02-01T12:00:00Z","data":{{"rel_id":"r{r}","src":"e{src}","dst":"e{dst}","rel_type":"{}","version":{},"attributes":{{"src_type":"{}","dst_type":"{}","weight":{step},"deleted":{deleted}}}}}}}"#,
+                    if r.is_multiple_of(2) { "KNOWS" } else { "WORKS_WITH" },
+                    rel_versions[r],
+                    ty(src),
+                    ty(dst)
+                ));
+            }
+        }
+    }
+    events
 }
 
 /// `n` `EntityUpserted` events over `keys` subjects of tenant `acme`, with

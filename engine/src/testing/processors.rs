@@ -171,3 +171,108 @@ impl Processor for CountsPerKeyProcessor {
         Some(&mut self.counts)
     }
 }
+
+/// A processor with a graph, for the graph sink tests: every
+/// `EntityUpserted` is a node labelled `<prefix><entity_type>` with id
+/// `tenant/subject` and the attributes as properties (plus a nested object
+/// and a list, so the sinks' property conversion is exercised);
+/// `EntityDeleted` deletes it; `RelationshipUpserted` is a relationship of
+/// type `<prefix><rel_type>` between `<prefix><src_type|Person>` and
+/// `<prefix><dst_type|Person>` (attributes `src_type`, `dst_type`), deleted
+/// when its attribute `deleted` is true. The prefix keeps tests that share
+/// a Neo4j server apart.
+pub struct GraphTestProcessor {
+    pub prefix: String,
+}
+
+/// The graph [`GraphTestProcessor`] writes.
+pub const TEST_GRAPH: crate::graph::GraphSpec =
+    crate::graph::GraphSpec::new("graph_test_nodes", "graph_test_edges");
+
+impl Processor for GraphTestProcessor {
+    fn name(&self) -> &str {
+        "graph_test"
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        TEST_GRAPH.tables()
+    }
+
+    fn graph(&self) -> Option<crate::graph::GraphSpec> {
+        Some(TEST_GRAPH)
+    }
+
+    fn process(&mut self, event: &Event) -> Result<Vec<Effect>, ProcessorError> {
+        use crate::graph::{GraphMutation, NodeRef, Properties};
+        use conductor_schemas::AttributeValue;
+        let tenant = &event.meta.tenant;
+        let id = |s: &str| format!("{tenant}/{s}");
+        let to_json = |v: &AttributeValue| serde_json::to_value(v).unwrap_or_default();
+        let text = |v: Option<&AttributeValue>| match v {
+            Some(AttributeValue::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let p = &self.prefix;
+        let mutation = match &event.data {
+            EventData::EntityUpserted(e) => {
+                let mut props: Properties = e
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_json(v)))
+                    .collect();
+                props.insert("tenant_id".into(), tenant.clone().into());
+                props.insert(
+                    "shape".into(),
+                    serde_json::json!({"attributes": e.attributes.len()}),
+                );
+                props.insert(
+                    "keys".into(),
+                    e.attributes.keys().cloned().collect::<Vec<_>>().into(),
+                );
+                GraphMutation::upsert_node(
+                    format!("{p}{}", e.entity_type),
+                    id(&event.meta.subject),
+                    e.version,
+                    props,
+                )
+            }
+            EventData::EntityDeleted(e) => GraphMutation::delete_node(
+                format!("{p}{}", e.entity_type),
+                id(&event.meta.subject),
+                e.version,
+            ),
+            EventData::RelationshipUpserted(r) => {
+                let rel_type = format!("{p}{}", r.rel_type);
+                if r.attributes.get("deleted") == Some(&AttributeValue::Bool(true)) {
+                    GraphMutation::delete_edge(rel_type, id(&r.rel_id), r.version)
+                } else {
+                    let end = |key: &str, subject: &str| {
+                        let label = text(r.attributes.get(key)).unwrap_or_else(|| "Person".into());
+                        NodeRef::new(format!("{p}{label}"), id(subject))
+                    };
+                    let props: Properties = r
+                        .attributes
+                        .iter()
+                        .filter(|(k, _)| *k != "src_type" && *k != "dst_type")
+                        .map(|(k, v)| (k.clone(), to_json(v)))
+                        .collect();
+                    GraphMutation::upsert_edge(
+                        rel_type,
+                        id(&r.rel_id),
+                        r.version,
+                        end("src_type", &r.src),
+                        end("dst_type", &r.dst),
+                        props,
+                    )
+                }
+            }
+            other => {
+                return Err(ProcessorError::invalid_input(format!(
+                    "graph_test folds entity and relationship events, not {}",
+                    other.kind()
+                )));
+            }
+        };
+        Ok(vec![Effect::Graph(Box::new(mutation))])
+    }
+}

@@ -53,7 +53,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
     let subscriptions =
         server::subscriptions(settings, log.clone(), settings.jwt_secret.as_deref())?;
-    let running = topologies::start(configs, log, store).await?;
+    let running = topologies::start(configs, log, store, settings.neo4j.as_ref()).await?;
     let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),

@@ -30,12 +30,23 @@ pub async fn run(settings: &Settings, args: SqlArgs) -> Result<(), CliError> {
             None
         }
     };
-    // Tables from the processors' default configs; no processor is built.
-    let projections = conductor_processors::REGISTRY
+    // Tables of the topologies' configs, then of the processors' default
+    // configs; no processor is built.
+    let configs = crate::topologies::load(args.topologies.clone(), settings.topologies.clone())?;
+    let mut projections: Vec<conductor_engine::projection::TableSpec> = Vec::new();
+    let configured = configs.iter().filter_map(|c| {
+        conductor_processors::find(&c.processor)?
+            .tables(&c.processor_config)
+            .ok()
+    });
+    let defaults = conductor_processors::REGISTRY
         .iter()
-        .filter_map(|r| r.tables(&toml::Table::new()).ok())
-        .flatten()
-        .collect();
+        .filter_map(|r| r.tables(&toml::Table::new()).ok());
+    for table in configured.chain(defaults).flatten() {
+        if !projections.iter().any(|t| t.name == table.name) {
+            projections.push(table);
+        }
+    }
     let started = Instant::now();
     let ctx = SqlContext::new(log, store, projections)
         .await

@@ -134,7 +134,8 @@ async fn status(
                 parts.push(serde_json::json!({"topic": topic, "partition": p.partition, "next_offset": pos, "high_watermark": p.high_watermark, "lag": lag}));
             }
         }
-        out.push(serde_json::json!({"name": c.name, "processor": c.processor, "paused": control.paused, "lag": total_lag, "partitions": parts}));
+        let sinks = sink_status(settings, c, log.as_ref()).await;
+        out.push(serde_json::json!({"name": c.name, "processor": c.processor, "paused": control.paused, "lag": total_lag, "partitions": parts, "sinks": sinks}));
     }
     if let Some(n) = &name
         && out.is_empty()
@@ -172,9 +173,63 @@ async fn status(
                     p["lag"]
                 );
             }
+            for s in t["sinks"].as_array().into_iter().flatten() {
+                match s["error"].as_str() {
+                    None => println!(
+                        "  sink {}  {}  lag={}",
+                        s["kind"].as_str().unwrap_or(""),
+                        s["target"].as_str().unwrap_or(""),
+                        s["lag"]
+                    ),
+                    Some(e) => println!(
+                        "  sink {}  {}  unavailable: {e}",
+                        s["kind"].as_str().unwrap_or(""),
+                        s["target"].as_str().unwrap_or("")
+                    ),
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// The graph sink's position against its topic, when the topology has a
+/// graph and a Neo4j is configured (read from the positions it stores in Neo4j).
+async fn sink_status(
+    settings: &Settings,
+    config: &conductor_engine::runtime::TopologyConfig,
+    log: &dyn conductor_engine::log::Log,
+) -> Vec<serde_json::Value> {
+    use conductor_engine::runtime::TopicSink;
+    let Some(neo4j) = &settings.neo4j else {
+        return Vec::new();
+    };
+    let has_graph = topologies::build_processor(config).is_ok_and(|p| p.graph().is_some());
+    if !has_graph {
+        return Vec::new();
+    }
+    let mut sink = conductor_connectors::neo4j::Neo4jGraphSink::new(neo4j.clone(), &config.name);
+    let topic = config.graph_topic();
+    let target = sink.target();
+    let positions = match sink.load_positions(&topic).await {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![
+                serde_json::json!({"kind": "neo4j", "target": target, "topic": topic, "error": e.to_string()}),
+            ];
+        }
+    };
+    let mut lag = 0;
+    if let Ok(d) = log.describe_topic(&topic).await {
+        for p in d.partitions {
+            let at = positions
+                .get(&p.partition)
+                .copied()
+                .unwrap_or(p.low_watermark);
+            lag += (p.high_watermark - at).max(0);
+        }
+    }
+    vec![serde_json::json!({"kind": "neo4j", "target": target, "topic": topic, "lag": lag})]
 }
 
 async fn reset_offsets(
