@@ -2,6 +2,7 @@
 //! the processor runtime.
 
 pub mod cursor;
+pub mod enrich;
 pub mod envelope;
 pub mod graph;
 pub mod log;

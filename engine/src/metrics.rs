@@ -25,6 +25,12 @@ pub const SINK_ERRORS_TOTAL: &str = "conductor_sink_errors_total";
 pub const SINK_COMMIT_DURATION_SECONDS: &str = "conductor_sink_commit_duration_seconds";
 pub const SINK_LAG_RECORDS: &str = "conductor_sink_lag_records";
 
+// Enrichment stages' calls to their services (`enrich::policy`).
+pub const ENRICHMENT_INPUTS_TOTAL: &str = "conductor_enrichment_inputs_total";
+pub const ENRICHMENT_CALLS_TOTAL: &str = "conductor_enrichment_calls_total";
+pub const ENRICHMENT_CALL_ERRORS_TOTAL: &str = "conductor_enrichment_call_errors_total";
+pub const ENRICHMENT_CALL_DURATION_SECONDS: &str = "conductor_enrichment_call_duration_seconds";
+
 // The subscription server (`conductor-replay`).
 pub const SUBSCRIPTIONS_ACTIVE: &str = "conductor_subscriptions_active";
 pub const FANOUT_LATENCY_SECONDS: &str = "conductor_fanout_latency_seconds";
@@ -158,6 +164,30 @@ pub const ALL: &[Metric] = &[
         Gauge,
         &["topology", "sink"],
         "Records of the sink's topic not yet applied",
+    ),
+    metric(
+        ENRICHMENT_INPUTS_TOTAL,
+        Counter,
+        &["enrichment"],
+        "Distinct inputs an enrichment stage asked its service about (not recorded before)",
+    ),
+    metric(
+        ENRICHMENT_CALLS_TOTAL,
+        Counter,
+        &["enrichment"],
+        "Calls to an enrichment's service, retries included",
+    ),
+    metric(
+        ENRICHMENT_CALL_ERRORS_TOTAL,
+        Counter,
+        &["enrichment", "kind"],
+        "Failed calls, by kind (rate_limited | unavailable); each is retried or fails the batch",
+    ),
+    metric(
+        ENRICHMENT_CALL_DURATION_SECONDS,
+        Histogram,
+        &["enrichment"],
+        "Duration of one successful call",
     ),
     metric(
         SUBSCRIPTIONS_ACTIVE,

@@ -15,6 +15,8 @@ pub const RELATIONSHIP_UPSERTED: &str = include_str!("../avro/RelationshipUpsert
 pub const RUN_EVENT: &str = include_str!("../avro/RunEvent.avsc");
 /// `ig.events.UsageRecorded`.
 pub const USAGE_RECORDED: &str = include_str!("../avro/UsageRecorded.avsc");
+/// `ig.events.EnrichmentRecorded`.
+pub const ENRICHMENT_RECORDED: &str = include_str!("../avro/EnrichmentRecorded.avsc");
 
 /// Every event schema as `(record name, .avsc text)`, in registration order.
 pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
@@ -23,6 +25,7 @@ pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
     ("RelationshipUpserted", RELATIONSHIP_UPSERTED),
     ("RunEvent", RUN_EVENT),
     ("UsageRecorded", USAGE_RECORDED),
+    ("EnrichmentRecorded", ENRICHMENT_RECORDED),
 ];
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::SchemaError;
 use crate::types::{
-    AttributeValue, Attributes, Dataset, EntityDeleted, EntityUpserted, Event, EventData,
-    EventMetadata, Job, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
-    datetime_from_micros,
+    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted, Event,
+    EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent, RunEventType,
+    UsageRecorded, datetime_from_micros,
 };
 
 // Union branch indexes, fixed by the order in the `.avsc` files.
@@ -101,6 +101,12 @@ fn data_to_avro(data: &EventData) -> Value {
             ("usage_kind".into(), Value::String(d.usage_kind.clone())),
             ("quantity".into(), Value::Long(d.quantity)),
             ("unit".into(), optional_string(&d.unit)),
+        ]),
+        EventData::EnrichmentRecorded(d) => Value::Record(vec![
+            ("enrichment".into(), Value::String(d.enrichment.clone())),
+            ("content_hash".into(), Value::String(d.content_hash.clone())),
+            ("result".into(), optional_string(&d.result)),
+            ("error".into(), optional_string(&d.error)),
         ]),
     }
 }
@@ -214,6 +220,12 @@ pub(crate) fn event_from_avro(kind: &str, value: Value) -> Result<Event, SchemaE
             usage_kind: data.string("usage_kind")?,
             quantity: data.long("quantity")?,
             unit: data.optional_string("unit")?,
+        }),
+        "EnrichmentRecorded" => EventData::EnrichmentRecorded(EnrichmentRecorded {
+            enrichment: data.string("enrichment")?,
+            content_hash: data.string("content_hash")?,
+            result: data.optional_string("result")?,
+            error: data.optional_string("error")?,
         }),
         other => {
             return Err(SchemaError::new(

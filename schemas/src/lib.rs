@@ -28,6 +28,7 @@ mod types;
 pub use error::{ErrorKind, SchemaError};
 pub use registry::{EventSchema, SchemaRegistry};
 pub use types::{
-    AttributeValue, Attributes, Dataset, EntityDeleted, EntityUpserted, Event, EventData,
-    EventMetadata, Job, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
+    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted, Event,
+    EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent, RunEventType,
+    UsageRecorded,
 };

@@ -154,7 +154,8 @@ mod tests {
                 "EntityDeleted",
                 "RelationshipUpserted",
                 "RunEvent",
-                "UsageRecorded"
+                "UsageRecorded",
+                "EnrichmentRecorded"
             ]
         );
         for name in names {

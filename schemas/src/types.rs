@@ -246,6 +246,22 @@ pub struct UsageRecorded {
     pub unit: Option<String>,
 }
 
+/// `data` of `EnrichmentRecorded`: an enrichment stage's recorded call result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichmentRecorded {
+    /// The stage that made the call, e.g. `embeddings`.
+    pub enrichment: String,
+    /// blake3 of everything the call depends on; the record key.
+    pub content_hash: String,
+    /// The answer as JSON text; `None` when the service refused the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Why the service refused the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The payload of an event; the variant is the event's kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -260,6 +276,8 @@ pub enum EventData {
     RunEvent(RunEvent),
     /// Metered usage.
     UsageRecorded(UsageRecorded),
+    /// An enrichment stage's recorded call result.
+    EnrichmentRecorded(EnrichmentRecorded),
 }
 
 impl EventData {
@@ -271,6 +289,7 @@ impl EventData {
             EventData::RelationshipUpserted(_) => "RelationshipUpserted",
             EventData::RunEvent(_) => "RunEvent",
             EventData::UsageRecorded(_) => "UsageRecorded",
+            EventData::EnrichmentRecorded(_) => "EnrichmentRecorded",
         }
     }
 }

@@ -28,6 +28,7 @@ pub use spec::{ProcessorSpec, RegisteredProcessor};
 use crate::graph::{GraphMutation, GraphSpec};
 use crate::projection::RowUpsert;
 use conductor_schemas::Event;
+use futures::future::BoxFuture;
 
 /// What a processor asks the runtime to do for one input event.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +156,21 @@ pub trait Processor: Send + Sync {
     /// two tables must be among [`tables`](Self::tables). `None` (the
     /// default): the processor has no graph.
     fn graph(&self) -> Option<GraphSpec> {
+        None
+    }
+
+    /// Runs before the fold of a live batch, with the batch's decoded
+    /// events: the one place a processor may do I/O. An enrichment stage
+    /// (`crate::enrich::EnrichStage`) calls its service here for what the
+    /// fold will record. It is NOT run on a warm-up or a rebuild (side
+    /// effects off), so `process` must not depend on it for anything but
+    /// the effects that are dropped there. An `external` error retries the
+    /// batch with backoff. `None` (the default): nothing to prepare.
+    fn prepare<'a>(
+        &'a mut self,
+        events: &'a [&'a Event],
+    ) -> Option<BoxFuture<'a, Result<(), ProcessorError>>> {
+        let _ = events;
         None
     }
 }

@@ -113,7 +113,7 @@ const PARALLEL_DECODE_MIN: usize = 1024;
 /// validation) is most of a fold's CPU time and needs no state, so large
 /// batches are split over the machine's cores; the fold itself stays
 /// sequential, in input order.
-fn decode_all(records: &[StoredRecord]) -> Vec<Result<Event, SchemaError>> {
+pub fn decode_all(records: &[StoredRecord]) -> Vec<Result<Event, SchemaError>> {
     // Asked once: on Linux the answer reads cgroup files.
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let threads =
@@ -154,9 +154,19 @@ pub fn fold(
     config: &TopologyConfig,
     records: Vec<StoredRecord>,
 ) -> Result<Folded, HaltError> {
+    let decoded = decode_all(&records);
+    fold_decoded(processor, config, records, decoded)
+}
+
+/// [`fold`] of records already decoded ([`decode_all`], one per record).
+pub fn fold_decoded(
+    processor: &mut dyn Processor,
+    config: &TopologyConfig,
+    records: Vec<StoredRecord>,
+    decoded: Vec<Result<Event, SchemaError>>,
+) -> Result<Folded, HaltError> {
     let mut items = Vec::with_capacity(records.len());
     let (mut events, mut dead) = (0, 0);
-    let decoded = decode_all(&records);
     let graph = processor.graph();
     for (r, decoded) in records.into_iter().zip(decoded) {
         let outputs = match decoded {

@@ -480,7 +480,11 @@ impl Worker {
             .min()
             .unwrap_or_else(now_ms);
         let t_fold = Instant::now();
-        let folded = fold::fold(self.processor.as_mut(), &self.config, batch)?;
+        let decoded = fold::decode_all(&batch);
+        if self.options.side_effects {
+            self.prepare(&batch, &decoded).await?;
+        }
+        let folded = fold::fold_decoded(self.processor.as_mut(), &self.config, batch, decoded)?;
         let fold_micros = t_fold.elapsed().as_micros() as u64;
         let t_versions = Instant::now();
         let (events, dead) = (folded.events, folded.dead);
@@ -575,6 +579,32 @@ impl Worker {
             fold_micros,
             versions_micros,
             commit_micros: waited_micros,
+        })
+    }
+
+    /// Runs the processor's `prepare` hook (its I/O: an enrichment stage's
+    /// calls) on a live batch's decoded events.
+    async fn prepare(
+        &mut self,
+        batch: &[StoredRecord],
+        decoded: &[Result<conductor_schemas::Event, conductor_schemas::SchemaError>],
+    ) -> Result<(), HaltError> {
+        let events: Vec<&conductor_schemas::Event> =
+            decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+        let Some(first) = batch.first() else {
+            return Ok(());
+        };
+        let Some(prepared) = self.processor.prepare(&events) else {
+            return Ok(());
+        };
+        prepared.await.map_err(|error| HaltError {
+            processor: self.config.processor.clone(),
+            at: crate::log::SourcePosition {
+                topic: first.topic.clone(),
+                partition: first.partition,
+                offset: first.offset,
+            },
+            error,
         })
     }
 

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use conductor_schemas::codec::decode_json;
 use conductor_schemas::{
-    AttributeValue, Attributes, Dataset, EntityDeleted, EntityUpserted, Event, EventData,
-    EventMetadata, Job, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
+    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted, Event,
+    EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent, RunEventType,
+    UsageRecorded,
 };
 use proptest::prelude::*;
 
@@ -129,6 +130,16 @@ fn event_data() -> impl Strategy<Value = EventData> {
                 unit,
             })
         }),
+        (text(), text(), optional_text(), optional_text()).prop_map(
+            |(enrichment, content_hash, result, error)| {
+                EventData::EnrichmentRecorded(EnrichmentRecorded {
+                    enrichment,
+                    content_hash,
+                    result,
+                    error,
+                })
+            }
+        ),
     ]
 }
 
