@@ -7,7 +7,7 @@
 //! its prepared plan) is the same for 1 row or 50,000 and there is no
 //! parameter limit to chunk around. The outbox and the offsets go in the same
 //! way. The order of a commit's steps is shared with SQLite
-//! ([`commit_batch`](crate::sql::commit::commit_batch)).
+//! (`sql::commit::commit_batch`).
 //!
 //! [`PostgresStore::copy_rows`] is a plain `COPY` of the same rows without
 //! the version guard: not part of the contract, it is the ceiling benchmarks

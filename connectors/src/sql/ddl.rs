@@ -12,6 +12,8 @@ use conductor_engine::store::StoreError;
 /// Key columns must be [`ColumnType::Text`]: [`RowUpsert::key`] carries keys
 /// as strings and `dump_table` renders them as strings, so any other key type
 /// would make SQL dumps order and render differently from the memory store.
+///
+/// [`RowUpsert::key`]: conductor_engine::projection::RowUpsert::key
 pub fn validate_spec(spec: &TableSpec) -> Result<(), StoreError> {
     let fail = |detail: String| StoreError::Database {
         operation: format!("migrate table `{}`", spec.name),

@@ -15,7 +15,7 @@
 //! - `migrate`: the DDL transaction;
 //! - `statements`: chunked multi-row upserts, outbox inserts and offsets;
 //! - `commit`: this backend's SQL for each step of the commit shared with
-//!   Postgres ([`commit_batch`](crate::sql::commit::commit_batch));
+//!   Postgres (`sql::commit::commit_batch`);
 //! - `decode`: rows read back as the memory store dumps them.
 
 mod commit;
