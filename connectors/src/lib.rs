@@ -10,7 +10,9 @@
 //! pass `conductor_engine::testing::store_contract`.
 
 pub mod neo4j;
+pub mod postgres;
 pub mod sql;
+pub mod sqlite;
 
-pub use sql::postgres::PostgresStore;
-pub use sql::sqlite::SqliteStore;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;

@@ -8,7 +8,7 @@
 mod support;
 
 use conductor_connectors::PostgresStore;
-use conductor_connectors::sql::postgres::redact_url;
+use conductor_connectors::postgres::redact_url;
 use conductor_engine::projection::SqlValue;
 use conductor_engine::store::{ProjectionStore, StoreCommit, StoreError};
 use futures::FutureExt;

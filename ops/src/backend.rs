@@ -91,8 +91,7 @@ pub fn cursor_key(global: &Settings) -> Result<CursorKey, CliError> {
 
 /// Opens the configured projection store (SQLite under the data dir by default).
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn ProjectionStore>, CliError> {
-    use conductor_connectors::sql::postgres::PostgresStore;
-    use conductor_connectors::sql::sqlite::SqliteStore;
+    use conductor_connectors::{PostgresStore, SqliteStore};
     let store: Arc<dyn ProjectionStore> = match settings.store {
         StoreBackend::Sqlite => match settings.database_url.as_deref() {
             Some(url) => Arc::new(SqliteStore::open_url(url).await?),

@@ -23,9 +23,9 @@
 //!   transaction; WAL readers keep their snapshot until it commits. The
 //!   outgoing live state is first saved whole with `VACUUM INTO`.
 
-use super::postgres::PostgresStore;
-use super::sqlite::SqliteStore;
 use super::{QuotedTable, quote_ident};
+use crate::postgres::PostgresStore;
+use crate::sqlite::SqliteStore;
 use conductor_engine::projection::TableSpec;
 use conductor_engine::store::{ProjectionStore, StoreError, TopologyControl};
 use sqlx::{AssertSqlSafe, Connection};

@@ -1,6 +1,6 @@
 //! Shared by the replay tests that need Postgres.
 
-use conductor_connectors::sql::postgres::{PostgresStore, redact_url};
+use conductor_connectors::postgres::{PostgresStore, redact_url};
 
 /// A fresh live schema `<prefix>_<random>` on `DATABASE_URL` (default
 /// `postgres://postgres@127.0.0.1:5432/test`): the URL whose connections

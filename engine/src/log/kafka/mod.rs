@@ -41,11 +41,35 @@
 //!
 //! Against tansu (the second test broker) some settings matter; they are explained in
 //! `docs/design/2026-11-23-exactly-once-kafka.md` ("tansu 0.6 notes").
+//!
+//! # Modules
+//!
+//! One job each. [`KafkaLog`] and the two writers sit on top; the modules
+//! below them are leaves that never import them (or this one) back:
+//!
+//! * `config`; `error` (Kafka failures as [`LogError`]); `client` (the
+//!   librdkafka clients and their settings); `shared` (what a log shares
+//!   with its writers: cached metadata, one-shot reads, topic creation);
+//! * `metadata`; `scan` (one-shot range reads); `partition_reader` (reads
+//!   that continue where the last one stopped); `produce`; `groups`
+//!   (consumer-group offsets);
+//! * [`progress`] (progress records and their fold); `progress_topic`
+//!   (appending, folding and checkpointing them); `recovery` (opening a
+//!   writer id: the `Fence`, a torn batch, lagging group offsets);
+//! * [`writer`] (`progress` mode) and [`txn`] (`transactions` mode).
 
 mod client;
 mod config;
+mod error;
+mod groups;
+mod metadata;
 mod partition_reader;
+mod produce;
 pub mod progress;
+mod progress_topic;
+mod recovery;
+mod scan;
+mod shared;
 pub mod txn;
 pub mod writer;
 
@@ -54,21 +78,13 @@ pub use txn::{TxnStep, TxnWriter};
 pub use writer::{CrashPoint, ProgressWriter, RecoveryReport};
 
 use super::*;
-use client::{Clients, blocking, kafka_detail, kafka_error};
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use client::{Clients, blocking};
+use error::kafka_detail;
+use produce::Outgoing;
 use rdkafka::consumer::Consumer;
-use rdkafka::error::RDKafkaErrorCode;
+use shared::Shared;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
-
-/// State shared by a [`KafkaLog`] and the writers it opened.
-pub(crate) struct Shared {
-    pub(crate) clients: Clients,
-    /// Partition count of the progress topic, once ensured.
-    progress_partitions: OnceCell<i32>,
-}
 
 /// A [`Log`] on a Kafka-protocol broker. Cloning shares the clients.
 #[derive(Clone)]
@@ -104,10 +120,7 @@ impl KafkaLog {
             let answered = reader.fetch_metadata(None, clients.timeout());
             clients.put_reader(reader);
             match answered {
-                Ok(_) => Ok(Shared {
-                    clients,
-                    progress_partitions: OnceCell::new(),
-                }),
+                Ok(_) => Ok(Shared::new(clients)),
                 Err(e) => Err(kafka_detail(
                     "connect",
                     format!(
@@ -148,201 +161,6 @@ impl KafkaLog {
     }
 }
 
-impl Shared {
-    /// Partition count of `topic` (cached), `UnknownTopic` if it does not exist.
-    pub(crate) async fn partition_count(self: &Arc<Self>, topic: &str) -> Result<i32, LogError> {
-        if let Some(n) = self.clients.cached_partitions(topic) {
-            return Ok(n);
-        }
-        self.refresh_partition_count(topic).await
-    }
-
-    async fn refresh_partition_count(self: &Arc<Self>, topic: &str) -> Result<i32, LogError> {
-        let me = self.clone();
-        let name = topic.to_string();
-        let ids = blocking("fetching metadata", move || {
-            me.clients.forget_topic(&name);
-            client::fetch_topic_partitions(&me.clients, &name)
-        })
-        .await?;
-        match ids {
-            Some(ids) => Ok(ids.len() as i32),
-            None => Err(LogError::UnknownTopic(topic.to_string())),
-        }
-    }
-
-    /// Checks that `topic[partition]` exists (refreshing metadata once on a miss).
-    pub(crate) async fn check_partition(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(), LogError> {
-        let mut n = self.partition_count(topic).await?;
-        if partition >= n {
-            n = self.refresh_partition_count(topic).await?;
-        }
-        if partition < 0 || partition >= n {
-            return Err(LogError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-                partitions: n,
-            });
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn watermarks(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(i64, i64), LogError> {
-        let me = self.clone();
-        let topic = topic.to_string();
-        blocking("fetching watermarks", move || {
-            client::fetch_watermarks(&me.clients, &topic, partition)
-        })
-        .await
-    }
-
-    /// Reads `[from, until)` (at most `max`) without further checks.
-    pub(crate) async fn read_range(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        until: i64,
-        max: usize,
-    ) -> Result<Vec<StoredRecord>, LogError> {
-        let me = self.clone();
-        let topic = topic.to_string();
-        blocking("reading", move || {
-            client::read_range(&me.clients, &topic, partition, from, until, max)
-        })
-        .await
-    }
-
-    /// The first offset with a timestamp `>= timestamp_ms` by binary search
-    /// over the records (exact when timestamps do not decrease); used when the
-    /// broker's time index gives an answer that does not hold.
-    async fn search_timestamp(
-        self: &Arc<Self>,
-        topic: &str,
-        partition: i32,
-        timestamp_ms: i64,
-    ) -> Result<Option<i64>, LogError> {
-        let (mut lo, high) = self.watermarks(topic, partition).await?;
-        let mut hi = high; // invariant: every offset >= hi qualifies (or hi == high)
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let found = self.read_range(topic, partition, mid, high, 1).await?;
-            let Some(r) = found.first() else { break };
-            if r.record.timestamp_ms >= timestamp_ms {
-                hi = r.offset.min(hi);
-            } else {
-                lo = r.offset + 1;
-            }
-        }
-        Ok((hi < high).then_some(hi))
-    }
-
-    /// Creates a topic and waits until its metadata shows every partition.
-    async fn create_topic(
-        self: &Arc<Self>,
-        topic: &str,
-        config: &TopicConfig,
-        extra: &[(&str, &str)],
-    ) -> Result<(), LogError> {
-        let operation = format!("creating topic `{topic}`");
-        let retention_ms = config.retention_ms.map(|v| v.to_string());
-        let retention_bytes = config.retention_bytes.map(|v| v.to_string());
-        let mut new_topic = NewTopic::new(
-            topic,
-            config.partitions,
-            TopicReplication::Fixed(self.clients.config.replication_factor),
-        );
-        if let Some(v) = &retention_ms {
-            new_topic = new_topic.set("retention.ms", v);
-        }
-        if let Some(v) = &retention_bytes {
-            new_topic = new_topic.set("retention.bytes", v);
-        }
-        for (k, v) in extra {
-            new_topic = new_topic.set(k, v);
-        }
-        let timeout = self.clients.timeout();
-        let options = AdminOptions::new()
-            .request_timeout(Some(timeout))
-            .operation_timeout(Some(timeout));
-        let results = self
-            .clients
-            .admin
-            .create_topics([&new_topic], &options)
-            .await
-            .map_err(|e| kafka_error(&operation, &e))?;
-        for result in results {
-            if let Err((name, code)) = result {
-                return Err(match code {
-                    RDKafkaErrorCode::TopicAlreadyExists => LogError::TopicExists(name),
-                    RDKafkaErrorCode::InvalidTopic => LogError::InvalidTopicName {
-                        name,
-                        reason: "the broker refused the name".into(),
-                    },
-                    RDKafkaErrorCode::InvalidPartitions
-                    | RDKafkaErrorCode::InvalidReplicationFactor
-                    | RDKafkaErrorCode::InvalidConfig => LogError::InvalidArgument(format!(
-                        "the broker refused to create `{name}`: {code}"
-                    )),
-                    other => kafka_detail(&operation, format!("the broker answered {other}")),
-                });
-            }
-        }
-        // Creation is asynchronous on the broker: wait until it is visible.
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.refresh_partition_count(topic).await {
-                Ok(n) if n >= config.partitions => return Ok(()),
-                Ok(_) | Err(LogError::UnknownTopic(_)) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Ok(n) => {
-                    return Err(kafka_detail(
-                        &operation,
-                        format!(
-                            "the topic shows {n} of {} partitions after creation",
-                            config.partitions
-                        ),
-                    ));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Makes sure the progress topic exists; returns its partition count.
-    pub(crate) async fn progress_partitions(self: &Arc<Self>) -> Result<i32, LogError> {
-        self.progress_partitions
-            .get_or_try_init(|| async {
-                let topic = self.clients.config.progress_topic.clone();
-                match self.refresh_partition_count(&topic).await {
-                    Ok(n) => return Ok(n),
-                    Err(LogError::UnknownTopic(_)) => {}
-                    Err(e) => return Err(e),
-                }
-                // Not compacted: the protocol needs every Intent/Commit in
-                // order (see `writer`), and nothing may expire.
-                let config = TopicConfig::with_partitions(1);
-                let extra = [("cleanup.policy", "delete"), ("retention.ms", "-1")];
-                match self.create_topic(&topic, &config, &extra).await {
-                    Ok(()) | Err(LogError::TopicExists(_)) => {}
-                    Err(e) => return Err(e),
-                }
-                self.refresh_partition_count(&topic).await
-            })
-            .await
-            .copied()
-    }
-}
-
 #[async_trait]
 impl Log for KafkaLog {
     fn backend(&self) -> &'static str {
@@ -363,7 +181,7 @@ impl Log for KafkaLog {
     async fn list_topics(&self) -> Result<Vec<String>, LogError> {
         let me = self.shared.clone();
         let mut names = blocking("listing topics", move || {
-            client::fetch_topic_names(&me.clients)
+            metadata::fetch_topic_names(&me.clients)
         })
         .await?;
         names.retain(|n| !n.starts_with("__"));
@@ -402,9 +220,9 @@ impl Log for KafkaLog {
             ));
         }
         self.shared.check_partition(topic, partition).await?;
-        let outgoing: Vec<client::Outgoing<'_>> = records
+        let outgoing: Vec<Outgoing<'_>> = records
             .iter()
-            .map(|record| client::Outgoing {
+            .map(|record| Outgoing {
                 topic,
                 partition,
                 record,
@@ -412,7 +230,7 @@ impl Log for KafkaLog {
             })
             .collect();
         let clients = &self.shared.clients;
-        let offsets = client::produce_all(clients, &clients.producer, &outgoing, "append").await?;
+        let offsets = produce::produce_all(clients, &clients.producer, &outgoing, "append").await?;
         match (offsets.first(), offsets.last()) {
             (Some(&first), Some(&last)) => Ok(AppendedRange { first, last }),
             _ => Err(kafka_detail("append", "the broker acknowledged no record")),
@@ -430,7 +248,14 @@ impl Log for KafkaLog {
         let me = self.shared.clone();
         let topic = topic.to_string();
         blocking("reading", move || {
-            partition_reader::read(&me.clients, &topic, partition, from, max_records)
+            partition_reader::read(
+                &me.clients,
+                &me.partition_readers,
+                &topic,
+                partition,
+                from,
+                max_records,
+            )
         })
         .await
     }
@@ -450,7 +275,7 @@ impl Log for KafkaLog {
         let me = self.shared.clone();
         let name = topic.to_string();
         let answer = blocking("offset lookup by timestamp", move || {
-            client::offset_for_time(&me.clients, &name, partition, timestamp_ms)
+            metadata::offset_for_time(&me.clients, &name, partition, timestamp_ms)
         })
         .await?;
         // Trust but verify: some brokers (tansu 0.6) answer the low watermark
@@ -503,21 +328,8 @@ impl Log for KafkaLog {
         let (group, topic) = (group.to_string(), topic.to_string());
         blocking("reading committed offsets", move || {
             let partitions: Vec<i32> = (0..n).collect();
-            client::fetch_group_offsets(&me.clients, &group, &topic, &partitions)
+            groups::fetch_group_offsets(&me.clients, &group, &topic, &partitions)
         })
         .await
     }
-}
-
-/// Checks a writer id and group name before they reach the broker.
-pub(crate) fn validate_writer_names(group: &str, writer_id: &str) -> Result<(), LogError> {
-    if group.trim().is_empty() {
-        return Err(LogError::InvalidArgument(
-            "the consumer group name is empty".into(),
-        ));
-    }
-    if writer_id.trim().is_empty() {
-        return Err(LogError::InvalidArgument("the writer id is empty".into()));
-    }
-    Ok(())
 }

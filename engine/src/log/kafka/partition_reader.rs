@@ -19,10 +19,10 @@
 //! high watermark knows there is nothing more, at once, without guessing
 //! from timing.
 
-use super::client::{
-    Clients, Reader, TracingContext, consumer_error, fetch_watermarks, kafka_detail, kafka_error,
-    lock, reader_config, to_stored,
-};
+use super::client::{Clients, Reader, TracingContext, lock, reader_config};
+use super::error::{kafka_detail, kafka_error};
+use super::metadata::fetch_watermarks;
+use super::scan::{consumer_error, to_stored};
 use crate::log::{LogError, StoredRecord};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -47,7 +47,9 @@ pub(crate) struct PartitionReader {
     last_used: Instant,
 }
 
-/// The partition readers of one [`Clients`], by (topic, partition). A read
+/// The partition readers of one [`KafkaLog`](super::KafkaLog), by (topic,
+/// partition); kept beside its [`Clients`], not in them, so that this
+/// module depends on the clients and never the other way round. A read
 /// takes its partition's reader out while it runs, so two concurrent reads
 /// of one partition never share a consumer (the second makes its own).
 #[derive(Default)]
@@ -94,9 +96,11 @@ fn assign(reader: &Reader, topic: &str, partition: i32, from: i64) -> Result<(),
     reader.assign(&tpl)
 }
 
-/// Reads up to `max` records of one partition from `from` (see the module doc).
+/// Reads up to `max` records of one partition from `from` with the reader
+/// `readers` keeps for it (see the module doc).
 pub(crate) fn read(
     clients: &Clients,
+    readers: &PartitionReaders,
     topic: &str,
     partition: i32,
     from: i64,
@@ -107,13 +111,13 @@ pub(crate) fn read(
         return Ok(Vec::new());
     }
     let mut known_high = None;
-    let mut reader = match clients.partition_readers.take(topic, partition) {
+    let mut reader = match readers.take(topic, partition) {
         Some(r) if r.next == from => r,
         taken => {
             let (low, high) = fetch_watermarks(clients, topic, partition)?;
             if from < low || from > high {
                 if let Some(r) = taken {
-                    clients.partition_readers.put(topic, partition, r);
+                    readers.put(topic, partition, r);
                 }
                 return Err(LogError::OffsetOutOfRange {
                     topic: topic.to_string(),
@@ -139,7 +143,7 @@ pub(crate) fn read(
     let result = poll(clients, &mut reader, topic, partition, max, known_high);
     if result.is_ok() {
         reader.last_used = Instant::now();
-        clients.partition_readers.put(topic, partition, reader);
+        readers.put(topic, partition, reader);
     }
     result
 }

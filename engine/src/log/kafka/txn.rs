@@ -16,11 +16,15 @@
 //! fencing is weaker (librdkafka's mock cluster hands every
 //! `init_transactions` a new producer id instead of bumping the epoch).
 
-use super::client::{self, Outgoing, kafka_detail, kafka_error};
+use super::client::{self, blocking};
+use super::error::{kafka_detail, kafka_error};
+use super::groups::positions_tpl;
+use super::produce::{Outgoing, produce_all};
 use super::progress::WriterHistory;
 use super::progress::{HEADER_EPOCH, HEADER_SOURCE, HEADER_WRITER, source_tag};
-use super::writer::{fold_progress, take_over};
-use super::{Shared, validate_writer_names};
+use super::progress_topic::fold_progress;
+use super::recovery::{take_over, validate_writer_names};
+use super::shared::Shared;
 use crate::log::*;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -132,7 +136,7 @@ impl TxnWriter {
         let timeout = shared.clients.timeout();
         let p = producer.clone();
         let id = writer_id.to_string();
-        client::blocking("init_transactions", move || {
+        blocking("init_transactions", move || {
             p.init_transactions(timeout).map_err(|e| {
                 kafka_detail(
                     format!("initializing transactions for writer `{id}`"),
@@ -190,7 +194,7 @@ impl TxnWriter {
             TxnFailure::Abortable(e) => {
                 let p = self.producer.clone();
                 let timeout = self.shared.clients.timeout();
-                let aborted = client::blocking("abort_transaction", move || {
+                let aborted = blocking("abort_transaction", move || {
                     p.abort_transaction(timeout)
                         .map_err(|e| kafka_error("aborting the transaction", &e))
                 })
@@ -286,7 +290,7 @@ impl TransactionalWriter for TxnWriter {
         for p in &txn.positions {
             positions.insert((p.topic.clone(), p.partition), p.next_offset);
         }
-        let tpl = client::positions_tpl(&positions).map_err(|e| kafka_error("commit", &e))?;
+        let tpl = positions_tpl(&positions).map_err(|e| kafka_error("commit", &e))?;
 
         if let Err(f) = self
             .txn_call("begin_transaction", |p| p.begin_transaction())
@@ -316,7 +320,7 @@ impl TransactionalWriter for TxnWriter {
                 }
             })
             .collect();
-        let produced = client::produce_all(
+        let produced = produce_all(
             &self.shared.clients,
             &self.producer,
             &outgoing,

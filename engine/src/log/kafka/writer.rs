@@ -68,12 +68,17 @@
 //! * Processing must be deterministic: the same input yields the same outputs
 //!   with the same source tags.
 
-use super::client::{self, Outgoing, kafka_detail};
+use super::client::blocking;
+use super::error::kafka_detail;
+use super::groups::commit_group_offsets;
+use super::produce::{Outgoing, produce_all};
 use super::progress::{
     HEADER_EPOCH, HEADER_SOURCE, HEADER_WRITER, PartitionOffsets, ProgressRecord, WriterHistory,
     merge_min, parse_source_tag, source_tag, to_starts,
 };
-use super::{Shared, validate_writer_names};
+use super::progress_topic::{append_progress, fold_progress, write_checkpoint};
+use super::recovery::{lagging_group_offsets, landed_outputs, take_over, validate_writer_names};
+use super::shared::Shared;
 use crate::log::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -81,14 +86,6 @@ use std::time::{Duration, Instant};
 
 /// A checkpoint is written after this many commits (and at every open).
 const CHECKPOINT_EVERY: u32 = 50;
-/// Records read by the first step of the backward search for the latest
-/// checkpoint; each further step reads twice as many, up to the maximum.
-const CHECKPOINT_SCAN_FIRST_CHUNK: i64 = 64;
-const CHECKPOINT_SCAN_MAX_CHUNK: i64 = 4096;
-/// How many times open retries when concurrent openers race for the same id.
-const OPEN_ATTEMPTS: usize = 5;
-/// Records read per round trip when scanning.
-const SCAN_CHUNK: usize = 5_000;
 /// A cached high-watermark lower bound older than this is refreshed, so that
 /// a recovery scan never starts far behind the batch it recovers.
 const HIGH_BOUND_MAX_AGE: Duration = Duration::from_secs(30);
@@ -231,39 +228,7 @@ impl ProgressWriter {
             return Ok(());
         }
         self.report.torn_batch = self.history.pending.as_ref().map(|p| (p.epoch, p.seq));
-        for (topic, partitions) in &ranges {
-            for (&partition, &start) in partitions {
-                let (low, high) = match self.shared.watermarks(topic, partition).await {
-                    Ok(w) => w,
-                    // The topic is gone: nothing of it can be duplicated.
-                    Err(LogError::UnknownTopic(_)) => continue,
-                    Err(e) => return Err(e),
-                };
-                let mut from = start.max(low);
-                while from < high {
-                    let records = self
-                        .shared
-                        .read_range(topic, partition, from, high, SCAN_CHUNK)
-                        .await?;
-                    let Some(last) = records.last() else { break };
-                    from = last.offset + 1;
-                    for r in records {
-                        if r.record.header(HEADER_WRITER) != Some(self.writer_id.as_bytes()) {
-                            continue;
-                        }
-                        let Some(tag) = r.record.header(HEADER_SOURCE) else {
-                            continue;
-                        };
-                        let tag = String::from_utf8_lossy(tag).into_owned();
-                        self.recovered.entry(tag).or_insert((
-                            r.topic.clone(),
-                            r.partition,
-                            r.offset,
-                        ));
-                    }
-                }
-            }
-        }
+        self.recovered = landed_outputs(&self.shared, &self.writer_id, &ranges).await?;
         self.prune_recovered();
         self.report.outputs_already_written = self.recovered.len();
         if !self.recovered.is_empty() {
@@ -278,26 +243,7 @@ impl ProgressWriter {
         if ours.is_empty() {
             return Ok(());
         }
-        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (topic, partition) in ours.keys() {
-            by_topic.entry(topic.as_str()).or_default().push(*partition);
-        }
-        let mut lagging = BTreeMap::new();
-        for (topic, partitions) in by_topic {
-            let me = self.shared.clone();
-            let (group, topic_owned) = (self.group.clone(), topic.to_string());
-            let committed = client::blocking("reading committed offsets", move || {
-                client::fetch_group_offsets(&me.clients, &group, &topic_owned, &partitions)
-            })
-            .await?;
-            for ((t, p), &next) in
-                ours.range((topic.to_string(), i32::MIN)..=(topic.to_string(), i32::MAX))
-            {
-                if committed.get(p).is_none_or(|&g| g < next) {
-                    lagging.insert((t.clone(), *p), next);
-                }
-            }
-        }
+        let lagging = lagging_group_offsets(&self.shared, &self.group, &ours).await?;
         if lagging.is_empty() {
             return Ok(());
         }
@@ -318,8 +264,8 @@ impl ProgressWriter {
     ) -> Result<(), LogError> {
         let me = self.shared.clone();
         let group = self.group.clone();
-        client::blocking("committing group offsets", move || {
-            client::commit_group_offsets(&me.clients, &group, &positions)
+        blocking("committing group offsets", move || {
+            commit_group_offsets(&me.clients, &group, &positions)
         })
         .await
     }
@@ -475,8 +421,7 @@ impl ProgressWriter {
         }
         let clients = &self.shared.clients;
         let delivered =
-            match client::produce_all(clients, &clients.producer, &to_send, "commit outputs").await
-            {
+            match produce_all(clients, &clients.producer, &to_send, "commit outputs").await {
                 Ok(d) => d,
                 Err(e) => {
                     self.broken = Some(format!("batch {seq} failed while writing outputs ({e})"));
@@ -605,190 +550,4 @@ fn input_passed(tag: &str, positions: &BTreeMap<(String, i32), i64>) -> bool {
             .get(&(topic.to_string(), partition))
             .is_some_and(|&next| offset < next)
     })
-}
-
-/// Opens incarnation `max epoch + 1` of `writer_id`: folds its progress
-/// records, appends an effective `Fence`. Returns the history folded through
-/// the `Fence`, the progress partition, the next offset to fold and the epoch.
-pub(crate) async fn take_over(
-    shared: &Arc<Shared>,
-    group: &str,
-    writer_id: &str,
-) -> Result<(WriterHistory, i32, i64, u64), LogError> {
-    let partitions = shared.progress_partitions().await?;
-    let partition = partition_for_key(writer_id.as_bytes(), partitions);
-    let topic = &shared.clients.config.progress_topic;
-    let (low, high) = shared.watermarks(topic, partition).await?;
-    let (mut history, from) =
-        match latest_checkpoint(shared, partition, writer_id, low, high).await? {
-            Some((history, through)) => (history, through + 1),
-            None => (WriterHistory::default(), low),
-        };
-    let mut next = fold_progress(shared, partition, writer_id, &mut history, from, high).await?;
-    for _ in 0..OPEN_ATTEMPTS {
-        let epoch = history.max_epoch + 1;
-        let fence = ProgressRecord::Fence {
-            writer_id: writer_id.to_string(),
-            epoch,
-            group: group.to_string(),
-            at_ms: now_ms(),
-        };
-        let at = append_progress(shared, partition, &fence).await?;
-        next = fold_progress(shared, partition, writer_id, &mut history, next, at + 1).await?;
-        if history.live_fence_offset == Some(at) {
-            write_checkpoint(shared, partition, writer_id, epoch, &history, next - 1).await;
-            return Ok((history, partition, next, epoch));
-        }
-        tracing::info!(
-            writer_id,
-            epoch,
-            "another incarnation opened concurrently; retrying"
-        );
-    }
-    Err(kafka_detail(
-        format!("opening writer `{writer_id}`"),
-        format!(
-            "{OPEN_ATTEMPTS} concurrent openers kept taking over the same writer id; is it shared by several processes?"
-        ),
-    ))
-}
-
-/// Appends a checkpoint of `history` (the fold through `through`). Only an
-/// optimization of later opens: a failure is logged, not returned.
-pub(crate) async fn write_checkpoint(
-    shared: &Arc<Shared>,
-    partition: i32,
-    writer_id: &str,
-    epoch: u64,
-    history: &WriterHistory,
-    through: i64,
-) {
-    let checkpoint = ProgressRecord::Checkpoint {
-        writer_id: writer_id.to_string(),
-        epoch,
-        through,
-        state: history.snapshot(),
-        at_ms: now_ms(),
-    };
-    if let Err(error) = append_progress(shared, partition, &checkpoint).await {
-        tracing::warn!(writer_id, %error, "could not write a progress checkpoint; the next open will scan further back");
-    }
-}
-
-/// The latest checkpoint of `writer_id` in `[low, high)`, scanning backwards
-/// chunk by chunk: its state and the offset it was folded through.
-async fn latest_checkpoint(
-    shared: &Arc<Shared>,
-    partition: i32,
-    writer_id: &str,
-    low: i64,
-    high: i64,
-) -> Result<Option<(WriterHistory, i64)>, LogError> {
-    let topic = &shared.clients.config.progress_topic;
-    let mut end = high;
-    let mut chunk = CHECKPOINT_SCAN_FIRST_CHUNK;
-    while end > low {
-        let start = (end - chunk).max(low);
-        chunk = (chunk * 2).min(CHECKPOINT_SCAN_MAX_CHUNK);
-        let mut from = start;
-        let mut found = None;
-        while from < end {
-            let records = shared
-                .read_range(topic, partition, from, end, SCAN_CHUNK)
-                .await?;
-            let Some(last) = records.last() else { break };
-            from = last.offset + 1;
-            for r in &records {
-                if r.record.key.as_deref() != Some(writer_id.as_bytes()) {
-                    continue;
-                }
-                if let Ok(ProgressRecord::Checkpoint {
-                    writer_id: id,
-                    through,
-                    state,
-                    ..
-                }) = serde_json::from_slice::<ProgressRecord>(&r.record.value)
-                    && id == writer_id
-                {
-                    found = Some((WriterHistory::from_snapshot(&state), through));
-                }
-            }
-        }
-        if found.is_some() {
-            return Ok(found);
-        }
-        end = start;
-    }
-    Ok(None)
-}
-
-/// Appends one progress record; returns its offset.
-pub(crate) async fn append_progress(
-    shared: &Arc<Shared>,
-    partition: i32,
-    record: &ProgressRecord,
-) -> Result<i64, LogError> {
-    let value = serde_json::to_vec(record)
-        .map_err(|e| kafka_detail("writing a progress record", e.to_string()))?;
-    let record = Record::new(Some(record.writer_id().as_bytes().to_vec()), value);
-    let outgoing = [Outgoing {
-        topic: &shared.clients.config.progress_topic,
-        partition,
-        record: &record,
-        extra_headers: Vec::new(),
-    }];
-    let clients = &shared.clients;
-    let offsets = client::produce_all(
-        clients,
-        &clients.producer,
-        &outgoing,
-        "writing a progress record",
-    )
-    .await?;
-    offsets
-        .first()
-        .copied()
-        .ok_or_else(|| kafka_detail("writing a progress record", "no acknowledgement"))
-}
-
-/// Folds `writer_id`'s records of the progress partition in `[from, until)`
-/// into `history`; returns `until`.
-pub(crate) async fn fold_progress(
-    shared: &Arc<Shared>,
-    partition: i32,
-    writer_id: &str,
-    history: &mut WriterHistory,
-    mut from: i64,
-    until: i64,
-) -> Result<i64, LogError> {
-    let topic = &shared.clients.config.progress_topic;
-    while from < until {
-        let records = shared
-            .read_range(topic, partition, from, until, SCAN_CHUNK)
-            .await?;
-        let Some(last) = records.last() else {
-            return Err(kafka_detail(
-                format!("reading progress topic {topic}[{partition}]"),
-                format!(
-                    "the partition ended at offset {from}, before the acknowledged offset {}",
-                    until - 1
-                ),
-            ));
-        };
-        from = last.offset + 1;
-        for r in &records {
-            if r.record.key.as_deref() != Some(writer_id.as_bytes()) {
-                continue;
-            }
-            let parsed: ProgressRecord =
-                serde_json::from_slice(&r.record.value).map_err(|e| LogError::Corrupt {
-                    location: format!("progress topic {topic}[{partition}] at offset {}", r.offset),
-                    detail: format!("not a progress record: {e}"),
-                })?;
-            if parsed.writer_id() == writer_id {
-                history.apply(r.offset, &parsed);
-            }
-        }
-    }
-    Ok(from.max(until))
 }
