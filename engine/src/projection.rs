@@ -14,6 +14,8 @@ use serde::Serialize;
 pub enum ColumnType {
     Text,
     BigInt,
+    /// DOUBLE PRECISION on Postgres, REAL on SQLite (a score, a ratio).
+    Double,
     Bool,
     /// JSONB on Postgres, TEXT holding JSON on SQLite.
     Json,
@@ -60,6 +62,8 @@ pub enum SqlValue {
     Null,
     Text(String),
     BigInt(i64),
+    /// Finite values only: NaN and infinities are stored as NULL.
+    Double(f64),
     Bool(bool),
     Json(serde_json::Value),
     Timestamp(DateTime<Utc>),

@@ -118,6 +118,32 @@ pub enum Command {
     /// Generate a sample dataset, fold it with the shipped topologies on the
     /// embedded defaults, and show what to try next.
     Demo(DemoArgs),
+    /// Entity resolution: why a candidate pair was (or was not) proposed.
+    #[command(subcommand)]
+    Er(ErCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ErCommand {
+    /// The keys two records share, each field's similarity, the score
+    /// against the floor and the rank of each among the other's candidates,
+    /// from the er_candidates topology's state.
+    Explain {
+        /// The tenant of both records.
+        #[arg(long)]
+        tenant: String,
+        /// One record id (subject).
+        left: String,
+        /// The other record id.
+        right: String,
+        /// The ER topology [default: er_candidates].
+        #[arg(long, default_value = "er_candidates")]
+        topology: String,
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]

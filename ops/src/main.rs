@@ -3,7 +3,6 @@
 mod backend;
 mod cli;
 mod commands;
-mod demo_data;
 mod error;
 mod server;
 mod settings;
@@ -54,5 +53,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Replay(cmd) => commands::replay::run(&settings, cmd).await,
         Command::Sql(args) => commands::sql::run(&settings, args).await,
         Command::Demo(args) => commands::demo::run(&settings, args).await,
+        Command::Er(cmd) => commands::er::run(&settings, cmd).await,
     }
 }

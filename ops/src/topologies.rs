@@ -12,10 +12,20 @@ use std::sync::Arc;
 /// The shipped topology files, compiled into the binary: what `run`,
 /// `demo` and `topology status` use unless `--topologies DIR` (or
 /// `topologies` in the config file) names a directory.
-pub const BUILTIN: &[(&str, &str)] = &[(
-    "entities.toml",
-    include_str!("../../topologies/entities.toml"),
-)];
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "entities.toml",
+        include_str!("../../topologies/entities.toml"),
+    ),
+    (
+        "er_by_tenant.toml",
+        include_str!("../../topologies/er_by_tenant.toml"),
+    ),
+    (
+        "er_candidates.toml",
+        include_str!("../../topologies/er_candidates.toml"),
+    ),
+];
 
 /// Where [`load`] takes topologies from, for messages.
 pub fn source(flag: Option<&PathBuf>, file: Option<&PathBuf>) -> String {
@@ -117,8 +127,17 @@ pub async fn start(
         statuses: Vec::new(),
         topologies: Vec::new(),
     };
+    // Topics one topology emits and another reads exist before either starts.
+    let mut built = Vec::new();
     for config in configs {
         let processor = build_processor(&config)?;
+        for (topic, partitions) in processor.output_topics() {
+            conductor_engine::runtime::worker::ensure_topic(log.as_ref(), &topic, partitions)
+                .await?;
+        }
+        built.push((config, processor));
+    }
+    for (config, processor) in built {
         let mut sinks: Vec<Box<dyn TopicSink>> = Vec::new();
         if let (Some(neo4j), Some(_)) = (neo4j, processor.graph()) {
             sinks.push(Box::new(Neo4jGraphSink::new(neo4j.clone(), &config.name)));

@@ -121,7 +121,15 @@ fn demo_and_status_work_outside_the_repository() {
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    assert_eq!(names, ["entities"], "{status}");
+    assert_eq!(
+        names,
+        ["entities", "er_by_tenant", "er_candidates"],
+        "the shipped topologies: {status}"
+    );
+    assert!(
+        status.as_array().unwrap().iter().all(|t| t["lag"] == 0),
+        "the demo folded everything: {status}"
+    );
     let listed = run_ok(
         conductor(dir.path())
             .current_dir(elsewhere.path())

@@ -2,15 +2,22 @@
 //! A topology file names its processor by the registered name; its
 //! `[processor_config]` is checked against the processor's typed config.
 
+pub mod demo_data;
 pub mod entities;
 pub mod entity_graph;
+pub mod er;
+pub mod repartition;
 
 use conductor_engine::processor::RegisteredProcessor;
 use conductor_engine::runtime::TopologyConfig;
 use conductor_engine::runtime::config::ConfigProblem;
 
 /// Every processor a topology may name.
-pub const REGISTRY: &[RegisteredProcessor] = &[RegisteredProcessor::of::<entities::EntitiesSpec>()];
+pub const REGISTRY: &[RegisteredProcessor] = &[
+    RegisteredProcessor::of::<entities::EntitiesSpec>(),
+    RegisteredProcessor::of::<er::ErCandidatesSpec>(),
+    RegisteredProcessor::of::<repartition::RepartitionSpec>(),
+];
 
 /// Looks a processor up by name.
 pub fn find(name: &str) -> Option<&'static RegisteredProcessor> {

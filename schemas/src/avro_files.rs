@@ -17,6 +17,8 @@ pub const RUN_EVENT: &str = include_str!("../avro/RunEvent.avsc");
 pub const USAGE_RECORDED: &str = include_str!("../avro/UsageRecorded.avsc");
 /// `ig.events.EnrichmentRecorded`.
 pub const ENRICHMENT_RECORDED: &str = include_str!("../avro/EnrichmentRecorded.avsc");
+/// `ig.events.ErCandidate`.
+pub const ER_CANDIDATE: &str = include_str!("../avro/ErCandidate.avsc");
 
 /// Every event schema as `(record name, .avsc text)`, in registration order.
 pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
@@ -26,6 +28,7 @@ pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
     ("RunEvent", RUN_EVENT),
     ("UsageRecorded", USAGE_RECORDED),
     ("EnrichmentRecorded", ENRICHMENT_RECORDED),
+    ("ErCandidate", ER_CANDIDATE),
 ];
 
 #[cfg(test)]

@@ -4,16 +4,16 @@
 //! `Value`, and JSON is validated into one by [`crate::json_validate`], so one
 //! conversion decides what an `Event` can hold.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 
 use crate::error::SchemaError;
 use crate::types::{
-    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted, Event,
-    EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent, RunEventType,
-    UsageRecorded, datetime_from_micros,
+    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted,
+    ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent,
+    RunEventType, UsageRecorded, datetime_from_micros,
 };
 
 // Union branch indexes, fixed by the order in the `.avsc` files.
@@ -107,6 +107,27 @@ fn data_to_avro(data: &EventData) -> Value {
             ("content_hash".into(), Value::String(d.content_hash.clone())),
             ("result".into(), optional_string(&d.result)),
             ("error".into(), optional_string(&d.error)),
+        ]),
+        EventData::ErCandidate(d) => Value::Record(vec![
+            ("entity_type".into(), Value::String(d.entity_type.clone())),
+            ("left_id".into(), Value::String(d.left_id.clone())),
+            ("right_id".into(), Value::String(d.right_id.clone())),
+            ("status".into(), Value::String(d.status.clone())),
+            ("score".into(), Value::Double(d.score)),
+            ("version".into(), Value::Long(d.version)),
+            (
+                "methods".into(),
+                Value::Array(d.methods.iter().cloned().map(Value::String).collect()),
+            ),
+            (
+                "features".into(),
+                Value::Map(
+                    d.features
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::Double(*v)))
+                        .collect(),
+                ),
+            ),
         ]),
     }
 }
@@ -227,6 +248,16 @@ pub(crate) fn event_from_avro(kind: &str, value: Value) -> Result<Event, SchemaE
             result: data.optional_string("result")?,
             error: data.optional_string("error")?,
         }),
+        "ErCandidate" => EventData::ErCandidate(ErCandidate {
+            entity_type: data.string("entity_type")?,
+            left_id: data.string("left_id")?,
+            right_id: data.string("right_id")?,
+            status: data.string("status")?,
+            score: data.double("score")?,
+            version: data.long("version")?,
+            methods: data.strings("methods")?,
+            features: data.doubles("features")?,
+        }),
         other => {
             return Err(SchemaError::new(
                 crate::ErrorKind::UnknownSchema,
@@ -293,6 +324,54 @@ impl Fields {
             Value::Int(n) => Ok(n.into()),
             other => Err(self.mismatch(name, "a long", &other)),
         }
+    }
+
+    fn double(&mut self, name: &str) -> Result<f64, SchemaError> {
+        let path = self.path(name);
+        match self.take(name)? {
+            Value::Double(x) => finite_double(x).map_err(|m| SchemaError::field(path, m)),
+            Value::Float(x) => finite_double(x.into()).map_err(|m| SchemaError::field(path, m)),
+            other => Err(self.mismatch(name, "a double", &other)),
+        }
+    }
+
+    fn strings(&mut self, name: &str) -> Result<Vec<String>, SchemaError> {
+        let items = match self.take(name)? {
+            Value::Array(items) => items,
+            other => return Err(self.mismatch(name, "an array", &other)),
+        };
+        let path = self.path(name);
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s),
+                other => Err(SchemaError::field(
+                    format!("{path}[{i}]"),
+                    format!("expected a string, got {}", avro_type(&other)),
+                )),
+            })
+            .collect()
+    }
+
+    fn doubles(&mut self, name: &str) -> Result<BTreeMap<String, f64>, SchemaError> {
+        let entries = match self.take(name)? {
+            Value::Map(entries) => entries,
+            other => return Err(self.mismatch(name, "a map", &other)),
+        };
+        let path = self.path(name);
+        entries
+            .into_iter()
+            .map(|(key, value)| {
+                let x = match value {
+                    Value::Double(x) => finite_double(x),
+                    Value::Float(x) => finite_double(x.into()),
+                    other => Err(format!("expected a double, got {}", avro_type(&other))),
+                }
+                .map_err(|m| SchemaError::field(format!("{path}.{key}"), m))?;
+                Ok((key, x))
+            })
+            .collect()
     }
 
     fn timestamp(&mut self, name: &str) -> Result<DateTime<Utc>, SchemaError> {
@@ -392,6 +471,14 @@ fn finite(x: f64) -> Result<AttributeValue, String> {
         Err(format!(
             "{x} is not a finite number; JSON cannot represent it"
         ))
+    }
+}
+
+/// A finite double (see [`finite`]).
+fn finite_double(x: f64) -> Result<f64, String> {
+    match finite(x)? {
+        AttributeValue::Double(x) => Ok(x),
+        _ => Err("not a double".into()),
     }
 }
 

@@ -155,7 +155,8 @@ mod tests {
                 "RelationshipUpserted",
                 "RunEvent",
                 "UsageRecorded",
-                "EnrichmentRecorded"
+                "EnrichmentRecorded",
+                "ErCandidate"
             ]
         );
         for name in names {

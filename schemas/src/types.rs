@@ -262,6 +262,29 @@ pub struct EnrichmentRecorded {
     pub error: Option<String>,
 }
 
+/// `data` of `ErCandidate`: a candidate pair of records of one entity type
+/// and tenant, with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErCandidate {
+    /// Type of both records.
+    pub entity_type: String,
+    /// The smaller record id.
+    pub left_id: String,
+    /// The larger record id.
+    pub right_id: String,
+    /// `proposed`, `updated` or `retracted`.
+    pub status: String,
+    /// Comparison score, 0–1.
+    pub score: f64,
+    /// Grows with every change of the pair.
+    pub version: i64,
+    /// What proposed the pair (key kinds, `ann`).
+    pub methods: Vec<String>,
+    /// Similarity per field, 0–1.
+    pub features: BTreeMap<String, f64>,
+}
+
 /// The payload of an event; the variant is the event's kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -278,6 +301,8 @@ pub enum EventData {
     UsageRecorded(UsageRecorded),
     /// An enrichment stage's recorded call result.
     EnrichmentRecorded(EnrichmentRecorded),
+    /// An entity-resolution candidate pair.
+    ErCandidate(ErCandidate),
 }
 
 impl EventData {
@@ -290,6 +315,7 @@ impl EventData {
             EventData::RunEvent(_) => "RunEvent",
             EventData::UsageRecorded(_) => "UsageRecorded",
             EventData::EnrichmentRecorded(_) => "EnrichmentRecorded",
+            EventData::ErCandidate(_) => "ErCandidate",
         }
     }
 }

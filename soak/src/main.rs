@@ -14,7 +14,11 @@
 //! - `kafka-fold`: `conductor run --log kafka` into Postgres per broker and
 //!   exactly-once mode, next to the file log in the same run. Run it with
 //!   `soak/kafka-fold.sh`, which starts Apache Kafka and tansu.
+//! - `er-quality`: ER candidate generation on the labelled Febrl sets (PC,
+//!   RR, PQ against `top_k` and `min_score`, two arrival orders) and its
+//!   throughput with 100k records indexed.
 
+mod er_quality;
 mod fanout;
 mod kafka_fold;
 mod pg_fold;
@@ -50,6 +54,8 @@ enum Scenario {
     Fanout(fanout::Args),
     /// `conductor run --log kafka` into Postgres per broker and mode vs the file log.
     KafkaFold(kafka_fold::Args),
+    /// ER candidates: PC / RR / PQ on the Febrl sets against K, and records/s.
+    ErQuality(er_quality::Args),
 }
 
 #[tokio::main]
@@ -60,6 +66,7 @@ async fn main() {
         Scenario::ReplayRebuild(args) => replay_rebuild::run(args).await,
         Scenario::Fanout(args) => fanout::run(args).await,
         Scenario::KafkaFold(args) => kafka_fold::run_scenario(args).await,
+        Scenario::ErQuality(args) => er_quality::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

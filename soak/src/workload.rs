@@ -5,6 +5,25 @@ use conductor_engine::log::{Record, partition_for_key};
 
 /// `n` EntityUpserted events over `entities` keys, versions rising per key.
 /// Returns (partition, record) with records stamped at append time later.
+/// `n` people of the demo's generator (originals and typo'd duplicates,
+/// updates, deletes) as decoded `EntityUpserted` / `EntityDeleted` events.
+pub fn er_people(n: usize) -> Vec<conductor_schemas::Event> {
+    let mut people = n;
+    loop {
+        let events: Vec<conductor_schemas::Event> =
+            conductor_processors::demo_data::generate(people, 0x5EED)
+                .into_iter()
+                .filter(|e| e.topic == conductor_processors::demo_data::ENTITIES_TOPIC)
+                .filter_map(|e| conductor_schemas::codec::decode_json(e.line.as_bytes(), None).ok())
+                .take(n)
+                .collect();
+        if events.len() >= n {
+            return events;
+        }
+        people += n / 2 + 1;
+    }
+}
+
 pub fn entity_records(n: usize, entities: usize, partitions: i32) -> Vec<(i32, Record)> {
     entity_json_lines(n, entities)
         .map(|line| {

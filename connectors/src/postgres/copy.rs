@@ -82,6 +82,8 @@ fn copy_text_row(out: &mut Vec<u8>, row: &RowUpsert) {
             SqlValue::Null => out.extend_from_slice(b"\\N"),
             SqlValue::Text(s) => field(out, s),
             SqlValue::BigInt(i) => out.extend_from_slice(i.to_string().as_bytes()),
+            SqlValue::Double(d) if d.is_finite() => out.extend_from_slice(d.to_string().as_bytes()),
+            SqlValue::Double(_) => out.extend_from_slice(b"\\N"),
             SqlValue::Bool(b) => out.push(if *b { b't' } else { b'f' }),
             SqlValue::Json(j) => field(out, &j.to_string()),
             SqlValue::Timestamp(t) => field(out, &format_timestamp(t)),

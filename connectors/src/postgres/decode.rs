@@ -13,6 +13,10 @@ fn cell_json(row: &PgRow, i: usize, col: &ColumnSpec) -> Result<serde_json::Valu
     Ok(match col.ty {
         ColumnType::Text => row.try_get::<Option<String>, _>(i)?.into(),
         ColumnType::BigInt => row.try_get::<Option<i64>, _>(i)?.into(),
+        ColumnType::Double => row
+            .try_get::<Option<f64>, _>(i)?
+            .and_then(serde_json::Number::from_f64)
+            .map_or(serde_json::Value::Null, Into::into),
         ColumnType::Bool => row.try_get::<Option<bool>, _>(i)?.into(),
         ColumnType::Json => row
             .try_get::<Option<serde_json::Value>, _>(i)?

@@ -33,6 +33,7 @@ where
 enum ColumnArray {
     Text(Vec<Option<String>>),
     BigInt(Vec<Option<i64>>),
+    Double(Vec<Option<f64>>),
     Bool(Vec<Option<bool>>),
     Json(Vec<Option<serde_json::Value>>),
     Timestamp(Vec<Option<DateTime<Utc>>>),
@@ -43,6 +44,7 @@ impl ColumnArray {
         match ty {
             ColumnType::Text => Self::Text(Vec::with_capacity(capacity)),
             ColumnType::BigInt => Self::BigInt(Vec::with_capacity(capacity)),
+            ColumnType::Double => Self::Double(Vec::with_capacity(capacity)),
             ColumnType::Bool => Self::Bool(Vec::with_capacity(capacity)),
             ColumnType::Json => Self::Json(Vec::with_capacity(capacity)),
             ColumnType::Timestamp => Self::Timestamp(Vec::with_capacity(capacity)),
@@ -54,6 +56,7 @@ impl ColumnArray {
         match self {
             Self::Text(_) => "text[]",
             Self::BigInt(_) => "bigint[]",
+            Self::Double(_) => "float8[]",
             Self::Bool(_) => "boolean[]",
             Self::Json(_) => "jsonb[]",
             Self::Timestamp(_) => "timestamptz[]",
@@ -65,11 +68,13 @@ impl ColumnArray {
         match (self, value) {
             (Self::Text(v), SqlValue::Text(s)) => v.push(Some(s)),
             (Self::BigInt(v), SqlValue::BigInt(i)) => v.push(Some(i)),
+            (Self::Double(v), SqlValue::Double(d)) => v.push(d.is_finite().then_some(d)),
             (Self::Bool(v), SqlValue::Bool(b)) => v.push(Some(b)),
             (Self::Json(v), SqlValue::Json(j)) => v.push(Some(j)),
             (Self::Timestamp(v), SqlValue::Timestamp(t)) => v.push(Some(t)),
             (Self::Text(v), _) => v.push(None),
             (Self::BigInt(v), _) => v.push(None),
+            (Self::Double(v), _) => v.push(None),
             (Self::Bool(v), _) => v.push(None),
             (Self::Json(v), _) => v.push(None),
             (Self::Timestamp(v), _) => v.push(None),
@@ -80,6 +85,7 @@ impl ColumnArray {
         match self {
             Self::Text(v) => bind(args, operation, v),
             Self::BigInt(v) => bind(args, operation, v),
+            Self::Double(v) => bind(args, operation, v),
             Self::Bool(v) => bind(args, operation, v),
             Self::Json(v) => bind(args, operation, v),
             Self::Timestamp(v) => bind(args, operation, v),

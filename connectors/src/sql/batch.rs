@@ -42,6 +42,7 @@ fn type_name(v: &SqlValue) -> &'static str {
         SqlValue::Null => "null",
         SqlValue::Text(_) => "text",
         SqlValue::BigInt(_) => "bigint",
+        SqlValue::Double(_) => "double",
         SqlValue::Bool(_) => "bool",
         SqlValue::Json(_) => "json",
         SqlValue::Timestamp(_) => "timestamp",
@@ -54,6 +55,7 @@ fn value_fits(col: &ColumnSpec, v: &SqlValue) -> bool {
         (_, SqlValue::Null)
             | (ColumnType::Text, SqlValue::Text(_))
             | (ColumnType::BigInt, SqlValue::BigInt(_))
+            | (ColumnType::Double, SqlValue::Double(_))
             | (ColumnType::Bool, SqlValue::Bool(_))
             | (ColumnType::Json, SqlValue::Json(_))
             | (ColumnType::Timestamp, SqlValue::Timestamp(_))

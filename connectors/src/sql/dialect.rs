@@ -21,8 +21,10 @@ impl Dialect {
                 "TEXT"
             }
             (Dialect::Sqlite, ColumnType::BigInt | ColumnType::Bool) => "INTEGER",
+            (Dialect::Sqlite, ColumnType::Double) => "REAL",
             (Dialect::Postgres, ColumnType::Text) => "TEXT",
             (Dialect::Postgres, ColumnType::BigInt) => "BIGINT",
+            (Dialect::Postgres, ColumnType::Double) => "DOUBLE PRECISION",
             (Dialect::Postgres, ColumnType::Bool) => "BOOLEAN",
             (Dialect::Postgres, ColumnType::Json) => "JSONB",
             (Dialect::Postgres, ColumnType::Timestamp) => "TIMESTAMPTZ",

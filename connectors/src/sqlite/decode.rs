@@ -16,6 +16,11 @@ fn cell_json(row: &SqliteRow, i: usize, col: &ColumnSpec) -> Result<serde_json::
             row.try_get::<Option<String>, _>(i).map_err(err)?.into()
         }
         ColumnType::BigInt => row.try_get::<Option<i64>, _>(i).map_err(err)?.into(),
+        ColumnType::Double => row
+            .try_get::<Option<f64>, _>(i)
+            .map_err(err)?
+            .and_then(serde_json::Number::from_f64)
+            .map_or(serde_json::Value::Null, Into::into),
         ColumnType::Bool => row.try_get::<Option<bool>, _>(i).map_err(err)?.into(),
         ColumnType::Json => match row.try_get::<Option<String>, _>(i).map_err(err)? {
             None => serde_json::Value::Null,

@@ -42,6 +42,7 @@ fn bind_value(
         SqlValue::Null => bind(args, operation, Option::<String>::None),
         SqlValue::Text(s) => bind(args, operation, s),
         SqlValue::BigInt(i) => bind(args, operation, i),
+        SqlValue::Double(d) => bind(args, operation, d.is_finite().then_some(d)),
         SqlValue::Bool(b) => bind(args, operation, b),
         SqlValue::Json(j) => bind(args, operation, j.to_string()),
         SqlValue::Timestamp(t) => bind(args, operation, format_timestamp(&t)),

@@ -252,6 +252,7 @@ impl<E: Enrichment> Processor for EnrichStage<E> {
         Ok(vec![Effect::Emit(Box::new(EmitEvent {
             topic: results_topic(self.enrichment.name()),
             event: record,
+            key: None,
         }))])
     }
 

@@ -48,6 +48,9 @@ pub enum Effect {
 pub struct EmitEvent {
     pub topic: String,
     pub event: Event,
+    /// The record key; `None`: `tenant/subject`, as `produce` keys events.
+    /// A repartition keys by tenant, so a tenant's events meet in one partition.
+    pub key: Option<String>,
 }
 
 /// Why a processor refused an event.
@@ -157,6 +160,14 @@ pub trait Processor: Send + Sync {
     /// default): the processor has no graph.
     fn graph(&self) -> Option<GraphSpec> {
         None
+    }
+
+    /// Derived topics (name, partitions) the processor emits to and that
+    /// must exist before any topology reads them (a repartition topic); the
+    /// runtime creates them when the topology starts. The default: none
+    /// (others are created on first use).
+    fn output_topics(&self) -> Vec<(String, i32)> {
+        Vec::new()
     }
 
     /// Runs before the fold of a live batch, with the batch's decoded

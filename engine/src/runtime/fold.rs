@@ -233,10 +233,16 @@ fn outputs_of(
                     upsert,
                     event_id: event.meta.event_id.clone(),
                 },
-                Effect::Emit(emit) => Output::Emit {
-                    topic: emit.topic,
-                    record: envelope::event_record(&emit.event, envelope::Encoding::Json),
-                },
+                Effect::Emit(emit) => {
+                    let mut record = envelope::event_record(&emit.event, envelope::Encoding::Json);
+                    if let Some(key) = emit.key {
+                        record.key = Some(key.into_bytes());
+                    }
+                    Output::Emit {
+                        topic: emit.topic,
+                        record,
+                    }
+                }
                 Effect::Graph(mutation) => {
                     let Some(spec) = graph else {
                         return Err(ProcessorError::internal(

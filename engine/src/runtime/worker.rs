@@ -244,6 +244,11 @@ impl Worker {
         if options.side_effects {
             ensure_topic(log.as_ref(), &config.dlq_topic(), 1).await?;
         }
+        if options.side_effects {
+            for (topic, partitions) in processor.output_topics() {
+                ensure_topic(log.as_ref(), &topic, partitions).await?;
+            }
+        }
         if let Some(graph) = processor.graph() {
             for table in [graph.nodes_table, graph.edges_table] {
                 if !tables.iter().any(|t| t.name == table) {

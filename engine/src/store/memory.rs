@@ -39,6 +39,9 @@ pub fn value_to_json(v: &SqlValue) -> serde_json::Value {
         SqlValue::Null => serde_json::Value::Null,
         SqlValue::Text(s) => s.clone().into(),
         SqlValue::BigInt(i) => (*i).into(),
+        SqlValue::Double(d) => {
+            serde_json::Number::from_f64(*d).map_or(serde_json::Value::Null, Into::into)
+        }
         SqlValue::Bool(b) => (*b).into(),
         SqlValue::Json(j) => j.clone(),
         SqlValue::Timestamp(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),

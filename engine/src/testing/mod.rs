@@ -47,6 +47,11 @@ pub fn contract_table(name: &'static str) -> TableSpec {
                 nullable: false,
             },
             ColumnSpec {
+                name: "ratio",
+                ty: ColumnType::Double,
+                nullable: true,
+            },
+            ColumnSpec {
                 name: "deleted",
                 ty: ColumnType::Bool,
                 nullable: false,
@@ -74,6 +79,7 @@ fn row(table: &'static str, id: &str, version: i64, label: Option<&str>) -> RowU
         values: vec![
             label.map_or(SqlValue::Null, |l| SqlValue::Text(l.into())),
             SqlValue::BigInt(version * 10),
+            SqlValue::Double(version as f64 / 8.0 - 0.1),
             SqlValue::Bool(false),
             SqlValue::Json(
                 serde_json::json!({"given_name": "Ada", "n": version, "nested": {"ok": true}}),
@@ -203,6 +209,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
     assert_eq!(rows[0]["version"], 3);
     assert_eq!(rows[1]["label"], "newer");
     assert_eq!(rows[1]["count"], 20);
+    assert_eq!(rows[1]["ratio"], 2.0 / 8.0 - 0.1, "doubles round-trip");
     assert_eq!(rows[1]["deleted"], false);
     assert_eq!(
         rows[1]["attributes"]["nested"]["ok"], true,

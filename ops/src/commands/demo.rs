@@ -4,7 +4,6 @@
 
 use crate::backend::{Access, open_log, open_store};
 use crate::cli::DemoArgs;
-use crate::demo_data::{self, ENTITIES_TOPIC, RELATIONSHIPS_TOPIC};
 use crate::error::CliError;
 use crate::server::{self, AppState};
 use crate::settings::Settings;
@@ -12,6 +11,7 @@ use crate::topologies;
 use conductor_engine::envelope::{Encoding, event_key, event_record};
 use conductor_engine::log::{Log, Record, partition_for_key};
 use conductor_engine::runtime::worker::ensure_topic;
+use conductor_processors::demo_data::{self, ENTITIES_TOPIC, RELATIONSHIPS_TOPIC};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,7 +75,8 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
         .progress_chars("=> "),
     );
     loop {
-        let mut lag = 0i64;
+        // Every topology folds its own sources: the bar counts them all.
+        let (mut lag, mut end) = (0i64, 0i64);
         let mut known = true;
         for s in &running.statuses {
             let snap = s.snapshot();
@@ -83,6 +84,11 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
                 known = false;
             }
             lag += snap.partitions.iter().map(|p| p.lag).sum::<i64>();
+            end += snap
+                .partitions
+                .iter()
+                .map(|p| p.high_watermark)
+                .sum::<i64>();
             if let Some(err) = &snap.error
                 && snap.state == conductor_engine::runtime::TopologyState::Failed
             {
@@ -93,7 +99,13 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
                 )));
             }
         }
-        bar.set_position(total.saturating_sub(lag.max(0) as u64));
+        let length = if known {
+            (end.max(0) as u64).max(total)
+        } else {
+            total
+        };
+        bar.set_length(length);
+        bar.set_position(length.saturating_sub(lag.max(0) as u64));
         if known && lag == 0 {
             break;
         }
@@ -106,7 +118,14 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
         running.shutdown().await?;
         None
     };
-    summary(log.as_ref(), store.as_ref(), &names, settings).await?;
+    summary(
+        log.as_ref(),
+        store.as_ref(),
+        &names,
+        settings,
+        args.topologies.clone(),
+    )
+    .await?;
     if let Some(running) = running {
         if let Some(addr) = server {
             println!(
@@ -193,6 +212,7 @@ async fn summary(
     store: &dyn conductor_engine::store::ProjectionStore,
     names: &[String],
     settings: &Settings,
+    topologies: Option<std::path::PathBuf>,
 ) -> Result<(), CliError> {
     let entities = store
         .dump_table(&conductor_processors::entities::entities_table())
@@ -215,15 +235,20 @@ async fn summary(
     );
     println!("  relationships  {:>7} rows", relationships.len());
     for n in names {
-        println!(
-            "  ig.changefeed.{n:<10} {:>7} change events",
-            topic_size(log, &format!("ig.changefeed.{n}")).await
-        );
+        let changes = topic_size(log, &format!("ig.changefeed.{n}")).await;
+        if changes > 0 {
+            println!("  ig.changefeed.{n:<10} {changes:>7} change events");
+        }
         println!(
             "  ig.dlq.{n:<17} {:>7} dead-lettered records",
             topic_size(log, &format!("ig.dlq.{n}")).await
         );
     }
+    let er_example = if names.iter().any(|n| n == "er_candidates") {
+        er_summary(log, store, settings, topologies).await?
+    } else {
+        None
+    };
     let dd = settings.data_dir.display();
     let exe = std::env::args()
         .next()
@@ -236,12 +261,98 @@ async fn summary(
         "  consume the changefeed: {exe} --data-dir {dd} consume --topic ig.changefeed.entities --tenant acme --limit 3"
     );
     println!("  see what was rejected:  {exe} --data-dir {dd} dlq list entities");
+    if let Some((tenant, left, right)) = &er_example {
+        println!(
+            "  ER candidates:          {exe} --data-dir {dd} sql \"SELECT left_id, right_id, score, methods FROM er_candidates WHERE status <> 'retracted' ORDER BY score DESC LIMIT 5\""
+        );
+        println!(
+            "  why a pair:             {exe} --data-dir {dd} er explain --tenant {tenant} {left} {right}"
+        );
+    }
     println!("  topology positions/lag: {exe} --data-dir {dd} topology status");
     println!(
         "  produce more and fold:  {exe} --data-dir {dd} produce --topic ig.ingest.entities ops/samples/entities.jsonl && {exe} --data-dir {dd} run"
     );
     println!("  start over:             {exe} --data-dir {dd} demo --fresh");
     Ok(())
+}
+
+/// The ER figures: standing candidate pairs and how many of the dataset's
+/// true duplicate pairs (an original and its `-dup-` records, or two of
+/// those) are among them, then the explanation of one true pair. Returns
+/// that pair for the "what to try next" line.
+async fn er_summary(
+    log: &dyn Log,
+    store: &dyn conductor_engine::store::ProjectionStore,
+    settings: &Settings,
+    topologies: Option<std::path::PathBuf>,
+) -> Result<Option<(String, String, String)>, CliError> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let rows = store
+        .dump_table(&conductor_processors::er::candidates_table())
+        .await?;
+    let standing: Vec<&serde_json::Value> =
+        rows.iter().filter(|r| r["status"] != "retracted").collect();
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let pairs: BTreeSet<(String, String, String)> = standing
+        .iter()
+        .map(|r| (s(r, "tenant_id"), s(r, "left_id"), s(r, "right_id")))
+        .collect();
+    // The true pairs among live entities: records of one original.
+    let entities = store
+        .dump_table(&conductor_processors::entities::entities_table())
+        .await?;
+    let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for e in entities.iter().filter(|e| e["deleted"] != true) {
+        let id = s(e, "entity_id");
+        let base = id.split("-dup-").next().unwrap_or_default().to_string();
+        groups
+            .entry((s(e, "tenant_id"), base))
+            .or_default()
+            .push(id);
+    }
+    let mut truth = BTreeSet::new();
+    for ((tenant, _), ids) in &groups {
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                let (l, r) = if a < b { (a, b) } else { (b, a) };
+                truth.insert((tenant.clone(), l.clone(), r.clone()));
+            }
+        }
+    }
+    let found = truth.intersection(&pairs).count();
+    println!(
+        "  er_candidates  {:>7} standing pairs: {found} of the {} true duplicate pairs ({:.1}% recall), {} ig.er.candidates events",
+        pairs.len(),
+        truth.len(),
+        100.0 * found as f64 / truth.len().max(1) as f64,
+        topic_size(log, conductor_processors::er::ER_CANDIDATES_TOPIC).await
+    );
+    let Some((tenant, left, right)) = truth.intersection(&pairs).next().cloned() else {
+        return Ok(None);
+    };
+    match super::er::explain_pair(
+        settings,
+        "er_candidates",
+        topologies,
+        &tenant,
+        &left,
+        &right,
+    )
+    .await
+    {
+        Ok(explanation) => {
+            println!(
+                "
+why `er explain` says a pair was proposed:"
+            );
+            for line in explanation.text().lines() {
+                println!("  {line}");
+            }
+        }
+        Err(e) => println!("  (could not explain {left} ↔ {right}: {})", e.message),
+    }
+    Ok(Some((tenant, left, right)))
 }
 
 /// The token secret of the demo: the configured one, else a random one kept

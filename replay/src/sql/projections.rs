@@ -4,7 +4,8 @@ use super::SqlError;
 use conductor_engine::projection::{ColumnType, TableSpec};
 use conductor_engine::store::ProjectionStore;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
@@ -14,6 +15,7 @@ fn data_type(ty: ColumnType) -> DataType {
     match ty {
         ColumnType::Text | ColumnType::Json => DataType::Utf8,
         ColumnType::BigInt => DataType::Int64,
+        ColumnType::Double => DataType::Float64,
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
     }
@@ -56,6 +58,11 @@ pub async fn read_table(
             ColumnType::BigInt => {
                 let mut b = Int64Builder::new();
                 cells.for_each(|v| b.append_option(v.as_i64()));
+                Arc::new(b.finish())
+            }
+            ColumnType::Double => {
+                let mut b = Float64Builder::new();
+                cells.for_each(|v| b.append_option(v.as_f64()));
                 Arc::new(b.finish())
             }
             ColumnType::Bool => {

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use conductor_schemas::codec::decode_json;
 use conductor_schemas::{
-    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted, Event,
-    EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent, RunEventType,
-    UsageRecorded,
+    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted,
+    ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent,
+    RunEventType, UsageRecorded,
 };
 use proptest::prelude::*;
 
@@ -130,6 +130,31 @@ fn event_data() -> impl Strategy<Value = EventData> {
                 unit,
             })
         }),
+        (
+            (text(), text(), text(), text()),
+            (-1.0e9f64..1.0e9, any::<i64>()),
+            proptest::collection::vec(text(), 0..3),
+            proptest::collection::btree_map(text(), 0.0f64..1.0, 0..3),
+        )
+            .prop_map(
+                |(
+                    (entity_type, left_id, right_id, status),
+                    (score, version),
+                    methods,
+                    features,
+                )| {
+                    EventData::ErCandidate(ErCandidate {
+                        entity_type,
+                        left_id,
+                        right_id,
+                        status,
+                        score,
+                        version,
+                        methods,
+                        features,
+                    })
+                }
+            ),
         (text(), text(), optional_text(), optional_text()).prop_map(
             |(enrichment, content_hash, result, error)| {
                 EventData::EnrichmentRecorded(EnrichmentRecorded {

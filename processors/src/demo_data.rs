@@ -1,4 +1,5 @@
-//! The demo's sample dataset: people with realistic duplicates, in the
+//! The demo's sample dataset (also the synthetic load of the ER benchmark
+//! and crash test): people with realistic duplicates, in the
 //! style of the Febrl generator (Christen, ANU): each original record may get
 //! duplicates with typos, dropped or swapped fields and nicknames, the way
 //! people are recorded twice by different clerks. Deterministic (seeded), so
@@ -76,17 +77,17 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
     pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.next_u64() % 100 < percent
     }
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]

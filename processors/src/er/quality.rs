@@ -1,0 +1,178 @@
+//! Measuring candidate generation on labelled data (the Febrl sets in
+//! `../shared/data/er`): the records are fed one event at a time, in a
+//! shuffled order, and the standing pairs at the end are scored against the
+//! true pairs — pairs completeness (PC), reduction ratio (RR), pairs
+//! quality (PQ). Used by the quality test and the `er-quality` benchmark.
+
+use super::ErCandidatesProcessor;
+use super::config::ErConfig;
+use conductor_engine::processor::Processor;
+use conductor_schemas::Event;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// A labelled dataset: records (rec_id → attributes) and the true pairs.
+pub struct Labelled {
+    pub name: String,
+    /// (rec_id, attribute name → value) in file order.
+    pub records: Vec<(String, Vec<(String, String)>)>,
+    /// Unordered true pairs, `(smaller, larger)`.
+    pub true_pairs: BTreeSet<(String, String)>,
+}
+
+/// Where the Febrl files are: `CONDUCTOR_ER_DATA`, else `shared/data/er`
+/// in the repository's folder or one of its parents.
+pub fn data_dir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("CONDUCTOR_ER_DATA") {
+        return Some(PathBuf::from(dir));
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("shared/data/er"))
+        .find(|p| p.join("febrl3.csv").is_file())
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a < b {
+        (a.into(), b.into())
+    } else {
+        (b.into(), a.into())
+    }
+}
+
+impl Labelled {
+    /// Loads `<name>.csv` and `<name>_true_pairs.csv` from `dir`.
+    pub fn load(dir: &Path, name: &str) -> Result<Labelled, String> {
+        let read = |file: String| {
+            std::fs::read_to_string(dir.join(&file)).map_err(|e| format!("{file}: {e}"))
+        };
+        let text = read(format!("{name}.csv"))?;
+        let mut lines = text.lines();
+        let header: Vec<String> = lines
+            .next()
+            .ok_or("empty file")?
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let records = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                let id = cells[0].to_string();
+                let attributes = header
+                    .iter()
+                    .zip(&cells)
+                    .skip(2) // rec_id, entity_id: the answer
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect();
+                (id, attributes)
+            })
+            .collect();
+        let pairs_text = read(format!("{name}_true_pairs.csv"))?;
+        let true_pairs = pairs_text
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut c = l.split(',');
+                Some(pair(c.next()?, c.next()?))
+            })
+            .collect();
+        Ok(Labelled {
+            name: name.into(),
+            records,
+            true_pairs,
+        })
+    }
+
+    /// The records as `EntityUpserted` events of tenant `acme`, in an order
+    /// shuffled by `seed` (0: file order).
+    pub fn events(&self, seed: u64) -> Vec<Event> {
+        let mut order: Vec<usize> = (0..self.records.len()).collect();
+        if seed != 0 {
+            let mut x = seed;
+            for i in (1..order.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                order.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+        }
+        order
+            .into_iter()
+            .map(|i| {
+                let (id, attributes) = &self.records[i];
+                let attributes: serde_json::Map<String, serde_json::Value> = attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                let json = serde_json::json!({
+                    "tenant": "acme", "kind": "EntityUpserted", "subject": id,
+                    "occurred_at": "2026-02-01T12:00:00Z",
+                    "data": {"entity_type": "Person", "version": 1, "attributes": attributes}
+                });
+                conductor_schemas::codec::decode_json(json.to_string().as_bytes(), None)
+                    .expect("a Febrl record is a valid event")
+            })
+            .collect()
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Quality {
+    pub dataset: String,
+    pub records: usize,
+    pub candidates: usize,
+    pub true_pairs: usize,
+    pub found: usize,
+    /// Pairs completeness: found / true pairs.
+    pub pc: f64,
+    /// Reduction ratio: 1 − candidates / all pairs.
+    pub rr: f64,
+    /// Pairs quality: found / candidates.
+    pub pq: f64,
+    pub seconds: f64,
+}
+
+/// The standing pairs of a processor's state (tenant `acme`).
+pub fn standing_pairs(p: &ErCandidatesProcessor) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    if let Some(idx) = p.state.tenants.get("acme") {
+        for e in idx.slots.iter().flatten() {
+            for partner in &e.partners {
+                if let Some(other) = idx.entry(*partner) {
+                    out.insert(pair(&e.id, &other.id));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Feeds `data` through a fresh processor with `config` in the order of
+/// `seed` and measures the pairs it ends with.
+pub fn measure(data: &Labelled, config: &ErConfig, seed: u64) -> Quality {
+    let events = data.events(seed);
+    let mut p = ErCandidatesProcessor::new(config.clone());
+    let started = std::time::Instant::now();
+    for e in &events {
+        let _ = p.process(e);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let pairs = standing_pairs(&p);
+    let found = pairs.intersection(&data.true_pairs).count();
+    let n = data.records.len() as f64;
+    let all = n * (n - 1.0) / 2.0;
+    Quality {
+        dataset: data.name.clone(),
+        records: data.records.len(),
+        candidates: pairs.len(),
+        true_pairs: data.true_pairs.len(),
+        found,
+        pc: found as f64 / data.true_pairs.len().max(1) as f64,
+        rr: 1.0 - pairs.len() as f64 / all,
+        pq: found as f64 / pairs.len().max(1) as f64,
+        seconds,
+    }
+}
