@@ -65,10 +65,41 @@ pub(crate) fn fetch_watermarks(
     topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), LogError> {
-    let reader = clients.take_reader()?;
-    let result = reader.fetch_watermarks(topic, partition, clients.timeout());
-    clients.put_reader(reader);
-    result.map_err(|e| kafka_error(format!("fetching watermarks of {topic}[{partition}]"), &e))
+    // A partition whose leader is still being elected (a topic created a
+    // moment ago, a broker restart) answers "not leader" for a while: wait
+    // for the election within the client timeout instead of failing.
+    let deadline = std::time::Instant::now() + clients.timeout();
+    loop {
+        let reader = clients.take_reader()?;
+        let result = reader.fetch_watermarks(topic, partition, clients.timeout());
+        clients.put_reader(reader);
+        match result {
+            Ok(marks) => return Ok(marks),
+            Err(e)
+                if e.rdkafka_error_code().is_some_and(is_leader_moving)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(kafka_error(
+                    format!("fetching watermarks of {topic}[{partition}]"),
+                    &e,
+                ));
+            }
+        }
+    }
+}
+
+/// Answers a broker gives while a partition's leadership is in transition.
+fn is_leader_moving(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::FencedLeaderEpoch
+            | RDKafkaErrorCode::UnknownLeaderEpoch
+    )
 }
 
 /// The first offset with a timestamp `>= timestamp_ms`, `None` past the end.
