@@ -240,6 +240,88 @@ async fn copy_rows_loads_rows_that_dump_like_upserted_ones() {
     .await;
 }
 
+/// Vectors through `COPY` (BYTEA in COPY text format, many 1 MiB chunks)
+/// dump bit for bit like the same vectors through the UNNEST upsert.
+#[tokio::test]
+async fn copy_rows_loads_vectors_that_dump_like_upserted_ones() {
+    use conductor_engine::testing::{
+        assert_vectors_dumped, contract_vectors, vector_row, vectors_table,
+    };
+    with_store(
+        "copy_rows_loads_vectors_that_dump_like_upserted_ones",
+        |store, _| async move {
+            let (copied, upserted) = (vectors_table("copied"), vectors_table("upserted"));
+            store
+                .migrate(&[copied.clone(), upserted.clone()])
+                .await
+                .unwrap();
+            let mut expected: Vec<(String, Option<Vec<f32>>)> = contract_vectors()
+                .into_iter()
+                .map(|(id, v)| (id.to_string(), Some(v)))
+                .collect();
+            expected.push(("e".into(), None));
+            // ~9 MB of COPY data: 3,000 embeddings of 384 floats.
+            expected.extend((0..3_000).map(|i| {
+                let v = (0..384)
+                    .map(|j| ((i * 384 + j) as f32).cos() * 0.3)
+                    .collect();
+                (format!("v-{i:05}"), Some(v))
+            }));
+            let data: Vec<_> = expected
+                .iter()
+                .map(|(id, v)| vector_row(copied.name, id, 1, v.clone()))
+                .collect();
+            assert_eq!(store.copy_rows(&copied, &data).await.unwrap(), 3_005);
+            let as_upserts = data.iter().cloned().map(|mut r| {
+                r.table = upserted.name;
+                r
+            });
+            store
+                .commit(StoreCommit {
+                    topology: "cv".into(),
+                    upserts: as_upserts.collect(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let dumped = store.dump_table(&copied).await.unwrap();
+            let expected: Vec<(&str, Option<Vec<f32>>)> = expected
+                .iter()
+                .map(|(id, v)| (id.as_str(), v.clone()))
+                .collect();
+            assert_vectors_dumped(&dumped, &expected);
+            assert_eq!(dumped, store.dump_table(&upserted).await.unwrap());
+        },
+    )
+    .await;
+}
+
+/// A BYTEA that is not a whole number of f32s fails the dump with a message
+/// naming the column, rather than panicking or truncating.
+#[tokio::test]
+async fn a_vector_of_a_bad_length_is_a_dump_error_naming_the_column() {
+    with_store(
+        "a_vector_of_a_bad_length_is_a_dump_error_naming_the_column",
+        |store, _| async move {
+            let table = conductor_engine::testing::vectors_table("bad_length");
+            store.migrate(std::slice::from_ref(&table)).await.unwrap();
+            sqlx::query(
+                "INSERT INTO bad_length_vectors (tenant_id, id, version, embedding) \
+                 VALUES ('acme', 'x', 1, '\\x0000803f00')",
+            )
+            .execute(store.pool())
+            .await
+            .unwrap();
+            let err = store.dump_table(&table).await.unwrap_err().to_string();
+            assert!(
+                err.contains("`embedding`") && err.contains("5 bytes long, not a multiple of 4"),
+                "{err}"
+            );
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_statement_failing_mid_batch_leaves_nothing_applied() {
     with_store("a_statement_failing_mid_batch_leaves_nothing_applied", |store, _| async move {

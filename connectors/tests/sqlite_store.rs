@@ -30,6 +30,34 @@ async fn in_memory_sqlite_store_meets_the_store_contract() {
     conductor_engine::testing::store_contract(&store, "contract", "contract_rows").await;
 }
 
+/// A BLOB that is not a whole number of f32s fails the dump with a message
+/// naming the column, rather than panicking or truncating.
+#[tokio::test]
+async fn a_vector_of_a_bad_length_is_a_dump_error_naming_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = open(&path).await;
+    let table = conductor_engine::testing::vectors_table("bad_length");
+    store.migrate(std::slice::from_ref(&table)).await.unwrap();
+    let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO bad_length_vectors (tenant_id, id, version, embedding) \
+         VALUES ('acme', 'x', 1, X'0000803f00')",
+    )
+    .execute(&other)
+    .await
+    .unwrap();
+    other.close().await;
+    let err = store.dump_table(&table).await.unwrap_err().to_string();
+    assert!(
+        err.contains("`embedding`") && err.contains("5 bytes long, not a multiple of 4"),
+        "{err}"
+    );
+    store.close().await;
+}
+
 #[tokio::test]
 async fn open_creates_missing_parent_directories_and_uses_wal() {
     let dir = tempfile::tempdir().unwrap();

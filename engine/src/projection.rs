@@ -21,6 +21,10 @@ pub enum ColumnType {
     Json,
     /// TIMESTAMPTZ on Postgres, RFC 3339 TEXT on SQLite.
     Timestamp,
+    /// An f32 vector (an embedding): BYTEA on Postgres, BLOB on SQLite, both
+    /// holding the floats little-endian, 4 bytes each; read back as a JSON
+    /// array of numbers.
+    Vector,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,30 @@ pub enum SqlValue {
     Bool(bool),
     Json(serde_json::Value),
     Timestamp(DateTime<Utc>),
+    /// Stored bit for bit ([`vector_to_bytes`]); a non-finite element reads
+    /// back as JSON `null`, as serde_json renders it.
+    Vector(Vec<f32>),
+}
+
+/// The stored form of a [`ColumnType::Vector`] value: each float
+/// little-endian, 4 bytes each, in order.
+pub fn vector_to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+/// A vector back from its stored form ([`vector_to_bytes`]). A length that is
+/// not a multiple of 4 is an error naming it.
+pub fn vector_from_bytes(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(format!(
+            "a stored vector is {} bytes long, not a multiple of 4 (one f32 each)",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// Insert-or-update of one row, applied only if `version` is newer.
@@ -97,5 +125,44 @@ impl RowUpsert {
             );
         }
         serde_json::Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_through_their_bytes_bit_for_bit() {
+        let v = vec![
+            0.1,
+            -0.0,
+            1e-45, // subnormal
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            -3.5,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        let bytes = vector_to_bytes(&v);
+        assert_eq!(bytes.len(), 4 * v.len());
+        assert_eq!(&bytes[..4], &0.1f32.to_le_bytes(), "little-endian");
+        let back = vector_from_bytes(&bytes).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&v));
+        assert_eq!(vector_to_bytes(&[]), Vec::<u8>::new());
+        assert_eq!(vector_from_bytes(&[]).unwrap(), Vec::<f32>::new());
+        assert_eq!(vector_from_bytes(&[0, 0, 0x80, 0x3f]).unwrap(), vec![1.0]);
+    }
+
+    #[test]
+    fn a_length_not_a_multiple_of_four_is_an_error() {
+        for len in [1, 2, 3, 5, 7] {
+            let err = vector_from_bytes(&vec![0u8; len]).unwrap_err();
+            assert!(
+                err.contains(&format!("{len} bytes long, not a multiple of 4")),
+                "{err}"
+            );
+        }
     }
 }

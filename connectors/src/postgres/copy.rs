@@ -5,7 +5,7 @@
 use crate::sql::{
     QuotedTable, db_error, format_timestamp, table_read_error, validate_spec, validate_upsert,
 };
-use conductor_engine::projection::{RowUpsert, SqlValue, TableSpec};
+use conductor_engine::projection::{RowUpsert, SqlValue, TableSpec, vector_to_bytes};
 use conductor_engine::store::StoreError;
 use sqlx::postgres::PgPool;
 
@@ -57,6 +57,19 @@ pub(super) async fn copy_rows(
     copy.finish().await.map_err(|e| db_error(operation, e))
 }
 
+/// Appends a BYTEA field in COPY text format: the hex input form `\x0a1b…`,
+/// its backslash doubled because COPY text un-escapes the field before the
+/// bytea input function reads it.
+fn bytea_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(3 + 2 * bytes.len());
+    out.extend_from_slice(b"\\\\x");
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0x0f)]);
+    }
+}
+
 /// Appends one row in COPY text format: tab-separated, `\N` for NULL,
 /// backslash escapes for the characters the format reserves.
 fn copy_text_row(out: &mut Vec<u8>, row: &RowUpsert) {
@@ -87,6 +100,7 @@ fn copy_text_row(out: &mut Vec<u8>, row: &RowUpsert) {
             SqlValue::Bool(b) => out.push(if *b { b't' } else { b'f' }),
             SqlValue::Json(j) => field(out, &j.to_string()),
             SqlValue::Timestamp(t) => field(out, &format_timestamp(t)),
+            SqlValue::Vector(v) => bytea_hex(out, &vector_to_bytes(v)),
         }
     }
     out.push(b'\n');
@@ -112,5 +126,25 @@ mod tests {
         let mut out = Vec::new();
         copy_text_row(&mut out, &row);
         assert_eq!(out, b"a\\tb\t7\t\\N\tx\\\\y\\nz\tt\n");
+    }
+
+    #[test]
+    fn copy_text_writes_vectors_as_escaped_bytea_hex() {
+        let row = RowUpsert {
+            table: "t",
+            key: vec!["k".into()],
+            version: 1,
+            values: vec![
+                SqlValue::Vector(vec![1.0, -2.5]),
+                SqlValue::Vector(vec![]),
+                SqlValue::Null,
+            ],
+            deleted: false,
+        };
+        let mut out = Vec::new();
+        copy_text_row(&mut out, &row);
+        // 1.0 = 0x3f800000, -2.5 = 0xc0200000, little-endian; the field
+        // holds `\\x…`, which COPY reads as the bytea input `\x…`.
+        assert_eq!(out, b"k\t1\t\\\\x0000803f000020c0\t\\\\x\t\\N\n");
     }
 }

@@ -3,8 +3,11 @@
 
 use crate::sql::{QuotedTable, db_error, format_timestamp, table_read_error};
 use chrono::{DateTime, Utc};
-use conductor_engine::projection::{ColumnSpec, ColumnType, TableSpec};
+use conductor_engine::projection::{
+    ColumnSpec, ColumnType, SqlValue, TableSpec, vector_from_bytes,
+};
 use conductor_engine::store::StoreError;
+use conductor_engine::store::memory::value_to_json;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -25,6 +28,14 @@ fn cell_json(row: &PgRow, i: usize, col: &ColumnSpec) -> Result<serde_json::Valu
             .try_get::<Option<DateTime<Utc>>, _>(i)?
             .map(|t| format_timestamp(&t))
             .into(),
+        ColumnType::Vector => match row.try_get::<Option<Vec<u8>>, _>(i)? {
+            None => serde_json::Value::Null,
+            Some(bytes) => {
+                value_to_json(&SqlValue::Vector(vector_from_bytes(&bytes).map_err(
+                    |e| sqlx::Error::Decode(format!("column `{}`: {e}", col.name).into()),
+                )?))
+            }
+        },
     })
 }
 

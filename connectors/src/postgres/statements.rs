@@ -8,7 +8,7 @@
 use crate::sql::migrations::OUTBOX_COLUMNS;
 use crate::sql::{OutboxRow, QuotedTable, TableBatch, db_error};
 use chrono::{DateTime, Utc};
-use conductor_engine::projection::{ColumnType, SqlValue};
+use conductor_engine::projection::{ColumnType, SqlValue, vector_to_bytes};
 use conductor_engine::store::{OutboxRecord, StoreError};
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, AssertSqlSafe, Postgres, Transaction};
@@ -37,6 +37,8 @@ enum ColumnArray {
     Bool(Vec<Option<bool>>),
     Json(Vec<Option<serde_json::Value>>),
     Timestamp(Vec<Option<DateTime<Utc>>>),
+    /// Vectors as their stored bytes ([`vector_to_bytes`]).
+    Vector(Vec<Option<Vec<u8>>>),
 }
 
 impl ColumnArray {
@@ -48,6 +50,7 @@ impl ColumnArray {
             ColumnType::Bool => Self::Bool(Vec::with_capacity(capacity)),
             ColumnType::Json => Self::Json(Vec::with_capacity(capacity)),
             ColumnType::Timestamp => Self::Timestamp(Vec::with_capacity(capacity)),
+            ColumnType::Vector => Self::Vector(Vec::with_capacity(capacity)),
         }
     }
 
@@ -60,6 +63,7 @@ impl ColumnArray {
             Self::Bool(_) => "boolean[]",
             Self::Json(_) => "jsonb[]",
             Self::Timestamp(_) => "timestamptz[]",
+            Self::Vector(_) => "bytea[]",
         }
     }
 
@@ -72,12 +76,14 @@ impl ColumnArray {
             (Self::Bool(v), SqlValue::Bool(b)) => v.push(Some(b)),
             (Self::Json(v), SqlValue::Json(j)) => v.push(Some(j)),
             (Self::Timestamp(v), SqlValue::Timestamp(t)) => v.push(Some(t)),
+            (Self::Vector(v), SqlValue::Vector(f)) => v.push(Some(vector_to_bytes(&f))),
             (Self::Text(v), _) => v.push(None),
             (Self::BigInt(v), _) => v.push(None),
             (Self::Double(v), _) => v.push(None),
             (Self::Bool(v), _) => v.push(None),
             (Self::Json(v), _) => v.push(None),
             (Self::Timestamp(v), _) => v.push(None),
+            (Self::Vector(v), _) => v.push(None),
         }
     }
 
@@ -89,6 +95,7 @@ impl ColumnArray {
             Self::Bool(v) => bind(args, operation, v),
             Self::Json(v) => bind(args, operation, v),
             Self::Timestamp(v) => bind(args, operation, v),
+            Self::Vector(v) => bind(args, operation, v),
         }
     }
 }

@@ -46,6 +46,7 @@ fn type_name(v: &SqlValue) -> &'static str {
         SqlValue::Bool(_) => "bool",
         SqlValue::Json(_) => "json",
         SqlValue::Timestamp(_) => "timestamp",
+        SqlValue::Vector(_) => "vector",
     }
 }
 
@@ -59,6 +60,7 @@ fn value_fits(col: &ColumnSpec, v: &SqlValue) -> bool {
             | (ColumnType::Bool, SqlValue::Bool(_))
             | (ColumnType::Json, SqlValue::Json(_))
             | (ColumnType::Timestamp, SqlValue::Timestamp(_))
+            | (ColumnType::Vector, SqlValue::Vector(_))
     )
 }
 

@@ -22,12 +22,14 @@ impl Dialect {
             }
             (Dialect::Sqlite, ColumnType::BigInt | ColumnType::Bool) => "INTEGER",
             (Dialect::Sqlite, ColumnType::Double) => "REAL",
+            (Dialect::Sqlite, ColumnType::Vector) => "BLOB",
             (Dialect::Postgres, ColumnType::Text) => "TEXT",
             (Dialect::Postgres, ColumnType::BigInt) => "BIGINT",
             (Dialect::Postgres, ColumnType::Double) => "DOUBLE PRECISION",
             (Dialect::Postgres, ColumnType::Bool) => "BOOLEAN",
             (Dialect::Postgres, ColumnType::Json) => "JSONB",
             (Dialect::Postgres, ColumnType::Timestamp) => "TIMESTAMPTZ",
+            (Dialect::Postgres, ColumnType::Vector) => "BYTEA",
         }
     }
 

@@ -2,8 +2,11 @@
 //! (`memory::value_to_json`), in the same key order.
 
 use crate::sql::{QuotedTable, table_read_error};
-use conductor_engine::projection::{ColumnSpec, ColumnType, TableSpec};
+use conductor_engine::projection::{
+    ColumnSpec, ColumnType, SqlValue, TableSpec, vector_from_bytes,
+};
 use conductor_engine::store::StoreError;
+use conductor_engine::store::memory::value_to_json;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -26,6 +29,12 @@ fn cell_json(row: &SqliteRow, i: usize, col: &ColumnSpec) -> Result<serde_json::
             None => serde_json::Value::Null,
             Some(text) => serde_json::from_str(&text)
                 .map_err(|e| format!("column `{}` holds invalid JSON: {e}", col.name))?,
+        },
+        ColumnType::Vector => match row.try_get::<Option<Vec<u8>>, _>(i).map_err(err)? {
+            None => serde_json::Value::Null,
+            Some(bytes) => value_to_json(&SqlValue::Vector(
+                vector_from_bytes(&bytes).map_err(|e| format!("column `{}`: {e}", col.name))?,
+            )),
         },
     })
 }

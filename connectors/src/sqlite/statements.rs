@@ -4,7 +4,7 @@
 
 use crate::sql::migrations::{OUTBOX_COLUMN_COUNT, OUTBOX_COLUMNS};
 use crate::sql::{OutboxRow, QuotedTable, TableBatch, db_error, format_timestamp};
-use conductor_engine::projection::{RowUpsert, SqlValue};
+use conductor_engine::projection::{RowUpsert, SqlValue, vector_to_bytes};
 use conductor_engine::store::{OutboxRecord, StoreError};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, AssertSqlSafe, Sqlite, Transaction};
@@ -46,6 +46,7 @@ fn bind_value(
         SqlValue::Bool(b) => bind(args, operation, b),
         SqlValue::Json(j) => bind(args, operation, j.to_string()),
         SqlValue::Timestamp(t) => bind(args, operation, format_timestamp(&t)),
+        SqlValue::Vector(v) => bind(args, operation, vector_to_bytes(&v)),
     }
 }
 

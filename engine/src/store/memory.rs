@@ -45,6 +45,8 @@ pub fn value_to_json(v: &SqlValue) -> serde_json::Value {
         SqlValue::Bool(b) => (*b).into(),
         SqlValue::Json(j) => j.clone(),
         SqlValue::Timestamp(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),
+        // Each element as serde_json renders an f32 (non-finite: null).
+        SqlValue::Vector(v) => v.iter().copied().map(serde_json::Value::from).collect(),
     }
 }
 

@@ -112,6 +112,97 @@ fn doubles_table_name(table: &str) -> &'static str {
     Box::leak(format!("{table}_doubles").into_boxed_str())
 }
 
+/// The name of the store contract's VECTOR table for `table` (leaked like
+/// [`doubles_table_name`]).
+fn vectors_table_name(table: &str) -> &'static str {
+    Box::leak(format!("{table}_vectors").into_boxed_str())
+}
+
+/// The table [`store_contract`] checks [`ColumnType::Vector`] columns on
+/// (named after `table`): the contract's key, a nullable vector.
+pub fn vectors_table(table: &'static str) -> TableSpec {
+    TableSpec {
+        name: vectors_table_name(table),
+        key: contract_table(table).key,
+        columns: vec![ColumnSpec {
+            name: "embedding",
+            ty: ColumnType::Vector,
+            nullable: true,
+        }],
+        indexes: vec![],
+    }
+}
+
+/// Vectors every store must keep bit for bit, by id: a typical embedding,
+/// awkward values (subnormal, extremes, negative zero, values with no short
+/// decimal form), a one-element and an empty vector.
+pub fn contract_vectors() -> Vec<(&'static str, Vec<f32>)> {
+    vec![
+        (
+            "a",
+            (0..384).map(|i| ((i as f32) * 0.37).sin() / 7.0).collect(),
+        ),
+        (
+            "b",
+            vec![
+                0.1,
+                -0.0,
+                1e-45,
+                f32::MIN_POSITIVE,
+                f32::MAX,
+                f32::MIN,
+                1.0 / 3.0,
+                -123_456.79,
+            ],
+        ),
+        ("c", vec![0.5]),
+        ("d", vec![]),
+    ]
+}
+
+/// A row of `table` (a [`vectors_table`]) holding `v`.
+pub fn vector_row(table: &'static str, id: &str, version: i64, v: Option<Vec<f32>>) -> RowUpsert {
+    RowUpsert {
+        table,
+        key: vec!["acme".into(), id.into()],
+        version,
+        values: vec![v.map_or(SqlValue::Null, SqlValue::Vector)],
+        deleted: false,
+    }
+}
+
+/// Checks that `dumped` (rows of [`vectors_table`], in key order) holds
+/// exactly `expected`, element for element, rendered as the memory store
+/// renders a vector.
+pub fn assert_vectors_dumped(dumped: &[serde_json::Value], expected: &[(&str, Option<Vec<f32>>)]) {
+    assert_eq!(
+        dumped.len(),
+        expected.len(),
+        "one row per vector: {dumped:?}"
+    );
+    for (row, (id, v)) in dumped.iter().zip(expected) {
+        assert_eq!(row["id"], *id);
+        let cell = &row["embedding"];
+        let Some(v) = v else {
+            assert_eq!(*cell, serde_json::Value::Null, "row {id}: a NULL vector");
+            continue;
+        };
+        assert_eq!(
+            *cell,
+            crate::store::memory::value_to_json(&SqlValue::Vector(v.clone())),
+            "row {id}: a vector dumps as a JSON array of its f32s"
+        );
+        let back: Vec<u32> = cell
+            .as_array()
+            .unwrap_or_else(|| panic!("row {id}: a vector dumps as an array, got {cell}"))
+            .iter()
+            .map(|n| (n.as_f64().expect("a number") as f32).to_bits())
+            .collect();
+        let bits: Vec<u32> = v.iter().map(|f| f.to_bits()).collect();
+        assert_eq!(back, bits, "row {id}: vectors round-trip bit for bit");
+    }
+}
+
 /// Checks a [`ProjectionStore`]: migrations, version guard, atomic commit of
 /// rows + outbox + offsets, outbox reads/deletes, control rows, dumps.
 /// `topology` must be unique to this run; `table` must be a fresh table name.
@@ -467,6 +558,48 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
         serde_json::Value::Null,
         "NaN is stored as NULL"
     );
+
+    // VECTOR columns: f32s round-trip bit for bit, empty and NULL vectors
+    // stay apart, a newer version replaces the vector.
+    let vectors = vectors_table(table);
+    store
+        .migrate(std::slice::from_ref(&vectors))
+        .await
+        .expect("migrate a table with a VECTOR column");
+    store
+        .migrate(std::slice::from_ref(&vectors))
+        .await
+        .expect("migrations of a VECTOR column must be idempotent");
+    let mut expected: Vec<(&str, Option<Vec<f32>>)> = contract_vectors()
+        .into_iter()
+        .map(|(id, v)| (id, Some(v)))
+        .collect();
+    expected.push(("e", None));
+    store
+        .commit(StoreCommit {
+            topology: topology.into(),
+            upserts: expected
+                .iter()
+                .map(|(id, v)| vector_row(vectors.name, id, 1, v.clone()))
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("commit vectors");
+    assert_vectors_dumped(&store.dump_table(&vectors).await.unwrap(), &expected);
+    store
+        .commit(StoreCommit {
+            topology: topology.into(),
+            upserts: vec![
+                vector_row(vectors.name, "c", 2, Some(vec![-0.25, 4.0])),
+                vector_row(vectors.name, "d", 1, Some(vec![9.0])),
+            ],
+            ..Default::default()
+        })
+        .await
+        .expect("commit newer vectors");
+    expected[2].1 = Some(vec![-0.25, 4.0]);
+    assert_vectors_dumped(&store.dump_table(&vectors).await.unwrap(), &expected);
 
     // A snapshot holds the offsets and the rows together.
     let snap = store
