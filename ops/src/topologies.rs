@@ -18,6 +18,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../topologies/entities.toml"),
     ),
     (
+        "embeddings_enrich.toml",
+        include_str!("../../topologies/embeddings_enrich.toml"),
+    ),
+    (
+        "embeddings.toml",
+        include_str!("../../topologies/embeddings.toml"),
+    ),
+    (
         "er_by_tenant.toml",
         include_str!("../../topologies/er_by_tenant.toml"),
     ),

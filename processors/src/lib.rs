@@ -3,6 +3,7 @@
 //! `[processor_config]` is checked against the processor's typed config.
 
 pub mod demo_data;
+pub mod embeddings;
 pub mod entities;
 pub mod entity_graph;
 pub mod er;
@@ -15,6 +16,8 @@ use conductor_engine::runtime::config::ConfigProblem;
 /// Every processor a topology may name.
 pub const REGISTRY: &[RegisteredProcessor] = &[
     RegisteredProcessor::of::<entities::EntitiesSpec>(),
+    RegisteredProcessor::of::<embeddings::EmbeddingsEnrichSpec>(),
+    RegisteredProcessor::of::<embeddings::EmbeddingsSpec>(),
     RegisteredProcessor::of::<er::ErCandidatesSpec>(),
     RegisteredProcessor::of::<repartition::RepartitionSpec>(),
 ];

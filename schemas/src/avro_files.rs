@@ -19,6 +19,8 @@ pub const USAGE_RECORDED: &str = include_str!("../avro/UsageRecorded.avsc");
 pub const ENRICHMENT_RECORDED: &str = include_str!("../avro/EnrichmentRecorded.avsc");
 /// `ig.events.ErCandidate`.
 pub const ER_CANDIDATE: &str = include_str!("../avro/ErCandidate.avsc");
+/// `ig.events.EmbeddingComputed`.
+pub const EMBEDDING_COMPUTED: &str = include_str!("../avro/EmbeddingComputed.avsc");
 
 /// Every event schema as `(record name, .avsc text)`, in registration order.
 pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
@@ -29,6 +31,7 @@ pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
     ("UsageRecorded", USAGE_RECORDED),
     ("EnrichmentRecorded", ENRICHMENT_RECORDED),
     ("ErCandidate", ER_CANDIDATE),
+    ("EmbeddingComputed", EMBEDDING_COMPUTED),
 ];
 
 #[cfg(test)]

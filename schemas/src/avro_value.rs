@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::SchemaError;
 use crate::types::{
-    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted,
-    ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent,
-    RunEventType, UsageRecorded, datetime_from_micros,
+    AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run,
+    RunEvent, RunEventType, UsageRecorded, datetime_from_micros,
 };
 
 // Union branch indexes, fixed by the order in the `.avsc` files.
@@ -107,6 +107,19 @@ fn data_to_avro(data: &EventData) -> Value {
             ("content_hash".into(), Value::String(d.content_hash.clone())),
             ("result".into(), optional_string(&d.result)),
             ("error".into(), optional_string(&d.error)),
+        ]),
+        EventData::EmbeddingComputed(d) => Value::Record(vec![
+            ("entity_type".into(), Value::String(d.entity_type.clone())),
+            ("entity_id".into(), Value::String(d.entity_id.clone())),
+            ("status".into(), Value::String(d.status.clone())),
+            ("entity_version".into(), Value::Long(d.entity_version)),
+            ("model".into(), Value::String(d.model.clone())),
+            ("dims".into(), Value::Int(d.dims)),
+            (
+                "vector".into(),
+                Value::Array(d.vector.iter().map(|x| Value::Float(*x)).collect()),
+            ),
+            ("input_hash".into(), Value::String(d.input_hash.clone())),
         ]),
         EventData::ErCandidate(d) => Value::Record(vec![
             ("entity_type".into(), Value::String(d.entity_type.clone())),
@@ -248,6 +261,16 @@ pub(crate) fn event_from_avro(kind: &str, value: Value) -> Result<Event, SchemaE
             result: data.optional_string("result")?,
             error: data.optional_string("error")?,
         }),
+        "EmbeddingComputed" => EventData::EmbeddingComputed(EmbeddingComputed {
+            entity_type: data.string("entity_type")?,
+            entity_id: data.string("entity_id")?,
+            status: data.string("status")?,
+            entity_version: data.long("entity_version")?,
+            model: data.string("model")?,
+            dims: data.int("dims")?,
+            vector: data.floats("vector")?,
+            input_hash: data.string("input_hash")?,
+        }),
         "ErCandidate" => EventData::ErCandidate(ErCandidate {
             entity_type: data.string("entity_type")?,
             left_id: data.string("left_id")?,
@@ -326,6 +349,13 @@ impl Fields {
         }
     }
 
+    fn int(&mut self, name: &str) -> Result<i32, SchemaError> {
+        match self.take(name)? {
+            Value::Int(n) => Ok(n),
+            other => Err(self.mismatch(name, "an int", &other)),
+        }
+    }
+
     fn double(&mut self, name: &str) -> Result<f64, SchemaError> {
         let path = self.path(name);
         match self.take(name)? {
@@ -333,6 +363,34 @@ impl Fields {
             Value::Float(x) => finite_double(x.into()).map_err(|m| SchemaError::field(path, m)),
             other => Err(self.mismatch(name, "a double", &other)),
         }
+    }
+
+    fn floats(&mut self, name: &str) -> Result<Vec<f32>, SchemaError> {
+        let items = match self.take(name)? {
+            Value::Array(items) => items,
+            other => return Err(self.mismatch(name, "an array", &other)),
+        };
+        let path = self.path(name);
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let x = match item {
+                    Value::Float(x) => Ok(x),
+                    Value::Double(x) => Ok(x as f32),
+                    other => Err(format!("expected a float, got {}", avro_type(&other))),
+                }
+                .and_then(|x| {
+                    if x.is_finite() {
+                        Ok(x)
+                    } else {
+                        Err("a vector holds finite floats only".to_string())
+                    }
+                })
+                .map_err(|m| SchemaError::field(format!("{path}[{i}]"), m))?;
+                Ok(x)
+            })
+            .collect()
     }
 
     fn strings(&mut self, name: &str) -> Result<Vec<String>, SchemaError> {

@@ -28,7 +28,7 @@ mod types;
 pub use error::{ErrorKind, SchemaError};
 pub use registry::{EventSchema, SchemaRegistry};
 pub use types::{
-    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted,
-    ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent,
-    RunEventType, UsageRecorded,
+    AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run,
+    RunEvent, RunEventType, UsageRecorded,
 };

@@ -156,7 +156,8 @@ mod tests {
                 "RunEvent",
                 "UsageRecorded",
                 "EnrichmentRecorded",
-                "ErCandidate"
+                "ErCandidate",
+                "EmbeddingComputed"
             ]
         );
         for name in names {

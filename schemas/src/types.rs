@@ -285,6 +285,29 @@ pub struct ErCandidate {
     pub features: BTreeMap<String, f64>,
 }
 
+/// `data` of `EmbeddingComputed`: an entity's embedding computed for a
+/// version, or removed. Vectors only, never the embedded text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingComputed {
+    /// Type of the embedded entity.
+    pub entity_type: String,
+    /// Id of the embedded entity.
+    pub entity_id: String,
+    /// `computed` or `removed`.
+    pub status: String,
+    /// The entity version the vector belongs to.
+    pub entity_version: i64,
+    /// Model id and version (`hashed-ngrams@1`).
+    pub model: String,
+    /// Length of `vector` (0 when removed).
+    pub dims: i32,
+    /// The L2-normalised embedding; empty when removed.
+    pub vector: Vec<f32>,
+    /// blake3 of text + model id + version, hex.
+    pub input_hash: String,
+}
+
 /// The payload of an event; the variant is the event's kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -303,6 +326,8 @@ pub enum EventData {
     EnrichmentRecorded(EnrichmentRecorded),
     /// An entity-resolution candidate pair.
     ErCandidate(ErCandidate),
+    /// An entity's embedding computed or removed.
+    EmbeddingComputed(EmbeddingComputed),
 }
 
 impl EventData {
@@ -316,6 +341,7 @@ impl EventData {
             EventData::UsageRecorded(_) => "UsageRecorded",
             EventData::EnrichmentRecorded(_) => "EnrichmentRecorded",
             EventData::ErCandidate(_) => "ErCandidate",
+            EventData::EmbeddingComputed(_) => "EmbeddingComputed",
         }
     }
 }

@@ -256,6 +256,11 @@ impl<E: Enrichment> Processor for EnrichStage<E> {
         }))])
     }
 
+    /// The results topic exists before the fold that joins it starts.
+    fn output_topics(&self) -> Vec<(String, i32)> {
+        vec![(results_topic(self.enrichment.name()), 1)]
+    }
+
     fn state(&mut self) -> Option<&mut dyn ProcessorState> {
         // Answers for hashes a warm-up found recorded are not needed any more.
         if !self.prepared.is_empty() && !self.recorded.live {

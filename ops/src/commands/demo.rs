@@ -244,6 +244,9 @@ async fn summary(
             topic_size(log, &format!("ig.dlq.{n}")).await
         );
     }
+    if names.iter().any(|n| n == "embeddings") {
+        embeddings_summary(log, store).await?;
+    }
     let er_example = if names.iter().any(|n| n == "er_candidates") {
         er_summary(log, store, settings, topologies).await?
     } else {
@@ -261,6 +264,11 @@ async fn summary(
         "  consume the changefeed: {exe} --data-dir {dd} consume --topic ig.changefeed.entities --tenant acme --limit 3"
     );
     println!("  see what was rejected:  {exe} --data-dir {dd} dlq list entities");
+    if names.iter().any(|n| n == "embeddings") {
+        println!(
+            "  embeddings (vectors only): {exe} --data-dir {dd} sql \"SELECT tenant_id, entity_id, version, model, dims, input_hash FROM entity_embeddings WHERE NOT deleted LIMIT 5\""
+        );
+    }
     if let Some((tenant, left, right)) = &er_example {
         println!(
             "  ER candidates:          {exe} --data-dir {dd} sql \"SELECT left_id, right_id, score, methods FROM er_candidates WHERE status <> 'retracted' ORDER BY score DESC LIMIT 5\""
@@ -274,6 +282,64 @@ async fn summary(
         "  produce more and fold:  {exe} --data-dir {dd} produce --topic ig.ingest.entities ops/samples/entities.jsonl && {exe} --data-dir {dd} run"
     );
     println!("  start over:             {exe} --data-dir {dd} demo --fresh");
+    Ok(())
+}
+
+/// The embedding figures: vectors written, events emitted, and how often a
+/// duplicate record's nearest neighbour (cosine, same tenant) is a record of
+/// the same person — what vector search will find.
+async fn embeddings_summary(
+    log: &dyn Log,
+    store: &dyn conductor_engine::store::ProjectionStore,
+) -> Result<(), CliError> {
+    use std::collections::BTreeMap;
+    let rows = store
+        .dump_table(&conductor_processors::embeddings::embeddings_table())
+        .await?;
+    let mut by_tenant: BTreeMap<String, Vec<(String, Vec<f32>)>> = BTreeMap::new();
+    let mut model = String::new();
+    for r in rows.iter().filter(|r| r["deleted"] != true) {
+        let Some(v) = r["vector"].as_array() else {
+            continue;
+        };
+        let v: Vec<f32> = v
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .map(|x| x as f32)
+            .collect();
+        model = r["model"].as_str().unwrap_or_default().to_string();
+        by_tenant
+            .entry(r["tenant_id"].as_str().unwrap_or_default().to_string())
+            .or_default()
+            .push((r["entity_id"].as_str().unwrap_or_default().to_string(), v));
+    }
+    let person = |id: &str| id.split("-dup-").next().unwrap_or_default().to_string();
+    let (mut dups, mut hits) = (0usize, 0usize);
+    for records in by_tenant.values() {
+        for (id, v) in records.iter().filter(|(id, _)| id.contains("-dup-")) {
+            dups += 1;
+            let nearest = records
+                .iter()
+                .filter(|(other, _)| other != id)
+                .map(|(other, w)| {
+                    (
+                        conductor_processors::embeddings::embedder::cosine(v, w),
+                        other,
+                    )
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if nearest.is_some_and(|(_, other)| person(other) == person(id)) {
+                hits += 1;
+            }
+        }
+    }
+    let vectors: usize = by_tenant.values().map(Vec::len).sum();
+    println!(
+        "  entity_embeddings {:>4} vectors ({model}), {} ig.embeddings events; a duplicate's nearest neighbour is the same person for {hits} of {dups} ({:.1}%)",
+        vectors,
+        topic_size(log, conductor_processors::embeddings::EMBEDDINGS_TOPIC).await,
+        100.0 * hits as f64 / dups.max(1) as f64
+    );
     Ok(())
 }
 

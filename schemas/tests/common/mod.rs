@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use conductor_schemas::codec::decode_json;
 use conductor_schemas::{
-    AttributeValue, Attributes, Dataset, EnrichmentRecorded, EntityDeleted, EntityUpserted,
-    ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run, RunEvent,
-    RunEventType, UsageRecorded,
+    AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run,
+    RunEvent, RunEventType, UsageRecorded,
 };
 use proptest::prelude::*;
 
@@ -152,6 +152,27 @@ fn event_data() -> impl Strategy<Value = EventData> {
                         version,
                         methods,
                         features,
+                    })
+                }
+            ),
+        (
+            (text(), text(), text(), text(), text()),
+            (any::<i64>(), proptest::collection::vec(-1.0f32..1.0, 0..8)),
+        )
+            .prop_map(
+                |(
+                    (entity_type, entity_id, status, model, input_hash),
+                    (entity_version, vector),
+                )| {
+                    EventData::EmbeddingComputed(EmbeddingComputed {
+                        entity_type,
+                        entity_id,
+                        status,
+                        entity_version,
+                        model,
+                        dims: vector.len() as i32,
+                        vector,
+                        input_hash,
                     })
                 }
             ),
