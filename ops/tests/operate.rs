@@ -123,7 +123,13 @@ fn demo_and_status_work_outside_the_repository() {
         .collect();
     assert_eq!(
         names,
-        ["entities", "er_by_tenant", "er_candidates"],
+        [
+            "entities",
+            "embeddings_enrich",
+            "embeddings",
+            "er_by_tenant",
+            "er_candidates"
+        ],
         "the shipped topologies: {status}"
     );
     assert!(
