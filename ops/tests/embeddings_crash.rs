@@ -1,0 +1,225 @@
+//! Exactly-once of the embedding writer (`embeddings_enrich` → its recorded
+//! vectors → `embeddings`) under crashes: `conductor run` embedding the demo
+//! generator's people (originals, typo'd duplicates, updates that touch and
+//! don't touch the embedded attributes, deletes) is SIGKILLed mid-run
+//! several times and restarted. Afterwards `entity_embeddings` equals a
+//! straight run's, every live entity has one vector for its latest version,
+//! each distinct text was recorded exactly once on `ig.enriched.embeddings`
+//! (the set a straight run records), and `ig.embeddings` holds no event
+//! twice. Sizes: `CRASH_EMB_RECORDS` (default 10000), `CRASH_EMB_KILLS` (5).
+
+mod support;
+
+use conductor_connectors::SqliteStore;
+use conductor_engine::log::Log;
+use conductor_engine::log::file::{FileLog, FileLogOptions};
+use conductor_engine::store::{ProjectionStore, table_digest};
+use conductor_processors::embeddings::{EMBEDDINGS_TOPIC, embeddings_table};
+use conductor_schemas::EventData;
+use conductor_schemas::codec::decode_json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use support::*;
+
+const RESULTS_TOPIC: &str = "ig.enriched.embeddings";
+const ONLY: [&str; 4] = ["--only", "embeddings_enrich", "--only", "embeddings"];
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The first `n` valid entity events of the demo generator, as JSON lines.
+fn workload(n: usize) -> String {
+    let mut people = n;
+    loop {
+        let lines: Vec<String> = conductor_processors::demo_data::generate(people, 0xC0FFEE)
+            .into_iter()
+            .filter(|e| e.topic == conductor_processors::demo_data::ENTITIES_TOPIC)
+            .filter(|e| conductor_schemas::codec::decode_json(e.line.as_bytes(), None).is_ok())
+            .map(|e| e.line)
+            .take(n)
+            .collect();
+        if lines.len() == n {
+            return lines.join("\n") + "\n";
+        }
+        people += n / 2 + 1;
+    }
+}
+
+fn prepare(dir: &Path, input: &Path) {
+    run_ok(conductor(dir).args(["topic", "create", "ig.ingest.entities", "--partitions", "3"]));
+    run_ok(
+        conductor(dir)
+            .args(["produce", "--topic", "ig.ingest.entities"])
+            .arg(input),
+    );
+}
+
+fn run_to_end(dir: &Path) {
+    let out = conductor(dir)
+        .arg("run")
+        .args(ONLY)
+        .args(["--listen", "127.0.0.1:0", "--exit-when-idle"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "conductor run failed: {stderr}");
+}
+
+/// Every decoded record of `topic`.
+async fn events(dir: &Path, topic: &str) -> Vec<conductor_schemas::Event> {
+    let log = FileLog::open_read_only(dir.join("log"), FileLogOptions::default()).unwrap();
+    let mut out = Vec::new();
+    for p in log.describe_topic(topic).await.unwrap().partitions {
+        for r in log.read(topic, p.partition, 0, usize::MAX).await.unwrap() {
+            out.push(decode_json(&r.record.value, None).unwrap());
+        }
+    }
+    out
+}
+
+/// Content hashes recorded on the results topic, with how often each was.
+async fn recorded_hashes(dir: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for e in events(dir, RESULTS_TOPIC).await {
+        let EventData::EnrichmentRecorded(r) = e.data else {
+            panic!("only EnrichmentRecorded on {RESULTS_TOPIC}")
+        };
+        *out.entry(r.content_hash).or_insert(0) += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_after_sigkills_equal_a_straight_run() {
+    let records = env_or("CRASH_EMB_RECORDS", 10_000);
+    let kills = env_or("CRASH_EMB_KILLS", 5);
+    let base = tempfile::tempdir().unwrap();
+    let base = base.path();
+    let input = base.join("people.jsonl");
+    let lines = workload(records);
+    std::fs::write(&input, &lines).unwrap();
+    let (straight, crashed) = (base.join("straight"), base.join("crashed"));
+    prepare(&straight, &input);
+    prepare(&crashed, &input);
+
+    let started = std::time::Instant::now();
+    run_to_end(&straight);
+    let straight_secs = started.elapsed().as_secs_f64();
+
+    for k in 0..kills {
+        let mut child = ServerProcess::new(
+            conductor(&crashed)
+                .arg("run")
+                .args(ONLY)
+                .args(["--listen", "127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let at =
+            straight_secs * (0.15 + 0.7 * ((k * 7 + 3) % 10) as f64 / 10.0) / kills as f64 + 0.5;
+        tokio::time::sleep(Duration::from_secs_f64(at)).await;
+        child.kill().unwrap(); // SIGKILL
+        let _ = child.wait();
+    }
+    run_to_end(&crashed);
+
+    // The table: equal to the straight run's, one vector per live entity
+    // for its latest version.
+    let dump = |dir: std::path::PathBuf| async move {
+        let store = SqliteStore::open(&dir.join("projections.db"))
+            .await
+            .unwrap();
+        let rows = store.dump_table(&embeddings_table()).await.unwrap();
+        let d = table_digest(&store, &embeddings_table()).await.unwrap();
+        store.close().await;
+        (rows, d)
+    };
+    let (rows, want) = dump(straight.clone()).await;
+    let (_, got) = dump(crashed.clone()).await;
+    assert_eq!(
+        got, want,
+        "entity_embeddings after {kills} SIGKILLs differs from a straight run"
+    );
+    let mut latest: BTreeMap<(String, String), (i64, bool)> = BTreeMap::new();
+    for line in lines.lines() {
+        let e = decode_json(line.as_bytes(), None).unwrap();
+        let (version, live) = match &e.data {
+            EventData::EntityUpserted(u) => (u.version, true),
+            EventData::EntityDeleted(d) => (d.version, false),
+            _ => continue,
+        };
+        let slot = latest
+            .entry((e.meta.tenant.clone(), e.meta.subject.clone()))
+            .or_insert((version, live));
+        if version > slot.0 {
+            *slot = (version, live);
+        }
+    }
+    let live_rows: BTreeMap<(String, String), i64> = rows
+        .iter()
+        .filter(|r| r["deleted"] != true)
+        .map(|r| {
+            assert_eq!(r["dims"], 256);
+            assert_eq!(r["vector"].as_array().map(Vec::len), Some(256));
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (
+                (s("tenant_id"), s("entity_id")),
+                r["version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let live_entities: BTreeMap<(String, String), i64> = latest
+        .into_iter()
+        .filter(|(_, (_, live))| *live)
+        .map(|(k, (v, _))| (k, v))
+        .collect();
+    assert_eq!(
+        live_rows.len(),
+        live_entities.len(),
+        "one vector per live entity"
+    );
+    assert!(
+        live_rows == live_entities,
+        "each vector is its entity's latest version"
+    );
+
+    // Each distinct text recorded once, and the same set as a straight run.
+    let (a, b) = (
+        recorded_hashes(&straight).await,
+        recorded_hashes(&crashed).await,
+    );
+    assert!(
+        a.len() > records / 3,
+        "the workload embeds: {} texts",
+        a.len()
+    );
+    assert!(
+        b.values().all(|n| *n == 1),
+        "a text was recorded twice after kills"
+    );
+    assert_eq!(
+        a.keys().collect::<BTreeSet<_>>(),
+        b.keys().collect::<BTreeSet<_>>(),
+        "the recorded texts differ from a straight run's"
+    );
+
+    // ig.embeddings: no event twice.
+    let announced = events(&crashed, EMBEDDINGS_TOPIC).await;
+    let ids: BTreeSet<&str> = announced.iter().map(|e| e.meta.event_id.as_str()).collect();
+    assert!(!announced.is_empty());
+    assert_eq!(
+        ids.len(),
+        announced.len(),
+        "an EmbeddingComputed was emitted twice"
+    );
+}
