@@ -26,40 +26,6 @@ use support::*;
 const RESULTS_TOPIC: &str = "ig.enriched.embeddings";
 const ONLY: [&str; 4] = ["--only", "embeddings_enrich", "--only", "embeddings"];
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The first `n` valid entity events of the demo generator, as JSON lines.
-fn workload(n: usize) -> String {
-    let mut people = n;
-    loop {
-        let lines: Vec<String> = conductor_processors::demo_data::generate(people, 0xC0FFEE)
-            .into_iter()
-            .filter(|e| e.topic == conductor_processors::demo_data::ENTITIES_TOPIC)
-            .filter(|e| conductor_schemas::codec::decode_json(e.line.as_bytes(), None).is_ok())
-            .map(|e| e.line)
-            .take(n)
-            .collect();
-        if lines.len() == n {
-            return lines.join("\n") + "\n";
-        }
-        people += n / 2 + 1;
-    }
-}
-
-fn prepare(dir: &Path, input: &Path) {
-    run_ok(conductor(dir).args(["topic", "create", "ig.ingest.entities", "--partitions", "3"]));
-    run_ok(
-        conductor(dir)
-            .args(["produce", "--topic", "ig.ingest.entities"])
-            .arg(input),
-    );
-}
-
 fn run_to_end(dir: &Path) {
     let out = conductor(dir)
         .arg("run")
@@ -103,11 +69,11 @@ async fn embeddings_after_sigkills_equal_a_straight_run() {
     let base = tempfile::tempdir().unwrap();
     let base = base.path();
     let input = base.join("people.jsonl");
-    let lines = workload(records);
+    let lines = demo_entity_workload(records);
     std::fs::write(&input, &lines).unwrap();
     let (straight, crashed) = (base.join("straight"), base.join("crashed"));
-    prepare(&straight, &input);
-    prepare(&crashed, &input);
+    produce_entities(&straight, &input);
+    produce_entities(&crashed, &input);
 
     let started = std::time::Instant::now();
     run_to_end(&straight);

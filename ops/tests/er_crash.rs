@@ -20,40 +20,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use support::*;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The first `n` valid entity events of the demo generator, as JSON lines.
-fn workload(n: usize) -> String {
-    let mut people = n;
-    loop {
-        let lines: Vec<String> = conductor_processors::demo_data::generate(people, 0xC0FFEE)
-            .into_iter()
-            .filter(|e| e.topic == conductor_processors::demo_data::ENTITIES_TOPIC)
-            .filter(|e| conductor_schemas::codec::decode_json(e.line.as_bytes(), None).is_ok())
-            .map(|e| e.line)
-            .take(n)
-            .collect();
-        if lines.len() == n {
-            return lines.join("\n") + "\n";
-        }
-        people += n / 2 + 1;
-    }
-}
-
-fn prepare(dir: &Path, input: &Path) {
-    run_ok(conductor(dir).args(["topic", "create", "ig.ingest.entities", "--partitions", "3"]));
-    run_ok(
-        conductor(dir)
-            .args(["produce", "--topic", "ig.ingest.entities"])
-            .arg(input),
-    );
-}
-
 fn run_to_end(dir: &Path) -> String {
     let out = conductor(dir)
         .args([
@@ -103,10 +69,10 @@ async fn er_candidates_after_sigkills_equal_a_straight_run() {
     let base = tempfile::tempdir().unwrap();
     let base = base.path();
     let input = base.join("people.jsonl");
-    std::fs::write(&input, workload(records)).unwrap();
+    std::fs::write(&input, demo_entity_workload(records)).unwrap();
     let (straight, crashed) = (base.join("straight"), base.join("crashed"));
-    prepare(&straight, &input);
-    prepare(&crashed, &input);
+    produce_entities(&straight, &input);
+    produce_entities(&crashed, &input);
 
     let started = std::time::Instant::now();
     run_to_end(&straight);

@@ -161,3 +161,40 @@ impl Drop for ServerProcess {
         let _ = self.0.wait();
     }
 }
+
+/// A size from the environment, or `default`.
+pub fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The first `n` valid entity events of the demo generator (people,
+/// typo'd duplicates, updates, deletes), as JSON lines.
+pub fn demo_entity_workload(n: usize) -> String {
+    let mut people = n;
+    loop {
+        let lines: Vec<String> = conductor_processors::demo_data::generate(people, 0xC0FFEE)
+            .into_iter()
+            .filter(|e| e.topic == conductor_processors::demo_data::ENTITIES_TOPIC)
+            .filter(|e| conductor_schemas::codec::decode_json(e.line.as_bytes(), None).is_ok())
+            .map(|e| e.line)
+            .take(n)
+            .collect();
+        if lines.len() == n {
+            return lines.join("\n") + "\n";
+        }
+        people += n / 2 + 1;
+    }
+}
+
+/// Creates `ig.ingest.entities` (3 partitions) in `dir` and produces `input` to it.
+pub fn produce_entities(dir: &Path, input: &Path) {
+    run_ok(conductor(dir).args(["topic", "create", "ig.ingest.entities", "--partitions", "3"]));
+    run_ok(
+        conductor(dir)
+            .args(["produce", "--topic", "ig.ingest.entities"])
+            .arg(input),
+    );
+}
