@@ -31,6 +31,10 @@ pub const ENRICHMENT_CALLS_TOTAL: &str = "conductor_enrichment_calls_total";
 pub const ENRICHMENT_CALL_ERRORS_TOTAL: &str = "conductor_enrichment_call_errors_total";
 pub const ENRICHMENT_CALL_DURATION_SECONDS: &str = "conductor_enrichment_call_duration_seconds";
 
+// Processors' own (`conductor-processors`).
+pub const EMBEDDINGS_SKIPPED_TOTAL: &str = "conductor_embeddings_skipped_total";
+pub const VECTOR_INDEX_COMPACTIONS_TOTAL: &str = "conductor_vector_index_compactions_total";
+
 // The subscription server (`conductor-replay`).
 pub const SUBSCRIPTIONS_ACTIVE: &str = "conductor_subscriptions_active";
 pub const FANOUT_LATENCY_SECONDS: &str = "conductor_fanout_latency_seconds";
@@ -188,6 +192,18 @@ pub const ALL: &[Metric] = &[
         Histogram,
         &["enrichment"],
         "Duration of one successful call",
+    ),
+    metric(
+        EMBEDDINGS_SKIPPED_TOTAL,
+        Counter,
+        &["reason"],
+        "Entity events the embedding writer embedded nothing for (not_opted_in, refused)",
+    ),
+    metric(
+        VECTOR_INDEX_COMPACTIONS_TOTAL,
+        Counter,
+        &[],
+        "Vector index graphs rebuilt from their live vectors (too many dead slots)",
     ),
     metric(
         SUBSCRIPTIONS_ACTIVE,

@@ -121,6 +121,45 @@ pub enum Command {
     /// Entity resolution: why a candidate pair was (or was not) proposed.
     #[command(subcommand)]
     Er(ErCommand),
+    /// Search a tenant's entities by text: the nearest vectors in the
+    /// vector_index topology's state (its snapshot plus what came after).
+    Search(SearchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// What to look for, as an entity's text reads: names, a date, an address.
+    pub text: Option<String>,
+    /// The tenant whose entities are searched.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Answers to return (1 to 1000).
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// How to match.
+    #[arg(long, value_enum, default_value = "vector")]
+    pub mode: SearchMode,
+    /// Print each index's figures (vectors, dims, dead slots, a digest of
+    /// its contents) instead of searching.
+    #[arg(long)]
+    pub stats: bool,
+    /// The vector_index topology.
+    #[arg(long, default_value = "vector_index")]
+    pub index_topology: String,
+    /// The embedding writer's topology (its embedder embeds the query).
+    #[arg(long, default_value = "embeddings")]
+    pub embeddings_topology: String,
+    #[arg(long, value_name = "DIR")]
+    pub topologies: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `conductor search --mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchMode {
+    /// Nearest vectors (cosine) in the tenant's HNSW index.
+    Vector,
 }
 
 #[derive(Subcommand, Debug)]

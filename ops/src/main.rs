@@ -54,5 +54,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sql(args) => commands::sql::run(&settings, args).await,
         Command::Demo(args) => commands::demo::run(&settings, args).await,
         Command::Er(cmd) => commands::er::run(&settings, cmd).await,
+        Command::Search(args) => commands::search::run(&settings, args).await,
     }
 }

@@ -26,6 +26,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../topologies/embeddings.toml"),
     ),
     (
+        "vector_index.toml",
+        include_str!("../../topologies/vector_index.toml"),
+    ),
+    (
         "er_by_tenant.toml",
         include_str!("../../topologies/er_by_tenant.toml"),
     ),
@@ -201,12 +205,38 @@ fn config_problems(
 }
 
 impl Running {
-    /// Resolves once every topology has consumed all of its input (lag 0),
-    /// or one of them failed.
+    /// Resolves once every topology has committed all of its input and
+    /// relayed all of its output — downstream topologies included — or one
+    /// of them failed.
     pub async fn caught_up(&self) {
-        for t in &self.topologies {
-            t.caught_up().await;
+        while !self.is_idle().await {}
+    }
+
+    /// Looks at every topology twice, 250 ms apart: idle when both looks
+    /// find everything read, committed and relayed at the same committed
+    /// positions (see `conductor_engine::runtime::progress`). A failed
+    /// topology counts as idle: nothing more will come of it.
+    pub async fn is_idle(&self) -> bool {
+        let mut looks = Vec::with_capacity(2);
+        for _ in 0..2 {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            if self.topologies.iter().any(|t| t.failed()) {
+                return true;
+            }
+            let mut look = Vec::with_capacity(self.topologies.len());
+            for t in &self.topologies {
+                match t.progress().await {
+                    Ok(p) if p.is_done() => look.push(p),
+                    Ok(_) => return false,
+                    Err(e) => {
+                        tracing::debug!(topology = %t.name, error = %e, "progress unknown");
+                        return false;
+                    }
+                }
+            }
+            looks.push(look);
         }
+        looks[0] == looks[1]
     }
 
     /// Stops gracefully: workers finish their batch, then relays empty the outbox.

@@ -46,6 +46,9 @@ fn demo_folds_the_sample_dataset_and_says_what_to_try_next() {
         "{out}"
     );
     assert!(out.contains("what to try next"), "{out}");
+    // The vector index holds the demo's vectors and answers a search.
+    assert!(out.contains("HNSW index(es); recall@10"), "{out}");
+    assert!(out.contains(" search \""), "{out}");
     // Running it again does not produce the dataset twice.
     let again = run_ok(conductor(dir.path()).current_dir(repo()).args([
         "demo",
@@ -127,6 +130,7 @@ fn demo_and_status_work_outside_the_repository() {
             "entities",
             "embeddings_enrich",
             "embeddings",
+            "vector_index",
             "er_by_tenant",
             "er_candidates"
         ],

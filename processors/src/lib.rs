@@ -8,6 +8,7 @@ pub mod entities;
 pub mod entity_graph;
 pub mod er;
 pub mod repartition;
+pub mod vector_index;
 
 use conductor_engine::processor::RegisteredProcessor;
 use conductor_engine::runtime::TopologyConfig;
@@ -20,6 +21,7 @@ pub const REGISTRY: &[RegisteredProcessor] = &[
     RegisteredProcessor::of::<embeddings::EmbeddingsSpec>(),
     RegisteredProcessor::of::<er::ErCandidatesSpec>(),
     RegisteredProcessor::of::<repartition::RepartitionSpec>(),
+    RegisteredProcessor::of::<vector_index::VectorIndexSpec>(),
 ];
 
 /// Looks a processor up by name.

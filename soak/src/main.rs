@@ -17,6 +17,9 @@
 //! - `er-quality`: ER candidate generation on the labelled Febrl sets (PC,
 //!   RR, PQ against `top_k` and `min_score`, two arrival orders) and its
 //!   throughput with 100k records indexed.
+//! - `vector-search`: vector search on the Febrl sets (MRR@10, ANN recall@10
+//!   against brute force, by `ef_search`), and at 100k vectors: embeddings/s,
+//!   inserts/s, snapshot restore vs re-insert, search p50/p99 vs brute force.
 
 mod er_quality;
 mod fanout;
@@ -25,6 +28,7 @@ mod pg_fold;
 mod proc_stats;
 mod replay_rebuild;
 mod report;
+mod vector_search;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +60,8 @@ enum Scenario {
     KafkaFold(kafka_fold::Args),
     /// ER candidates: PC / RR / PQ on the Febrl sets against K, and records/s.
     ErQuality(er_quality::Args),
+    /// Vector search: MRR / ANN recall on the Febrl sets, and speed at 100k vectors.
+    VectorSearch(vector_search::Args),
 }
 
 #[tokio::main]
@@ -67,6 +73,7 @@ async fn main() {
         Scenario::Fanout(args) => fanout::run(args).await,
         Scenario::KafkaFold(args) => kafka_fold::run_scenario(args).await,
         Scenario::ErQuality(args) => er_quality::run(args).await,
+        Scenario::VectorSearch(args) => vector_search::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

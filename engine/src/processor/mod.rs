@@ -130,6 +130,14 @@ pub trait ProcessorState: Send {
     /// The state as bytes (deterministic: equal states, equal bytes).
     fn snapshot(&self) -> Vec<u8>;
 
+    /// What the contract check compares to call two states equal; the
+    /// default is the snapshot. A state whose bytes depend on more than its
+    /// contents (an HNSW graph's links depend on the insertion history)
+    /// gives a digest of the contents instead.
+    fn fingerprint(&self) -> Vec<u8> {
+        self.snapshot()
+    }
+
     /// Replaces the state with a snapshot of [`format_version`](Self::format_version).
     /// An error (unreadable bytes) makes the runtime warm up instead.
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String>;

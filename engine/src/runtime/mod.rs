@@ -14,6 +14,7 @@ pub mod commit_signal;
 pub mod config;
 pub mod driver;
 pub mod fold;
+pub mod progress;
 pub mod relay;
 pub mod sink;
 pub mod state;
@@ -22,6 +23,7 @@ pub mod topology;
 pub mod worker;
 
 pub use config::{TopologyConfig, parse_topology};
+pub use progress::Progress;
 pub use sink::{SinkError, SinkRunner, TopicSink, WriteOutcome};
 pub use status::{SinkState, SinkStatus, StatusHandle, TopologyState, TopologyStatus};
 pub use topology::{RunningTopology, Topology};

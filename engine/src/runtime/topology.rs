@@ -7,6 +7,7 @@
 //! both as named tasks and returns a [`RunningTopology`] to watch and stop.
 
 use super::config::TopologyConfig;
+use super::progress::Progress;
 use super::relay::{Relay, RelayError};
 use super::sink::{SinkRunError, SinkRunner, TopicSink};
 use super::status::{StatusHandle, TopologyState};
@@ -57,7 +58,8 @@ impl Topology {
     ) -> Result<RunningTopology, RuntimeError> {
         let name = config.name.clone();
         let graph_topic = config.graph_topic();
-        let (worker, relay) = Self::prepare(config, processor, log.clone(), store).await?;
+        let sources = config.sources.topics.clone();
+        let (worker, relay) = Self::prepare(config, processor, log.clone(), store.clone()).await?;
         let status = worker.status.clone();
         let committed = worker.committed.clone();
         let (worker_stop, worker_rx) = watch::channel(false);
@@ -85,6 +87,9 @@ impl Topology {
         tracing::info!(topology = %name, "topology started");
         Ok(RunningTopology {
             name,
+            sources,
+            log,
+            store,
             status,
             worker_stop,
             relay_stop,
@@ -99,6 +104,9 @@ impl Topology {
 /// A topology whose worker and relay run as tasks.
 pub struct RunningTopology {
     pub name: String,
+    sources: Vec<String>,
+    log: Arc<dyn Log>,
+    store: Arc<dyn ProjectionStore>,
     pub status: StatusHandle,
     worker_stop: watch::Sender<bool>,
     relay_stop: watch::Sender<bool>,
@@ -109,18 +117,21 @@ pub struct RunningTopology {
 }
 
 impl RunningTopology {
-    /// Resolves once the topology has consumed all of its input (lag 0 on
-    /// every partition) or failed.
-    pub async fn caught_up(&self) {
-        loop {
-            let snap = self.status.snapshot();
-            if snap.state == TopologyState::Failed
-                || (!snap.partitions.is_empty() && snap.partitions.iter().all(|p| p.lag == 0))
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+    /// Where the topology stands, from the store and the log (see
+    /// [`super::progress`]): to tell when a chain of topologies is idle.
+    pub async fn progress(&self) -> Result<Progress, RuntimeError> {
+        super::progress::progress(
+            &self.name,
+            &self.sources,
+            self.log.as_ref(),
+            self.store.as_ref(),
+        )
+        .await
+    }
+
+    /// Whether the worker has halted.
+    pub fn failed(&self) -> bool {
+        self.status.snapshot().state == TopologyState::Failed
     }
 
     /// Asks the worker to stop after its batch in hand (see [`Self::finish`]).

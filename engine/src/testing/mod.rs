@@ -666,7 +666,7 @@ pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, event
         }
         straight.push(ea);
     }
-    let final_state = a.state().map(|s| s.snapshot());
+    let final_state = a.state().map(|s| s.fingerprint());
     let name = a.name().to_string();
     for k in 0..=events.len() {
         let mut first = make();
@@ -691,7 +691,7 @@ pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, event
                 "processor {name}: snapshot at event {k} + restore + fold of the rest differs from a straight fold"
             );
             assert_eq!(
-                restored.state().map(|s| s.snapshot()),
+                restored.state().map(|s| s.fingerprint()),
                 final_state,
                 "processor {name}: state after a restore at event {k} differs"
             );
@@ -711,7 +711,7 @@ pub fn check_processor_contract<P: Processor>(mut make: impl FnMut() -> P, event
             "processor {name}: a restart at event {k} differs from a straight run"
         );
         assert_eq!(
-            warmed.state().map(|s| s.snapshot()),
+            warmed.state().map(|s| s.fingerprint()),
             final_state,
             "processor {name}: state after a restart at event {k} differs"
         );

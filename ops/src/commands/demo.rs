@@ -106,7 +106,9 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
         };
         bar.set_length(length);
         bar.set_position(length.saturating_sub(lag.max(0) as u64));
-        if known && lag == 0 {
+        // The status lags a batch behind and knows nothing of what an
+        // upstream relay is about to append: ask the store and the log.
+        if known && lag == 0 && running.is_idle().await {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -247,6 +249,11 @@ async fn summary(
     if names.iter().any(|n| n == "embeddings") {
         embeddings_summary(log, store).await?;
     }
+    let search_example = if names.iter().any(|n| n == "vector_index") {
+        vector_index_summary(store, settings, topologies.clone()).await?
+    } else {
+        None
+    };
     let er_example = if names.iter().any(|n| n == "er_candidates") {
         er_summary(log, store, settings, topologies).await?
     } else {
@@ -267,6 +274,11 @@ async fn summary(
     if names.iter().any(|n| n == "embeddings") {
         println!(
             "  embeddings (vectors only): {exe} --data-dir {dd} sql \"SELECT tenant_id, entity_id, version, model, dims, input_hash FROM entity_embeddings WHERE NOT deleted LIMIT 5\""
+        );
+    }
+    if let Some((tenant, text)) = &search_example {
+        println!(
+            "  vector search:          {exe} --data-dir {dd} search \"{text}\" --tenant {tenant} --k 5"
         );
     }
     if let Some((tenant, left, right)) = &er_example {
@@ -341,6 +353,109 @@ async fn embeddings_summary(
         100.0 * hits as f64 / dups.max(1) as f64
     );
     Ok(())
+}
+
+/// The vector index figures: vectors per tenant, the ANN's recall@10
+/// against brute force over the same vectors (up to 200 duplicate records'
+/// vectors as queries), and one search for a duplicate record by its name
+/// and suburb. Returns that search for the "what to try next" line.
+async fn vector_index_summary(
+    store: &dyn conductor_engine::store::ProjectionStore,
+    settings: &Settings,
+    topologies: Option<std::path::PathBuf>,
+) -> Result<Option<(String, String)>, CliError> {
+    use conductor_processors::vector_index::ann::exact_nearest;
+    let index = super::search::restore_index(settings, topologies.clone(), "vector_index").await?;
+    let stats = index.state.stats();
+    let Some(biggest) = stats.iter().max_by_key(|s| s.vectors) else {
+        println!("  vector_index        no vectors indexed");
+        return Ok(None);
+    };
+    let (tenant, model) = (biggest.tenant.clone(), biggest.model.clone());
+    let rows = store
+        .dump_table(&conductor_processors::embeddings::embeddings_table())
+        .await?;
+    let vectors: Vec<(String, Vec<f32>)> = rows
+        .iter()
+        .filter(|r| {
+            r["deleted"] != true
+                && r["tenant_id"] == tenant.as_str()
+                && r["model"] == model.as_str()
+        })
+        .filter_map(|r| {
+            let v = r["vector"].as_array()?;
+            let v = v
+                .iter()
+                .filter_map(|x| x.as_f64())
+                .map(|x| x as f32)
+                .collect();
+            Some((r["entity_id"].as_str()?.to_string(), v))
+        })
+        .collect();
+    let queries: Vec<&(String, Vec<f32>)> = vectors
+        .iter()
+        .filter(|(id, _)| id.contains("-dup-"))
+        .take(200)
+        .collect();
+    let mut recall = 0.0;
+    for (_, q) in &queries {
+        let exact = exact_nearest(
+            q,
+            10,
+            vectors.iter().map(|(id, v)| (id.as_str(), v.as_slice())),
+        );
+        let found = index.search(&tenant, &model, q, 10);
+        let overlap = found
+            .iter()
+            .filter(|h| exact.iter().any(|x| x.entity_id == h.entity_id))
+            .count();
+        recall += overlap as f64 / exact.len().max(1) as f64;
+    }
+    let total: usize = stats.iter().map(|s| s.vectors).sum();
+    println!(
+        "  vector_index   {total:>7} vectors in {} HNSW index(es); recall@10 against brute force over {} queries: {:.3}",
+        stats.len(),
+        queries.len(),
+        recall / queries.len().max(1) as f64
+    );
+    // One search by what a user would type: a duplicate record's name and suburb.
+    let entities = store
+        .dump_table(&conductor_processors::entities::entities_table())
+        .await?;
+    let Some((id, text)) = entities
+        .iter()
+        .filter(|e| e["tenant_id"] == tenant.as_str() && e["deleted"] != true)
+        .filter_map(|e| {
+            let id = e["entity_id"].as_str()?;
+            let a = &e["attributes"];
+            let text = ["given_name", "surname", "suburb"]
+                .iter()
+                .filter_map(|k| a[*k].as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (id.contains("-dup-") && text.split(' ').count() == 3).then(|| (id.to_string(), text))
+        })
+        .next()
+    else {
+        return Ok(None);
+    };
+    let embeddings = super::search::embeddings_config(settings, topologies, "embeddings")?;
+    let answer = super::search::search(
+        &index,
+        &embeddings,
+        &tenant,
+        &text,
+        3,
+        crate::cli::SearchMode::Vector,
+    )?;
+    let original = id.split("-dup-").next().unwrap_or_default();
+    println!(
+        "\n`search \"{text}\" --tenant {tenant}` (a duplicate record's name and suburb; its original is {original}):"
+    );
+    for h in &answer.hits {
+        println!("  {}. {:<24} {:.3}", h.rank, h.entity_id, h.score);
+    }
+    Ok(Some((tenant, text)))
 }
 
 /// The ER figures: standing candidate pairs and how many of the dataset's

@@ -7,6 +7,7 @@ pub mod produce;
 pub mod replay;
 pub mod run;
 pub mod schema;
+pub mod search;
 pub mod serve;
 pub mod sql;
 pub mod topic;

@@ -1,0 +1,160 @@
+//! `conductor search` as a user runs it: produce the demo generator's
+//! people, `conductor run --exit-when-idle` (stage → fold → vector index),
+//! then search. The index holds one vector per live entity (the
+//! `entity_embeddings` rows), an entity's own text finds it first, a rerun
+//! with nothing new leaves the index as it was, and bad arguments get a
+//! clear error.
+
+mod support;
+
+use conductor_connectors::SqliteStore;
+use conductor_engine::store::ProjectionStore;
+use conductor_processors::embeddings::config::EmbeddingsConfig;
+use conductor_processors::embeddings::embeddings_table;
+use conductor_processors::embeddings::text::Template;
+use conductor_schemas::EventData;
+use conductor_schemas::codec::decode_json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use support::*;
+
+const ONLY: [&str; 6] = [
+    "--only",
+    "embeddings_enrich",
+    "--only",
+    "embeddings",
+    "--only",
+    "vector_index",
+];
+
+fn run_to_end(dir: &Path) {
+    let out = conductor(dir)
+        .arg("run")
+        .args(ONLY)
+        .args(["--listen", "127.0.0.1:0", "--exit-when-idle"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "conductor run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn stats(dir: &Path) -> serde_json::Value {
+    let out = run_ok(conductor(dir).args(["search", "--stats", "--json"]));
+    serde_json::from_str(&out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_an_entity_by_its_text_in_an_index_of_every_live_vector() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("data");
+    let input = base.path().join("people.jsonl");
+    let lines = demo_entity_workload(env_or("SEARCH_RECORDS", 3000));
+    std::fs::write(&input, &lines).unwrap();
+    produce_entities(&dir, &input);
+    run_to_end(&dir);
+
+    // One vector per live row of entity_embeddings, per tenant.
+    let store = SqliteStore::open(&dir.join("projections.db"))
+        .await
+        .unwrap();
+    let rows = store.dump_table(&embeddings_table()).await.unwrap();
+    store.close().await;
+    let mut live: BTreeMap<String, usize> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r["deleted"] != true) {
+        *live
+            .entry(r["tenant_id"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    let before = stats(&dir);
+    let indexed: BTreeMap<String, usize> = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["tenant"].as_str().unwrap().to_string(),
+                s["vectors"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect();
+    assert!(!live.is_empty());
+    assert_eq!(
+        indexed, live,
+        "the index holds every live vector, per tenant"
+    );
+
+    // An entity's own text (its latest version, rendered as the embedding
+    // template renders it) finds it first.
+    let template = Template::parse(&EmbeddingsConfig::default().template).unwrap();
+    let mut latest: BTreeMap<(String, String), (i64, Option<String>)> = BTreeMap::new();
+    for line in lines.lines() {
+        let e = decode_json(line.as_bytes(), None).unwrap();
+        let (version, text) = match &e.data {
+            EventData::EntityUpserted(u) => (u.version, Some(template.render(&u.attributes))),
+            EventData::EntityDeleted(d) => (d.version, None),
+            _ => continue,
+        };
+        let slot = latest
+            .entry((e.meta.tenant.clone(), e.meta.subject.clone()))
+            .or_insert((i64::MIN, None));
+        if version > slot.0 {
+            *slot = (version, text);
+        }
+    }
+    let mut asked = 0;
+    for ((tenant, id), (_, text)) in latest
+        .iter()
+        .filter(|(_, (_, t))| t.is_some())
+        .step_by(97)
+        .take(8)
+    {
+        let text = text.as_deref().unwrap();
+        let out = run_ok(
+            conductor(&dir).args(["search", text, "--tenant", tenant, "--k", "5", "--json"]),
+        );
+        let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let hits = answer["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 5);
+        let top = hits[0]["score"].as_f64().unwrap();
+        assert!(top > 0.999, "its own text scores {top}");
+        assert!(
+            hits.iter()
+                .any(|h| h["entity_id"] == id.as_str() && h["score"].as_f64().unwrap() > 0.999),
+            "{id} is among the exact matches of its own text: {hits:?}"
+        );
+        asked += 1;
+    }
+    assert!(asked >= 5);
+
+    // A run with nothing new changes nothing (the index is restored, not rebuilt twice).
+    run_to_end(&dir);
+    assert_eq!(stats(&dir), before);
+
+    // Bad arguments say what is wrong.
+    let out = conductor(&dir)
+        .args(["search", "smith", "--tenant", "nobody"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tenant nobody has no vector index"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = conductor(&dir)
+        .args(["search", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("search needs a TEXT"));
+    let out = conductor(&dir)
+        .args(["search", "smith", "--tenant", "acme", "--k", "0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--k 0 is outside 1 to 1000"));
+}
