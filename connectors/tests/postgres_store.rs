@@ -74,6 +74,17 @@ async fn postgres_store_meets_the_store_contract() {
 }
 
 #[tokio::test]
+async fn postgres_store_searches_keywords_with_a_gin_index() {
+    with_store(
+        "postgres_store_searches_keywords_with_a_gin_index",
+        |store, _| async move {
+            conductor_engine::testing::keyword_search_contract(&store, "keyword_rows").await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn tables_live_in_the_given_schema_and_drop_with_it() {
     with_store("tables_live_in_the_given_schema_and_drop_with_it", |store, schema| async move {
         store.migrate(&[spec("schema_rows")]).await.unwrap();

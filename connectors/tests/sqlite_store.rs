@@ -23,6 +23,13 @@ async fn sqlite_store_meets_the_store_contract() {
 }
 
 #[tokio::test]
+async fn sqlite_store_searches_keywords_with_fts5() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("store.db")).await;
+    conductor_engine::testing::keyword_search_contract(&store, "keyword_rows").await;
+}
+
+#[tokio::test]
 async fn in_memory_sqlite_store_meets_the_store_contract() {
     let store = SqliteStore::open_url("sqlite::memory:")
         .await

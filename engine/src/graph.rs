@@ -232,6 +232,7 @@ impl GraphSpec {
     /// The node table: key (label, id).
     pub fn nodes(&self) -> TableSpec {
         TableSpec {
+            text_index: None,
             name: self.nodes_table,
             key: vec![
                 col("label", ColumnType::Text, false),
@@ -248,6 +249,7 @@ impl GraphSpec {
     /// The relationship table: key (rel_type, id); a deleted row has no ends.
     pub fn edges(&self) -> TableSpec {
         TableSpec {
+            text_index: None,
             name: self.edges_table,
             key: vec![
                 col("rel_type", ColumnType::Text, false),

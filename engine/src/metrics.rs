@@ -34,6 +34,7 @@ pub const ENRICHMENT_CALL_DURATION_SECONDS: &str = "conductor_enrichment_call_du
 // Processors' own (`conductor-processors`).
 pub const EMBEDDINGS_SKIPPED_TOTAL: &str = "conductor_embeddings_skipped_total";
 pub const VECTOR_INDEX_COMPACTIONS_TOTAL: &str = "conductor_vector_index_compactions_total";
+pub const SEARCH_FALLBACKS_TOTAL: &str = "conductor_search_fallbacks_total";
 
 // The subscription server (`conductor-replay`).
 pub const SUBSCRIPTIONS_ACTIVE: &str = "conductor_subscriptions_active";
@@ -204,6 +205,12 @@ pub const ALL: &[Metric] = &[
         Counter,
         &[],
         "Vector index graphs rebuilt from their live vectors (too many dead slots)",
+    ),
+    metric(
+        SEARCH_FALLBACKS_TOTAL,
+        Counter,
+        &["reason"],
+        "Searches answered by the keyword stage alone (vector_budget, no_vector_index, vector_error)",
     ),
     metric(
         SUBSCRIPTIONS_ACTIVE,

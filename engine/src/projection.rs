@@ -43,6 +43,26 @@ pub struct TableSpec {
     pub columns: Vec<ColumnSpec>,
     /// Extra indexes, as column lists.
     pub indexes: Vec<Vec<&'static str>>,
+    /// A full-text index for keyword search, if the table has one.
+    pub text_index: Option<TextIndex>,
+}
+
+/// A full-text index over the string and number values of a table's JSON
+/// column, for keyword search of one tenant's rows
+/// ([`crate::store::ProjectionStore::keyword_search`]): on Postgres a GIN
+/// index on `jsonb_to_tsvector('simple', …)`, on SQLite an FTS5 table kept
+/// in step by triggers — both inside the fold's transaction, so the index
+/// is exactly as current as the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextIndex {
+    /// The JSON column whose values are indexed.
+    pub json: &'static str,
+    /// The tenant column: a search is within one tenant.
+    pub tenant: &'static str,
+    /// The column an answer names (a key column).
+    pub id: &'static str,
+    /// A boolean column: rows where it is true are not indexed.
+    pub deleted: Option<&'static str>,
 }
 
 impl TableSpec {

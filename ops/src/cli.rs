@@ -121,8 +121,9 @@ pub enum Command {
     /// Entity resolution: why a candidate pair was (or was not) proposed.
     #[command(subcommand)]
     Er(ErCommand),
-    /// Search a tenant's entities by text: the nearest vectors in the
-    /// vector_index topology's state (its snapshot plus what came after).
+    /// Search a tenant's entities by text: keyword (the entities'
+    /// full-text index), vector (the vector_index topology's HNSW state) or
+    /// hybrid (both, fused; the default).
     Search(SearchArgs),
 }
 
@@ -137,8 +138,16 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 10)]
     pub k: usize,
     /// How to match.
-    #[arg(long, value_enum, default_value = "vector")]
+    #[arg(long, value_enum, default_value = "hybrid")]
     pub mode: SearchMode,
+    /// Hybrid: the weight of the keyword score (0–1); the vector score
+    /// weighs `1 − alpha`. Both are min-max normalised first.
+    #[arg(long, default_value_t = 0.7)]
+    pub alpha: f64,
+    /// Time allowed to the vector stage (embedding the query, searching
+    /// the graph), in ms; past it the answer is the keyword stage's.
+    #[arg(long, default_value_t = 150)]
+    pub budget_ms: u64,
     /// Print each index's figures (vectors, dims, dead slots, a digest of
     /// its contents) instead of searching.
     #[arg(long)]
@@ -158,8 +167,12 @@ pub struct SearchArgs {
 /// `conductor search --mode`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SearchMode {
+    /// Words of the text in the entities' attributes (full-text index).
+    Keyword,
     /// Nearest vectors (cosine) in the tenant's HNSW index.
     Vector,
+    /// Both, fused: alpha·keyword + (1 − alpha)·vector.
+    Hybrid,
 }
 
 #[derive(Subcommand, Debug)]

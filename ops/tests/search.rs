@@ -1,9 +1,10 @@
 //! `conductor search` as a user runs it: produce the demo generator's
 //! people, `conductor run --exit-when-idle` (stage → fold → vector index),
 //! then search. The index holds one vector per live entity (the
-//! `entity_embeddings` rows), an entity's own text finds it first, a rerun
-//! with nothing new leaves the index as it was, and bad arguments get a
-//! clear error.
+//! `entity_embeddings` rows), an entity's own text finds it first (vector,
+//! hybrid) and among the keyword matches, a vector stage without time
+//! falls back to the keyword answer and says so, a rerun with nothing new
+//! leaves the index as it was, and bad arguments get a clear error.
 
 mod support;
 
@@ -19,7 +20,9 @@ use std::path::Path;
 use std::process::Stdio;
 use support::*;
 
-const ONLY: [&str; 6] = [
+const ONLY: [&str; 8] = [
+    "--only",
+    "entities",
     "--only",
     "embeddings_enrich",
     "--only",
@@ -56,6 +59,7 @@ async fn search_finds_an_entity_by_its_text_in_an_index_of_every_live_vector() {
     let lines = demo_entity_workload(env_or("SEARCH_RECORDS", 3000));
     std::fs::write(&input, &lines).unwrap();
     produce_entities(&dir, &input);
+    run_ok(conductor(&dir).args(["topic", "create", "ig.ingest.relationships", "--partitions", "3"]));
     run_to_end(&dir);
 
     // One vector per live row of entity_embeddings, per tenant.
@@ -131,13 +135,65 @@ async fn search_finds_an_entity_by_its_text_in_an_index_of_every_live_vector() {
     }
     assert!(asked >= 5);
 
+    // Keyword and hybrid: an entity's own text finds it first (hybrid), and
+    // among the keyword matches; every keyword hit carries a keyword score.
+    let ((tenant, id), (_, text)) = latest
+        .iter()
+        .filter(|(_, (_, t))| t.as_ref().is_some_and(|t| t.split(' ').count() >= 6))
+        .nth(11)
+        .unwrap();
+    let text = text.as_deref().unwrap();
+    let ask = |mode: &str, extra: &[&str]| -> serde_json::Value {
+        let out = run_ok(
+            conductor(&dir)
+                .args([
+                    "search", text, "--tenant", tenant, "--k", "10", "--mode", mode, "--json",
+                ])
+                .args(extra),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let keyword = ask("keyword", &[]);
+    let hits = keyword["hits"].as_array().unwrap();
+    assert!(
+        !hits.is_empty()
+            && hits
+                .iter()
+                .all(|h| h["keyword_score"].as_f64().unwrap() > 0.0)
+    );
+    assert!(
+        hits.iter().any(|h| h["entity_id"] == id.as_str()),
+        "{id} among its keyword matches: {keyword}"
+    );
+    let hybrid = ask("hybrid", &[]);
+    assert_eq!(hybrid["alpha"], 0.7);
+    assert!(hybrid["fallback"].is_null(), "{hybrid}");
+    let top = &hybrid["hits"][0];
+    assert!(
+        top["vector_score"].as_f64().unwrap() > 0.999 && top["keyword_score"].as_f64().is_some(),
+        "hybrid puts an exact match first: {hybrid}"
+    );
+    // No time for the vector stage: the keyword answer, saying so.
+    let fallback = ask("hybrid", &["--budget-ms", "0"]);
+    assert!(
+        fallback["fallback"]
+            .as_str()
+            .unwrap()
+            .contains("0 ms budget"),
+        "{fallback}"
+    );
+    assert_eq!(
+        fallback["hits"], keyword["hits"],
+        "the fallback is the keyword answer"
+    );
+
     // A run with nothing new changes nothing (the index is restored, not rebuilt twice).
     run_to_end(&dir);
     assert_eq!(stats(&dir), before);
 
     // Bad arguments say what is wrong.
     let out = conductor(&dir)
-        .args(["search", "smith", "--tenant", "nobody"])
+        .args(["search", "smith", "--tenant", "nobody", "--mode", "vector"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -152,6 +208,11 @@ async fn search_finds_an_entity_by_its_text_in_an_index_of_every_live_vector() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("search needs a TEXT"));
+    let out = conductor(&dir)
+        .args(["search", "smith", "--tenant", "acme", "--alpha", "1.5"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--alpha 1.5 is outside 0 to 1"));
     let out = conductor(&dir)
         .args(["search", "smith", "--tenant", "acme", "--k", "0"])
         .output()

@@ -8,7 +8,9 @@
 //! resurrecting the entity.
 
 use conductor_engine::processor::{Effect, Processor, ProcessorError, ProcessorSpec};
-use conductor_engine::projection::{ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec};
+use conductor_engine::projection::{
+    ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec, TextIndex,
+};
 use conductor_engine::runtime::config::ConfigProblem;
 use conductor_schemas::{Attributes, Event, EventData};
 
@@ -19,9 +21,16 @@ fn col(name: &'static str, ty: ColumnType, nullable: bool) -> ColumnSpec {
     ColumnSpec { name, ty, nullable }
 }
 
-/// `entities(tenant_id, entity_id, version, kind, attributes, deleted, updated_at, last_event_id)`.
+/// `entities(tenant_id, entity_id, version, kind, attributes, deleted, updated_at, last_event_id)`,
+/// with a full-text index over the attributes' values (keyword search).
 pub fn entities_table() -> TableSpec {
     TableSpec {
+        text_index: Some(TextIndex {
+            json: "attributes",
+            tenant: "tenant_id",
+            id: "entity_id",
+            deleted: Some("deleted"),
+        }),
         name: ENTITIES_TABLE,
         key: vec![
             col("tenant_id", ColumnType::Text, false),
@@ -41,6 +50,7 @@ pub fn entities_table() -> TableSpec {
 /// `relationships(tenant_id, rel_id, version, src_id, dst_id, kind, attributes, deleted, updated_at, last_event_id)`.
 pub fn relationships_table() -> TableSpec {
     TableSpec {
+        text_index: None,
         name: RELATIONSHIPS_TABLE,
         key: vec![
             col("tenant_id", ColumnType::Text, false),

@@ -8,6 +8,7 @@ pub mod entities;
 pub mod entity_graph;
 pub mod er;
 pub mod repartition;
+pub mod search;
 pub mod vector_index;
 
 use conductor_engine::processor::RegisteredProcessor;

@@ -267,6 +267,7 @@ fn col(name: &'static str, ty: ColumnType) -> ColumnSpec {
 
 fn shouted_table() -> TableSpec {
     TableSpec {
+        text_index: None,
         name: "shouted",
         key: vec![
             col("tenant_id", ColumnType::Text),

@@ -283,6 +283,7 @@ pub fn copy_table() -> TableSpec {
     let mut spec = entities_table();
     spec.name = "copy_ceiling_entities";
     spec.indexes.clear();
+    spec.text_index = None;
     spec
 }
 

@@ -106,6 +106,7 @@ pub fn create_table_statements(
             cols.join(", ")
         ));
     }
+    out.extend(super::text_index::text_index_statements(spec, dialect)?);
     Ok(out)
 }
 

@@ -35,6 +35,7 @@ mod error;
 pub mod generations;
 pub mod migrations;
 mod outbox;
+pub mod text_index;
 
 pub use batch::{
     TableBatch, TableRegistry, check_outbox_dense, dedupe_offsets, group_upserts, validate_upsert,

@@ -368,6 +368,32 @@ impl ProjectionStore for SqliteStore {
         Ok(row.is_none())
     }
 
+    async fn keyword_search(
+        &self,
+        table: &TableSpec,
+        tenant: &str,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<Vec<conductor_engine::store::KeywordHit>, StoreError> {
+        use crate::sql::text_index::{keyword_query, match_expression};
+        let terms = conductor_engine::store::keyword_terms(terms);
+        if terms.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = keyword_query(table, crate::sql::Dialect::Sqlite)?;
+        let rows: Vec<(String, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(match_expression(&terms, crate::sql::Dialect::Sqlite))
+            .bind(limit.min(10_000) as i64)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| crate::sql::table_read_error("keyword search", table, e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, score)| conductor_engine::store::KeywordHit { id, score })
+            .collect())
+    }
+
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut conn = self
             .reader

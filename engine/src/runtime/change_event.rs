@@ -242,6 +242,7 @@ mod tests {
         )
         .unwrap();
         let spec = TableSpec {
+            text_index: None,
             name: "things",
             key: vec![
                 col("tenant_id", ColumnType::Text),

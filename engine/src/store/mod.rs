@@ -262,6 +262,30 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// Every row of a table as JSON objects ordered by key (tests, digests, diffs).
     async fn dump_table(&self, table: &TableSpec) -> Result<Vec<serde_json::Value>, StoreError>;
 
+    /// Keyword search over `table`'s [`TextIndex`](crate::projection::TextIndex):
+    /// rows of `tenant` whose text holds any of `terms` (lower-case words,
+    /// letters and digits only), best first, at most `limit`, each with the
+    /// store's relevance score (higher is better; comparable within one
+    /// answer only). The default — a store without text indexes, or a table
+    /// without one — is a permanent error.
+    async fn keyword_search(
+        &self,
+        table: &TableSpec,
+        tenant: &str,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<Vec<KeywordHit>, StoreError> {
+        let _ = (tenant, terms, limit);
+        Err(StoreError::permanent(
+            "keyword search",
+            format!(
+                "the {} store has no text index on `{}`",
+                self.backend(),
+                table.name
+            ),
+        ))
+    }
+
     /// Closes connections, waiting for running statements (before a store's
     /// files or schema are moved or removed). The default does nothing.
     async fn close(&self) {}
@@ -274,6 +298,32 @@ pub trait ProjectionStore: Send + Sync + 'static {
         topology: &str,
         tables: &[TableSpec],
     ) -> Result<StoreSnapshot, StoreError>;
+}
+
+/// One answer of [`ProjectionStore::keyword_search`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KeywordHit {
+    /// The row's [`TextIndex::id`](crate::projection::TextIndex::id).
+    pub id: String,
+    /// Relevance (Postgres `ts_rank`, SQLite `-bm25`): higher is better.
+    pub score: f64,
+}
+
+/// Keeps the words a text index can match: letters and digits only (so a
+/// term is never query syntax), non-empty, each once, in order.
+pub fn keyword_terms(terms: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in terms {
+        let w: String = t
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect();
+        if !w.is_empty() && !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
 }
 
 /// What [`ProjectionStore::snapshot`] returns.

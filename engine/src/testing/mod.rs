@@ -22,6 +22,7 @@ pub use telemetry::{assert_sink_telemetry, assert_topology_telemetry};
 /// A table with one column of every type, named `name`.
 pub fn contract_table(name: &'static str) -> TableSpec {
     TableSpec {
+        text_index: None,
         name,
         key: vec![
             ColumnSpec {
@@ -122,6 +123,7 @@ fn vectors_table_name(table: &str) -> &'static str {
 /// (named after `table`): the contract's key, a nullable vector.
 pub fn vectors_table(table: &'static str) -> TableSpec {
     TableSpec {
+        text_index: None,
         name: vectors_table_name(table),
         key: contract_table(table).key,
         columns: vec![ColumnSpec {
@@ -201,6 +203,177 @@ pub fn assert_vectors_dumped(dumped: &[serde_json::Value], expected: &[(&str, Op
         let bits: Vec<u32> = v.iter().map(|f| f.to_bits()).collect();
         assert_eq!(back, bits, "row {id}: vectors round-trip bit for bit");
     }
+}
+
+/// Checks a store's keyword search over a table with a text index: any of
+/// the terms matches, the row matching more ranks first, tenants stay
+/// apart, deleted rows are not found, an update or delete is reflected at
+/// once (the index moves with the commit), migrations are idempotent (no
+/// row found twice), numbers match as written, punctuation in a term is
+/// dropped, and a table without a text index is a clear error.
+/// `table` must be a fresh table name.
+pub async fn keyword_search_contract(store: &dyn ProjectionStore, table: &'static str) {
+    use crate::projection::TextIndex;
+    let col = |name, ty| ColumnSpec {
+        name,
+        ty,
+        nullable: false,
+    };
+    let spec = TableSpec {
+        name: table,
+        key: vec![
+            col("tenant_id", ColumnType::Text),
+            col("id", ColumnType::Text),
+        ],
+        columns: vec![
+            col("attrs", ColumnType::Json),
+            col("deleted", ColumnType::Bool),
+        ],
+        indexes: Vec::new(),
+        text_index: Some(TextIndex {
+            json: "attrs",
+            tenant: "tenant_id",
+            id: "id",
+            deleted: Some("deleted"),
+        }),
+    };
+    let row =
+        |tenant: &str, id: &str, version: i64, attrs: serde_json::Value, deleted: bool| RowUpsert {
+            table,
+            key: vec![tenant.into(), id.into()],
+            version,
+            values: vec![SqlValue::Json(attrs), SqlValue::Bool(deleted)],
+            deleted,
+        };
+    let commit = |upserts: Vec<RowUpsert>| StoreCommit {
+        topology: format!("{table}_writer"),
+        upserts,
+        ..Default::default()
+    };
+    store
+        .migrate(std::slice::from_ref(&spec))
+        .await
+        .expect("migrate");
+    // Rows written before a second migration: it must not index them twice.
+    store
+        .commit(commit(vec![
+            row(
+                "t1",
+                "a",
+                1,
+                serde_json::json!({"given_name": "Jane", "surname": "Smith", "dob": "19700101"}),
+                false,
+            ),
+            row(
+                "t1",
+                "b",
+                1,
+                serde_json::json!({"given_name": "John", "surname": "Smith"}),
+                false,
+            ),
+            row(
+                "t1",
+                "c",
+                1,
+                serde_json::json!({"name": "Jane Doe", "age": 41}),
+                false,
+            ),
+            row("t1", "d", 1, serde_json::json!({"name": "Jane Gone"}), true),
+            row(
+                "t2",
+                "a",
+                1,
+                serde_json::json!({"given_name": "Jane", "surname": "Smith"}),
+                false,
+            ),
+        ]))
+        .await
+        .expect("commit rows");
+    store
+        .migrate(std::slice::from_ref(&spec))
+        .await
+        .expect("migrations must be idempotent");
+    let ask = |tenant: &'static str, terms: &'static [&'static str]| {
+        let spec = spec.clone();
+        async move {
+            let terms: Vec<String> = terms.iter().map(|t| t.to_string()).collect();
+            store
+                .keyword_search(&spec, tenant, &terms, 10)
+                .await
+                .expect("keyword search")
+                .into_iter()
+                .map(|h| h.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let both = ask("t1", &["jane", "smith"]).await;
+    assert_eq!(
+        both.first().map(String::as_str),
+        Some("a"),
+        "two terms beat one: {both:?}"
+    );
+    let mut sorted = both.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["a", "b", "c"],
+        "any term matches, deleted rows are not found, tenants apart"
+    );
+    assert_eq!(
+        ask("t1", &["19700101"]).await,
+        ["a"],
+        "numbers match as written"
+    );
+    assert_eq!(ask("t1", &["41"]).await, ["c"], "number values are indexed");
+    assert_eq!(
+        ask("t1", &["JANE!", "doe"])
+            .await
+            .first()
+            .map(String::as_str),
+        Some("c")
+    );
+    assert_eq!(ask("t2", &["jane"]).await, ["a"]);
+    assert!(ask("t1", &["nobody"]).await.is_empty());
+    assert!(
+        ask("t1", &["!!"]).await.is_empty(),
+        "no term left: no match"
+    );
+
+    store
+        .commit(commit(vec![
+            row(
+                "t1",
+                "b",
+                2,
+                serde_json::json!({"given_name": "Bob"}),
+                false,
+            ),
+            row("t1", "c", 2, serde_json::json!({}), true),
+        ]))
+        .await
+        .expect("commit changes");
+    assert!(
+        ask("t1", &["john"]).await.is_empty(),
+        "an update replaces the text"
+    );
+    assert_eq!(ask("t1", &["bob"]).await, ["b"]);
+    assert!(
+        ask("t1", &["doe"]).await.is_empty(),
+        "a delete takes the row out"
+    );
+
+    let plain = contract_table(Box::leak(format!("{table}_plain").into_boxed_str()));
+    store
+        .migrate(std::slice::from_ref(&plain))
+        .await
+        .expect("migrate");
+    assert!(
+        store
+            .keyword_search(&plain, "t1", &["jane".to_string()], 10)
+            .await
+            .is_err(),
+        "a table without a text index can't be searched"
+    );
 }
 
 /// Checks a [`ProjectionStore`]: migrations, version guard, atomic commit of
@@ -523,6 +696,7 @@ pub async fn store_contract(store: &dyn ProjectionStore, topology: &str, table: 
 
     // DOUBLE columns: values round-trip, a non-finite one is stored as NULL.
     let doubles = TableSpec {
+        text_index: None,
         name: doubles_table_name(table),
         key: spec.key.clone(),
         columns: vec![ColumnSpec {

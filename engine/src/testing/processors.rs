@@ -29,6 +29,7 @@ pub struct LatestVersionProcessor;
 /// The table [`LatestVersionProcessor`] writes.
 pub fn latest_versions_table() -> TableSpec {
     TableSpec {
+        text_index: None,
         name: "latest_versions",
         key: key_columns(),
         columns: vec![ColumnSpec {
@@ -128,6 +129,7 @@ impl ProcessorState for KeyCounts {
 /// The table [`CountsPerKeyProcessor`] writes.
 pub fn key_counts_table() -> TableSpec {
     TableSpec {
+        text_index: None,
         name: "key_counts",
         key: key_columns(),
         columns: vec![ColumnSpec {

@@ -278,7 +278,7 @@ async fn summary(
     }
     if let Some((tenant, text)) = &search_example {
         println!(
-            "  vector search:          {exe} --data-dir {dd} search \"{text}\" --tenant {tenant} --k 5"
+            "  search (hybrid):        {exe} --data-dir {dd} search \"{text}\" --tenant {tenant} --k 5"
         );
     }
     if let Some((tenant, left, right)) = &er_example {
@@ -365,7 +365,9 @@ async fn vector_index_summary(
     topologies: Option<std::path::PathBuf>,
 ) -> Result<Option<(String, String)>, CliError> {
     use conductor_processors::vector_index::ann::exact_nearest;
-    let index = super::search::restore_index(settings, topologies.clone(), "vector_index").await?;
+    let index = std::sync::Arc::new(
+        super::search::restore_index(settings, topologies.clone(), "vector_index").await?,
+    );
     let stats = index.state.stats();
     let Some(biggest) = stats.iter().max_by_key(|s| s.vectors) else {
         println!("  vector_index        no vectors indexed");
@@ -440,20 +442,35 @@ async fn vector_index_summary(
         return Ok(None);
     };
     let embeddings = super::search::embeddings_config(settings, topologies, "embeddings")?;
-    let answer = super::search::search(
-        &index,
-        &embeddings,
-        &tenant,
-        &text,
-        3,
-        crate::cli::SearchMode::Vector,
-    )?;
     let original = id.split("-dup-").next().unwrap_or_default();
     println!(
-        "\n`search \"{text}\" --tenant {tenant}` (a duplicate record's name and suburb; its original is {original}):"
+        "\n`search \"{text}\" --tenant {tenant}` (a duplicate record's name and suburb; its original is {original}), the 3 best by mode:"
     );
-    for h in &answer.hits {
-        println!("  {}. {:<24} {:.3}", h.rank, h.entity_id, h.score);
+    for mode in [
+        crate::cli::SearchMode::Keyword,
+        crate::cli::SearchMode::Vector,
+        crate::cli::SearchMode::Hybrid,
+    ] {
+        let request = super::search::SearchRequest {
+            tenant: tenant.clone(),
+            text: text.clone(),
+            k: 3,
+            mode,
+            alpha: 0.7,
+            vector_budget: std::time::Duration::from_millis(150),
+        };
+        let answer =
+            super::search::search(Some(index.clone()), Some(&embeddings), store, &request).await?;
+        let hits: Vec<String> = answer
+            .hits
+            .iter()
+            .map(|h| format!("{} {:.3}", h.entity_id, h.score))
+            .collect();
+        let note = answer
+            .fallback
+            .map(|f| format!(" (keyword only: {f})"))
+            .unwrap_or_default();
+        println!("  {:<8} {}{note}", answer.mode, hits.join(", "));
     }
     Ok(Some((tenant, text)))
 }

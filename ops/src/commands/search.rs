@@ -1,73 +1,79 @@
-//! `conductor search "TEXT" --tenant T [--k 10] [--json]`: a tenant's
-//! entities nearest the text, from the vector_index topology's state (its
-//! stored snapshot plus a fold of what came after it, read from the log;
-//! nothing is written). The text is embedded by the embedding writer's
-//! embedder, normalised as its template normalises an entity's text.
-//! `--stats` prints each index's figures instead.
+//! `conductor search "TEXT" --tenant T [--k 10] [--mode keyword|vector|hybrid]
+//! [--alpha 0.7] [--json]`: a tenant's entities matching the text.
+//!
+//! - keyword: the store's full-text index over the `entities` projection's
+//!   attributes (Postgres `tsvector` + GIN, SQLite FTS5): any word matches,
+//!   ranked by `ts_rank` / BM25.
+//! - vector: the nearest vectors in the vector_index topology's state (its
+//!   stored snapshot plus a fold of what came after it, read from the log;
+//!   nothing is written), the text embedded by the embedding writer's
+//!   embedder, normalised as an entity's text is.
+//! - hybrid (the default): both, each list's scores min-max normalised to
+//!   0–1, fused as `alpha·keyword + (1 − alpha)·vector`.
+//!
+//! The vector stage (embedding the query, searching the graph) has a time
+//! budget (`--budget-ms`, 150 by default); past it, or without a vector
+//! index for the tenant, the answer is the keyword stage's and says so
+//! (`fallback`; `conductor_search_fallbacks_total`). `--stats` prints each
+//! index's figures instead.
 
 use crate::backend::{Access, open_log, open_store};
 use crate::cli::{SearchArgs, SearchMode};
 use crate::error::CliError;
 use crate::settings::Settings;
 use crate::topologies;
+use conductor_engine::metrics as m;
 use conductor_engine::runtime::TopologyConfig;
+use conductor_engine::store::{ProjectionStore, StoreError};
 use conductor_processors::embeddings::config::EmbeddingsConfig;
 use conductor_processors::embeddings::embedder;
 use conductor_processors::embeddings::text::normalise;
+use conductor_processors::entities::entities_table;
+use conductor_processors::search::{SearchHit, fuse, ranked};
+use conductor_processors::vector_index::ann::Hit;
 use conductor_processors::vector_index::{IndexStats, VectorIndexConfig, VectorIndexProcessor};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// One answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct SearchHit {
-    pub rank: usize,
-    pub entity_id: String,
-    /// Cosine similarity of the entity's vector to the query's, -1 to 1.
-    pub score: f32,
-}
+/// Candidates each stage brings to the fusion, per answer asked.
+const CANDIDATES_PER_ANSWER: usize = 4;
+const MIN_CANDIDATES: usize = 40;
 
 /// What a search returns.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchAnswer {
     pub tenant: String,
+    /// The mode asked for.
     pub mode: &'static str,
-    pub model: String,
-    /// Vectors of the tenant's index searched.
-    pub indexed: usize,
+    /// Why the answer is the keyword stage's alone, when the vector stage
+    /// was asked for but not used.
+    pub fallback: Option<String>,
+    /// The embedder's model (vector and hybrid).
+    pub model: Option<String>,
+    /// The fusion weight of the keyword score (hybrid).
+    pub alpha: Option<f64>,
     pub hits: Vec<SearchHit>,
+}
+
+/// What to search for.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub tenant: String,
+    pub text: String,
+    pub k: usize,
+    pub mode: SearchMode,
+    pub alpha: f64,
+    pub vector_budget: Duration,
 }
 
 pub async fn run(settings: &Settings, args: SearchArgs) -> Result<(), CliError> {
     let dir = args.topologies.clone();
-    let index = restore_index(settings, dir.clone(), &args.index_topology).await?;
     if args.stats {
-        let stats: Vec<IndexStats> = index
-            .state
-            .stats()
-            .into_iter()
-            .filter(|s| args.tenant.as_ref().is_none_or(|t| &s.tenant == t))
-            .collect();
-        if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&stats).unwrap_or_default()
-            );
-        } else if stats.is_empty() {
-            println!(
-                "no vector index yet: has the vector_index topology run? (`conductor run` or `conductor demo`)"
-            );
-        } else {
-            for s in stats {
-                println!(
-                    "tenant {}  model {}  {} vectors of {} dims  ({} dead slots)  contents {}",
-                    s.tenant, s.model, s.vectors, s.dims, s.dead_slots, s.contents_digest
-                );
-            }
-        }
-        return Ok(());
+        return print_stats(settings, &args).await;
     }
-    let (Some(text), Some(tenant)) = (args.text.as_deref(), args.tenant.as_deref()) else {
+    let (Some(text), Some(tenant)) = (args.text.clone(), args.tenant.clone()) else {
         return Err(CliError::usage(
             "search needs a TEXT and --tenant",
             "conductor search \"jane smith 1970\" --tenant acme (or --stats for the index figures)",
@@ -79,8 +85,31 @@ pub async fn run(settings: &Settings, args: SearchArgs) -> Result<(), CliError> 
             "pass --k 10",
         ));
     }
-    let embeddings = embeddings_config(settings, dir, &args.embeddings_topology)?;
-    let answer = search(&index, &embeddings, tenant, text, args.k, args.mode)?;
+    if !(0.0..=1.0).contains(&args.alpha) {
+        return Err(CliError::usage(
+            format!("--alpha {} is outside 0 to 1", args.alpha),
+            "--alpha weighs the keyword score against the vector score: 0.7 is usual",
+        ));
+    }
+    let request = SearchRequest {
+        tenant,
+        text,
+        k: args.k,
+        mode: args.mode,
+        alpha: args.alpha,
+        vector_budget: Duration::from_millis(args.budget_ms),
+    };
+    let store = open_store(settings).await?;
+    let (index, embeddings) = match args.mode {
+        SearchMode::Keyword => (None, None),
+        SearchMode::Vector | SearchMode::Hybrid => (
+            Some(Arc::new(
+                restore_index(settings, dir.clone(), &args.index_topology).await?,
+            )),
+            Some(embeddings_config(settings, dir, &args.embeddings_topology)?),
+        ),
+    };
+    let answer = search(index, embeddings.as_ref(), store.as_ref(), &request).await?;
     if args.json {
         println!(
             "{}",
@@ -92,49 +121,155 @@ pub async fn run(settings: &Settings, args: SearchArgs) -> Result<(), CliError> 
     Ok(())
 }
 
+async fn print_stats(settings: &Settings, args: &SearchArgs) -> Result<(), CliError> {
+    let index = restore_index(settings, args.topologies.clone(), &args.index_topology).await?;
+    let stats: Vec<IndexStats> = index
+        .state
+        .stats()
+        .into_iter()
+        .filter(|s| args.tenant.as_ref().is_none_or(|t| &s.tenant == t))
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stats).unwrap_or_default()
+        );
+    } else if stats.is_empty() {
+        println!(
+            "no vector index yet: has the vector_index topology run? (`conductor run` or `conductor demo`)"
+        );
+    } else {
+        for s in stats {
+            println!(
+                "tenant {}  model {}  {} vectors of {} dims  ({} dead slots)  contents {}",
+                s.tenant, s.model, s.vectors, s.dims, s.dead_slots, s.contents_digest
+            );
+        }
+    }
+    Ok(())
+}
+
 fn print_answer(a: &SearchAnswer) {
-    println!(
-        "{} search, tenant {}, model {} ({} vectors):",
-        a.mode, a.tenant, a.model, a.indexed
-    );
+    let model = a
+        .model
+        .as_deref()
+        .map(|m| format!(", model {m}"))
+        .unwrap_or_default();
+    let alpha = a.alpha.map(|x| format!(", alpha {x}")).unwrap_or_default();
+    println!("{} search, tenant {}{model}{alpha}:", a.mode, a.tenant);
+    if let Some(why) = &a.fallback {
+        println!("  (keyword results only: {why})");
+    }
     if a.hits.is_empty() {
         println!("  no match");
     }
+    let show = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
     for h in &a.hits {
-        println!("  {:>3}. {:<32} {:.3}", h.rank, h.entity_id, h.score);
+        println!(
+            "  {:>3}. {:<32} {:.3}   keyword {:>6}  vector {:>6}",
+            h.rank,
+            h.entity_id,
+            h.score,
+            show(h.keyword_score),
+            show(h.vector_score)
+        );
     }
 }
 
-/// The `k` entities of `tenant` nearest `text`.
-pub fn search(
-    index: &VectorIndexProcessor,
-    embeddings: &EmbeddingsConfig,
-    tenant: &str,
-    text: &str,
-    k: usize,
-    mode: SearchMode,
+/// Searches `request.tenant`'s entities. `index` and `embeddings` are
+/// needed for the vector and hybrid modes.
+pub async fn search(
+    index: Option<Arc<VectorIndexProcessor>>,
+    embeddings: Option<&EmbeddingsConfig>,
+    store: &dyn ProjectionStore,
+    request: &SearchRequest,
 ) -> Result<SearchAnswer, CliError> {
-    let SearchMode::Vector = mode;
-    let embedder = embedder::build(embeddings);
-    let model = embedder.model().to_string();
-    let query = normalise(text);
+    let query = normalise(&request.text);
     if query.is_empty() {
         return Err(CliError::usage(
             "the search text has no letter or digit",
             "search for a name, a date or an address",
         ));
     }
-    let vector = embedder
-        .embed(&[&query])
-        .map_err(|e| CliError::plain(format!("embedding the query failed: {e}")))?
-        .remove(0);
+    let candidates = (request.k * CANDIDATES_PER_ANSWER).max(MIN_CANDIDATES);
+    let mode = match request.mode {
+        SearchMode::Keyword => "keyword",
+        SearchMode::Vector => "vector",
+        SearchMode::Hybrid => "hybrid",
+    };
+    let mut answer = SearchAnswer {
+        tenant: request.tenant.clone(),
+        mode,
+        fallback: None,
+        model: None,
+        alpha: (request.mode == SearchMode::Hybrid).then_some(request.alpha),
+        hits: Vec::new(),
+    };
+    let mut vector = None;
+    if request.mode != SearchMode::Keyword {
+        let (index, embeddings) = index.zip(embeddings).ok_or_else(|| {
+            CliError::plain("the vector stage needs the vector index and the embedder")
+        })?;
+        let model = embedder::model_id(embeddings);
+        answer.model = Some(model.clone());
+        match vector_stage(index, embeddings.clone(), request, &query, candidates).await {
+            Ok(hits) => vector = Some(hits),
+            Err(Fallback { reason, why }) => {
+                if request.mode == SearchMode::Vector && reason == "no_vector_index" {
+                    return Err(CliError::new(
+                        why,
+                        "has the tenant opted in (embeddings [processor_config] tenants), and have the embeddings and vector_index topologies run? (`conductor run` or `conductor demo`)",
+                    ));
+                }
+                metrics::counter!(m::SEARCH_FALLBACKS_TOTAL, "reason" => reason).increment(1);
+                answer.fallback = Some(why);
+            }
+        }
+    }
+    let keyword = if request.mode == SearchMode::Vector && vector.is_some() {
+        Vec::new()
+    } else {
+        let terms: Vec<String> = query.split(' ').map(str::to_string).collect();
+        store
+            .keyword_search(&entities_table(), &request.tenant, &terms, candidates)
+            .await
+            .map_err(keyword_error)?
+    };
+    answer.hits = match (request.mode, vector) {
+        (SearchMode::Vector, Some(v)) => ranked(
+            v.into_iter()
+                .map(|h| (h.entity_id, None, Some(h.similarity as f64))),
+        ),
+        (SearchMode::Hybrid, Some(v)) => fuse(&keyword, &v, request.alpha),
+        _ => ranked(keyword.into_iter().map(|h| (h.id, Some(h.score), None))),
+    };
+    answer.hits.truncate(request.k);
+    Ok(answer)
+}
+
+/// Why the vector stage was not used.
+struct Fallback {
+    reason: &'static str,
+    why: String,
+}
+
+/// Embeds the query and searches the tenant's graph, within the budget.
+async fn vector_stage(
+    index: Arc<VectorIndexProcessor>,
+    embeddings: EmbeddingsConfig,
+    request: &SearchRequest,
+    query: &str,
+    candidates: usize,
+) -> Result<Vec<Hit>, Fallback> {
+    let model = embedder::model_id(&embeddings);
+    let tenant = request.tenant.clone();
     let indexed = index
         .state
         .indexes
-        .get(&(tenant.to_string(), model.clone()))
+        .get(&(tenant.clone(), model.clone()))
         .map_or(0, |i| i.live_count());
     if indexed == 0 {
-        let models = index.models(tenant);
+        let models = index.models(&tenant);
         let why = if models.is_empty() {
             format!("tenant {tenant} has no vector index")
         } else {
@@ -143,28 +278,50 @@ pub fn search(
                 models.join(", ")
             )
         };
-        return Err(CliError::new(
+        return Err(Fallback {
+            reason: "no_vector_index",
             why,
-            "has the tenant opted in (embeddings [processor_config] tenants), and have the embeddings and vector_index topologies run? (`conductor run` or `conductor demo`)",
-        ));
+        });
     }
-    let hits = index
-        .search(tenant, &model, &vector, k)
-        .into_iter()
-        .enumerate()
-        .map(|(i, h)| SearchHit {
-            rank: i + 1,
-            entity_id: h.entity_id,
-            score: h.similarity,
-        })
-        .collect();
-    Ok(SearchAnswer {
-        tenant: tenant.to_string(),
-        mode: "vector",
-        model,
-        indexed,
-        hits,
-    })
+    let budget = request.vector_budget;
+    let over_budget = || Fallback {
+        reason: "vector_budget",
+        why: format!(
+            "the vector stage took longer than its {} ms budget",
+            budget.as_millis()
+        ),
+    };
+    if budget.is_zero() {
+        return Err(over_budget());
+    }
+    let query = query.to_string();
+    let work = tokio::task::spawn_blocking(move || {
+        let embedder = embedder::build(&embeddings);
+        let vector = embedder.embed(&[&query])?.remove(0);
+        Ok::<_, String>(index.search(&tenant, &model, &vector, candidates))
+    });
+    match tokio::time::timeout(budget, work).await {
+        Err(_) => Err(over_budget()),
+        Ok(Ok(Ok(hits))) => Ok(hits),
+        Ok(Ok(Err(e))) => Err(Fallback {
+            reason: "vector_error",
+            why: format!("embedding the query failed: {e}"),
+        }),
+        Ok(Err(e)) => Err(Fallback {
+            reason: "vector_error",
+            why: format!("the vector stage failed: {e}"),
+        }),
+    }
+}
+
+fn keyword_error(e: StoreError) -> CliError {
+    match e {
+        StoreError::UnknownTable(_) => CliError::new(
+            "no entities projection in this store yet",
+            "run the entities topology first (`conductor run` or `conductor demo`)",
+        ),
+        e => CliError::plain(format!("keyword search failed: {e}")),
+    }
 }
 
 fn find_topology(

@@ -32,6 +32,7 @@ fn col(name: &'static str, ty: ColumnType, nullable: bool) -> ColumnSpec {
 /// vector.
 pub fn embeddings_table() -> TableSpec {
     TableSpec {
+        text_index: None,
         name: ENTITY_EMBEDDINGS_TABLE,
         key: vec![
             col("tenant_id", ColumnType::Text, false),

@@ -55,6 +55,7 @@ fn col(name: &'static str, ty: ColumnType, nullable: bool) -> ColumnSpec {
 /// with `status = 'retracted'`.
 pub fn candidates_table() -> TableSpec {
     TableSpec {
+        text_index: None,
         name: ER_CANDIDATES_TABLE,
         key: vec![
             col("tenant_id", ColumnType::Text, false),

@@ -86,6 +86,199 @@ fn people(data: &Labelled) -> HashMap<String, String> {
         .collect()
 }
 
+/// Every record's text (as the embedding template renders it) and vector.
+fn texts_and_vectors(
+    data: &Labelled,
+    embeddings: &EmbeddingsConfig,
+) -> (String, HashMap<String, (String, Vec<f32>)>) {
+    let embedder = embedder::build(embeddings);
+    let model = embedder.model().to_string();
+    let template = Template::parse(&embeddings.template).unwrap_or(Template::parse("").unwrap());
+    let mut out = HashMap::new();
+    for e in data.events(0) {
+        if let Some((text, _)) = EmbedEnrichment::text_of(embeddings, &template, &model, &e)
+            && let Ok(mut v) = embedder.embed(&[&text])
+        {
+            out.insert(e.meta.subject.clone(), (text, v.remove(0)));
+        }
+    }
+    (model, out)
+}
+
+fn embed_all(
+    data: &Labelled,
+    embeddings: &EmbeddingsConfig,
+) -> (String, HashMap<String, Vec<f32>>) {
+    let (model, all) = texts_and_vectors(data, embeddings);
+    (model, all.into_iter().map(|(k, (_, v))| (k, v)).collect())
+}
+
+/// MRR@10 of one search mode (keyword, vector, hybrid) on labelled data.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModeQuality {
+    pub dataset: String,
+    pub mode: String,
+    pub alpha: Option<f64>,
+    pub queries: usize,
+    /// Another record of the same person first (the query itself excluded).
+    pub mrr_at_10: f64,
+    pub hits_at_10: f64,
+    /// A duplicate's original (Febrl naming).
+    pub original_mrr_at_10: f64,
+}
+
+/// Keyword, vector and hybrid search compared on `data`: the records are
+/// written to `store`'s `entities` table (its full-text index) as tenant
+/// `acme`, embedded and indexed; each record with duplicates (every
+/// `query_every`-th) asks, as `conductor search` would, with its own text
+/// or — `query_fields` — with those of its attributes only (what a user
+/// types: a name and a suburb).
+pub async fn measure_search_modes(
+    data: &Labelled,
+    embeddings: &EmbeddingsConfig,
+    index: &VectorIndexConfig,
+    store: &dyn conductor_engine::store::ProjectionStore,
+    query_every: usize,
+    alphas: &[f64],
+    query_fields: Option<&[&str]>,
+) -> Result<Vec<ModeQuality>, String> {
+    use crate::entities::entities_table;
+    use conductor_engine::projection::{RowUpsert, SqlValue};
+    use conductor_engine::store::StoreCommit;
+    let (model, all) = texts_and_vectors(data, embeddings);
+    let embedder = embedder::build(embeddings);
+    let table = entities_table();
+    store
+        .migrate(std::slice::from_ref(&table))
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows: Vec<RowUpsert> = data
+        .records
+        .iter()
+        .map(|(id, attributes)| {
+            let attrs: serde_json::Map<String, serde_json::Value> = attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            RowUpsert {
+                table: table.name,
+                key: vec!["acme".into(), id.clone()],
+                version: 1,
+                values: vec![
+                    SqlValue::Text("Person".into()),
+                    SqlValue::Json(serde_json::Value::Object(attrs)),
+                    SqlValue::Bool(false),
+                    SqlValue::Timestamp(chrono::Utc::now()),
+                    SqlValue::Text(format!("ev-{id}")),
+                ],
+                deleted: false,
+            }
+        })
+        .collect();
+    for chunk in rows.chunks(2000) {
+        store
+            .commit(StoreCommit {
+                topology: "search_quality".into(),
+                upserts: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut p = VectorIndexProcessor::new(index.clone());
+    let mut ids: Vec<&String> = all.keys().collect();
+    ids.sort();
+    for id in &ids {
+        let _ = p.process(&computed_event(id, 1, &model, all[*id].1.clone()));
+    }
+    let person = people(data);
+    let same_person = |a: &str, b: &str| person.get(a).is_some_and(|p| person.get(b) == Some(p));
+    let mut modes: Vec<(String, Option<f64>)> =
+        vec![("keyword".into(), None), ("vector".into(), None)];
+    modes.extend(alphas.iter().map(|a| ("hybrid".to_string(), Some(*a))));
+    let mut sums = vec![(0.0, 0usize, 0.0, 0usize); modes.len()];
+    let mut queries = 0;
+    let queried: Vec<&String> = ids
+        .iter()
+        .copied()
+        .filter(|id| person.contains_key(*id))
+        .collect();
+    for a in queried.into_iter().step_by(query_every.max(1)) {
+        let (full, full_vector) = &all[a];
+        // The record's own text, or what a user would type: a few fields.
+        let (text, q) = match query_fields {
+            None => (full.clone(), full_vector.clone()),
+            Some(fields) => {
+                let attrs = &data
+                    .records
+                    .iter()
+                    .find(|(id, _)| id == a)
+                    .expect("queried record")
+                    .1;
+                let text = crate::embeddings::text::normalise(
+                    &fields
+                        .iter()
+                        .filter_map(|f| attrs.iter().find(|(k, _)| k == f).map(|(_, v)| v.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+                if text.is_empty() {
+                    continue;
+                }
+                let v = embedder
+                    .embed(&[&text])
+                    .map_err(|e| e.to_string())?
+                    .remove(0);
+                (text, v)
+            }
+        };
+        let q = &q;
+        queries += 1;
+        let terms: Vec<String> = text.split(' ').map(str::to_string).collect();
+        let keyword = store
+            .keyword_search(&table, "acme", &terms, 41)
+            .await
+            .map_err(|e| e.to_string())?;
+        let vector = p.search("acme", &model, q, 41);
+        let original = a.split_once("-dup-").map(|(base, _)| format!("{base}-org"));
+        for (i, (mode, alpha)) in modes.iter().enumerate() {
+            let ranked: Vec<String> = match (mode.as_str(), alpha) {
+                ("keyword", _) => keyword.iter().map(|h| h.id.clone()).collect(),
+                ("vector", _) => vector.iter().map(|h| h.entity_id.clone()).collect(),
+                (_, a) => crate::search::fuse(&keyword, &vector, a.unwrap_or(0.5))
+                    .into_iter()
+                    .map(|h| h.entity_id)
+                    .collect(),
+            };
+            let ranked: Vec<&String> = ranked.iter().filter(|id| *id != a).take(10).collect();
+            if let Some(rank) = ranked.iter().position(|id| same_person(a, id)) {
+                sums[i].0 += 1.0 / (rank + 1) as f64;
+                sums[i].1 += 1;
+            }
+            if let Some(o) = original.as_ref().filter(|o| all.contains_key(*o)) {
+                sums[i].3 += 1;
+                if let Some(rank) = ranked.iter().position(|id| *id == o) {
+                    sums[i].2 += 1.0 / (rank + 1) as f64;
+                }
+            }
+        }
+    }
+    let n = queries.max(1) as f64;
+    Ok(modes
+        .into_iter()
+        .zip(sums)
+        .map(|((mode, alpha), (rr, hits, orr, originals))| ModeQuality {
+            dataset: data.name.clone(),
+            mode,
+            alpha,
+            queries,
+            mrr_at_10: rr / n,
+            hits_at_10: hits as f64 / n,
+            original_mrr_at_10: orr / originals.max(1) as f64,
+        })
+        .collect())
+}
+
 /// Embeds and indexes `data`, then asks one query per `query_every`-th
 /// record that has duplicates.
 pub fn measure_vector_search(
@@ -94,18 +287,8 @@ pub fn measure_vector_search(
     index: &VectorIndexConfig,
     query_every: usize,
 ) -> SearchQuality {
-    let embedder = embedder::build(embeddings);
-    let model = embedder.model().to_string();
-    let template = Template::parse(&embeddings.template).unwrap_or(Template::parse("").unwrap());
     let started = Instant::now();
-    let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
-    for e in data.events(0) {
-        if let Some((text, _)) = EmbedEnrichment::text_of(embeddings, &template, &model, &e)
-            && let Ok(mut v) = embedder.embed(&[&text])
-        {
-            vectors.insert(e.meta.subject.clone(), v.remove(0));
-        }
-    }
+    let (model, vectors) = embed_all(data, embeddings);
     let embed_seconds = started.elapsed().as_secs_f64();
     let mut p = VectorIndexProcessor::new(index.clone());
     let started = Instant::now();
