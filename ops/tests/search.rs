@@ -59,7 +59,13 @@ async fn search_finds_an_entity_by_its_text_in_an_index_of_every_live_vector() {
     let lines = demo_entity_workload(env_or("SEARCH_RECORDS", 3000));
     std::fs::write(&input, &lines).unwrap();
     produce_entities(&dir, &input);
-    run_ok(conductor(&dir).args(["topic", "create", "ig.ingest.relationships", "--partitions", "3"]));
+    run_ok(conductor(&dir).args([
+        "topic",
+        "create",
+        "ig.ingest.relationships",
+        "--partitions",
+        "3",
+    ]));
     run_to_end(&dir);
 
     // One vector per live row of entity_embeddings, per tenant.
