@@ -107,6 +107,39 @@ impl CursorKey {
         }
     }
 
+    /// Signs an opaque body for another kind of cursor (a search page):
+    /// `kind` is its first byte, never [`CURSOR_VERSION`], so one kind of
+    /// token is never accepted as another.
+    pub fn seal(&self, kind: u8, body: &[u8]) -> String {
+        debug_assert_ne!(kind, CURSOR_VERSION);
+        let mut bytes = Vec::with_capacity(1 + body.len() + TAG_LEN);
+        bytes.push(kind);
+        bytes.extend_from_slice(body);
+        let tag = hmac::sign(&self.key, &bytes);
+        bytes.extend_from_slice(tag.as_ref());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Verifies a token made by [`seal`](Self::seal) with `kind` and
+    /// returns its body.
+    pub fn open(&self, kind: u8, token: &str) -> Result<Vec<u8>, CursorError> {
+        if token.len() > MAX_TOKEN_CHARS {
+            return Err(CursorError::Malformed(format!(
+                "{} characters is too long",
+                token.len()
+            )));
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .map_err(|e| CursorError::Malformed(format!("not URL-safe base64 ({e})")))?;
+        if bytes.len() < 1 + TAG_LEN || bytes[0] != kind {
+            return Err(CursorError::Malformed("not a cursor of this kind".into()));
+        }
+        let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
+        hmac::verify(&self.key, signed, tag).map_err(|_| CursorError::BadSignature)?;
+        Ok(signed[1..].to_vec())
+    }
+
     /// Encodes and signs a cursor.
     pub fn encode(&self, cursor: &Cursor) -> String {
         let mut bytes = vec![CURSOR_VERSION];
@@ -225,6 +258,33 @@ mod tests {
 
     fn key() -> CursorKey {
         CursorKey::new(b"0123456789abcdef0123456789abcdef").unwrap()
+    }
+
+    #[test]
+    fn sealed_bodies_open_only_with_their_kind_and_key() {
+        let token = key().seal(7, b"page two");
+        assert_eq!(key().open(7, &token).unwrap(), b"page two");
+        assert!(key().open(8, &token).is_err(), "another kind");
+        let other = CursorKey::new(b"another-key-of-32-bytes-length!!").unwrap();
+        assert!(matches!(
+            other.open(7, &token),
+            Err(CursorError::BadSignature)
+        ));
+        let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        bytes[2] ^= 1;
+        assert!(
+            key().open(7, &URL_SAFE_NO_PAD.encode(bytes)).is_err(),
+            "tampered"
+        );
+        let replay = key().encode(&Cursor {
+            tenant: "acme".into(),
+            topic: "t".into(),
+            positions: Default::default(),
+        });
+        assert!(
+            key().open(7, &replay).is_err(),
+            "a replay cursor is not a page cursor"
+        );
     }
 
     fn sample() -> Cursor {

@@ -219,6 +219,10 @@ pub struct ServeArgs {
     /// Address of the HTTP server [default: 127.0.0.1:8080].
     #[arg(long, env = "CONDUCTOR_LISTEN", value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Directory of topology files (where `/v1/search` finds the
+    /// vector_index and embeddings topologies) [default: the built-in ones].
+    #[arg(long, value_name = "DIR")]
+    pub topologies: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@ mod backend;
 mod cli;
 mod commands;
 mod error;
+mod search_service;
 mod server;
 mod settings;
 mod topologies;

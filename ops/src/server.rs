@@ -6,6 +6,8 @@
 //! - `GET /readyz`   — 200 when every topology is running or paused, else 503.
 //! - `GET /metrics`  — Prometheus text format.
 //! - `GET /v1/topologies`, `GET /v1/topologies/{name}` — status JSON.
+//! - `GET /v1/search?q=…&k=…&mode=…&alpha=…&cursor=…` — search the token's
+//!   tenant's entities (scope `entity.search`; see `search_service`).
 
 use crate::error::CliError;
 use crate::settings::Settings;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub topologies: Arc<Vec<StatusHandle>>,
     pub metrics: PrometheusHandle,
     pub subscriptions: Arc<Subscriptions>,
+    /// `/v1/search`; `None`: not served here.
+    pub search: Option<Arc<crate::search_service::SearchService>>,
 }
 
 /// Shortest token secret accepted (HS256 wants at least the hash size).
@@ -101,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/topologies", get(list))
         .route("/v1/topologies/{name}", get(one))
+        .route("/v1/search", get(search))
         .with_state(state)
         .merge(subscriptions)
 }
@@ -142,6 +147,32 @@ async fn one(State(s): State<AppState>, Path(name): Path<String>) -> impl IntoRe
         None => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no topology named `{name}` runs here")})),
+        ),
+    }
+}
+
+async fn search(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<crate::search_service::SearchParams>,
+) -> impl IntoResponse {
+    let Some(service) = &s.search else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "search is not served here"})),
+        );
+    };
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match service.answer(authorization, params).await {
+        Ok(page) => (
+            StatusCode::OK,
+            Json(serde_json::to_value(page).unwrap_or_default()),
+        ),
+        Err(refusal) => (
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+            Json(serde_json::json!({"error": refusal.error})),
         ),
     }
 }

@@ -225,3 +225,154 @@ async fn search_finds_an_entity_by_its_text_in_an_index_of_every_live_vector() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--k 0 is outside 1 to 1000"));
 }
+
+const SECRET: &str = "search-e2e-secret-search-e2e-secret-0123";
+
+fn token(tenant: &str, scope: &str) -> String {
+    use conductor_replay::subscribe::auth::{Claims, issue, now_secs};
+    issue(
+        SECRET.as_bytes(),
+        &Claims {
+            tenant: tenant.into(),
+            scopes: vec![scope.into()],
+            scope: None,
+            exp: now_secs() + 300,
+            tier: None,
+        },
+    )
+}
+
+/// `curl` GET of `/v1/search` with query parameters: (status, JSON body).
+fn curl_search(
+    addr: &str,
+    token: Option<&str>,
+    params: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--get", "-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    for (k, v) in params {
+        cmd.args(["--data-urlencode", &format!("{k}={v}")]);
+    }
+    let out = cmd
+        .arg(format!("http://{addr}/v1/search"))
+        .output()
+        .expect("curl is installed (ops/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap(),
+    )
+}
+
+/// `GET /v1/search` on `conductor serve` with `curl`: the token's tenant
+/// only, pages by cursor without repeating an answer, refuses a missing
+/// token, a token without `entity.search` and another tenant's cursor, and
+/// finds an entity produced and folded after the server started (the
+/// server follows `ig.embeddings`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_over_http_pages_by_cursor_for_the_tokens_tenant() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("data");
+    let input = base.path().join("people.jsonl");
+    std::fs::write(&input, demo_entity_workload(1500)).unwrap();
+    produce_entities(&dir, &input);
+    run_ok(conductor(&dir).args([
+        "topic",
+        "create",
+        "ig.ingest.relationships",
+        "--partitions",
+        "3",
+    ]));
+    run_to_end(&dir);
+    let (_server, addr) = spawn_server(&dir, "serve", &[("CONDUCTOR_JWT_SECRET", SECRET)]);
+    let acme = token("acme", "entity.search");
+
+    let (status, first) = curl_search(
+        &addr,
+        Some(&acme),
+        &[("q", "smith"), ("k", "3"), ("mode", "hybrid")],
+    );
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["tenant"], "acme");
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["entity_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&first).len(), 3, "{first}");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let (status, second) = curl_search(&addr, Some(&acme), &[("cursor", &cursor)]);
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        second["hits"][0]["rank"], 4,
+        "page 2 continues the ranks: {second}"
+    );
+    assert!(
+        ids(&second).iter().all(|id| !ids(&first).contains(id)),
+        "no answer twice"
+    );
+
+    let (status, body) = curl_search(&addr, None, &[("q", "smith")]);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = curl_search(
+        &addr,
+        Some(&token("acme", "changes:read")),
+        &[("q", "smith")],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("entity.search"));
+    let (status, body) = curl_search(
+        &addr,
+        Some(&token("globex", "entity.search")),
+        &[("cursor", &cursor)],
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = curl_search(&addr, Some(&acme), &[("q", "smith"), ("k", "0")]);
+    assert_eq!(status, 400, "{body}");
+
+    // An entity folded after the server started is found by its text.
+    let late = base.path().join("late.jsonl");
+    std::fs::write(
+        &late,
+        r#"{"tenant":"acme","kind":"EntityUpserted","subject":"late-1","occurred_at":"2026-02-01T12:00:00Z","data":{"entity_type":"Person","version":1,"attributes":{"given_name":"zebulon","surname":"quixotic","suburb":"xanadu"}}}"#.to_string() + "\n",
+    )
+    .unwrap();
+    run_ok(
+        conductor(&dir)
+            .args(["produce", "--topic", "ig.ingest.entities"])
+            .arg(&late),
+    );
+    run_to_end(&dir);
+    let mut found = serde_json::Value::Null;
+    for _ in 0..40 {
+        let (status, body) = curl_search(
+            &addr,
+            Some(&acme),
+            &[
+                ("q", "zebulon quixotic xanadu"),
+                ("k", "1"),
+                ("mode", "vector"),
+            ],
+        );
+        assert_eq!(status, 200, "{body}");
+        if body["hits"][0]["entity_id"] == "late-1" {
+            found = body;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(
+        found["hits"][0]["score"].as_f64().unwrap() > 0.999,
+        "the server's index follows ig.embeddings"
+    );
+}

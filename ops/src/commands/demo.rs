@@ -54,6 +54,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
         topologies: Arc::new(running.statuses.clone()),
         metrics,
         subscriptions: server::subscriptions(settings, log.clone(), Some(&secret))?,
+        search: None,
     };
     let server = match server::serve(listen, state).await {
         Ok(addr) => Some(addr),
@@ -365,9 +366,7 @@ async fn vector_index_summary(
     topologies: Option<std::path::PathBuf>,
 ) -> Result<Option<(String, String)>, CliError> {
     use conductor_processors::vector_index::ann::exact_nearest;
-    let index = std::sync::Arc::new(
-        super::search::restore_index(settings, topologies.clone(), "vector_index").await?,
-    );
+    let index = super::search::restore_index(settings, topologies.clone(), "vector_index").await?;
     let stats = index.state.stats();
     let Some(biggest) = stats.iter().max_by_key(|s| s.vectors) else {
         println!("  vector_index        no vectors indexed");
@@ -442,6 +441,7 @@ async fn vector_index_summary(
         return Ok(None);
     };
     let embeddings = super::search::embeddings_config(settings, topologies, "embeddings")?;
+    let shared = std::sync::Arc::new(std::sync::RwLock::new(index));
     let original = id.split("-dup-").next().unwrap_or_default();
     println!(
         "\n`search \"{text}\" --tenant {tenant}` (a duplicate record's name and suburb; its original is {original}), the 3 best by mode:"
@@ -460,7 +460,7 @@ async fn vector_index_summary(
             vector_budget: std::time::Duration::from_millis(150),
         };
         let answer =
-            super::search::search(Some(index.clone()), Some(&embeddings), store, &request).await?;
+            super::search::search(Some(shared.clone()), Some(&embeddings), store, &request).await?;
         let hits: Vec<String> = answer
             .hits
             .iter()

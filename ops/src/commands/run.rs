@@ -53,12 +53,20 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
     let subscriptions =
         server::subscriptions(settings, log.clone(), settings.jwt_secret.as_deref())?;
+    let search = crate::search_service::start(
+        settings,
+        args.topologies.clone(),
+        log.clone(),
+        store.clone(),
+    )
+    .await?;
     let running = topologies::start(configs, log, store, settings.neo4j.as_ref()).await?;
     let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),
         metrics,
         subscriptions,
+        search: Some(search),
     };
     let bound = serve_on(listen, state).await?;
     eprintln!(

@@ -57,6 +57,10 @@ pub struct SearchAnswer {
     pub hits: Vec<SearchHit>,
 }
 
+/// A vector index searched by requests while a follower folds new
+/// vectors into it (the server), or alone (the CLI).
+pub type SharedIndex = Arc<std::sync::RwLock<VectorIndexProcessor>>;
+
 /// What to search for.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -103,9 +107,9 @@ pub async fn run(settings: &Settings, args: SearchArgs) -> Result<(), CliError> 
     let (index, embeddings) = match args.mode {
         SearchMode::Keyword => (None, None),
         SearchMode::Vector | SearchMode::Hybrid => (
-            Some(Arc::new(
+            Some(Arc::new(std::sync::RwLock::new(
                 restore_index(settings, dir.clone(), &args.index_topology).await?,
-            )),
+            ))),
             Some(embeddings_config(settings, dir, &args.embeddings_topology)?),
         ),
     };
@@ -179,7 +183,7 @@ fn print_answer(a: &SearchAnswer) {
 /// Searches `request.tenant`'s entities. `index` and `embeddings` are
 /// needed for the vector and hybrid modes.
 pub async fn search(
-    index: Option<Arc<VectorIndexProcessor>>,
+    index: Option<SharedIndex>,
     embeddings: Option<&EmbeddingsConfig>,
     store: &dyn ProjectionStore,
     request: &SearchRequest,
@@ -255,7 +259,7 @@ struct Fallback {
 
 /// Embeds the query and searches the tenant's graph, within the budget.
 async fn vector_stage(
-    index: Arc<VectorIndexProcessor>,
+    index: SharedIndex,
     embeddings: EmbeddingsConfig,
     request: &SearchRequest,
     query: &str,
@@ -263,13 +267,16 @@ async fn vector_stage(
 ) -> Result<Vec<Hit>, Fallback> {
     let model = embedder::model_id(&embeddings);
     let tenant = request.tenant.clone();
-    let indexed = index
-        .state
-        .indexes
-        .get(&(tenant.clone(), model.clone()))
-        .map_or(0, |i| i.live_count());
+    let (indexed, models) = {
+        let index = index.read().unwrap_or_else(|e| e.into_inner());
+        let indexed = index
+            .state
+            .indexes
+            .get(&(tenant.clone(), model.clone()))
+            .map_or(0, |i| i.live_count());
+        (indexed, index.models(&tenant))
+    };
     if indexed == 0 {
-        let models = index.models(&tenant);
         let why = if models.is_empty() {
             format!("tenant {tenant} has no vector index")
         } else {
@@ -298,6 +305,7 @@ async fn vector_stage(
     let work = tokio::task::spawn_blocking(move || {
         let embedder = embedder::build(&embeddings);
         let vector = embedder.embed(&[&query])?.remove(0);
+        let index = index.read().unwrap_or_else(|e| e.into_inner());
         Ok::<_, String>(index.search(&tenant, &model, &vector, candidates))
     });
     match tokio::time::timeout(budget, work).await {
@@ -385,15 +393,31 @@ pub async fn restore_index(
     topology: &str,
 ) -> Result<VectorIndexProcessor, CliError> {
     let config = find_topology(settings, dir, topology, "vector_index")?;
-    let mut processor = VectorIndexProcessor::new(typed::<VectorIndexConfig>(&config)?);
     let log = open_log(settings, Access::Read).await?;
     let store = open_store(settings).await?;
-    conductor_engine::runtime::state::restore(
-        &mut processor,
-        &config,
-        log.as_ref(),
-        store.as_ref(),
-    )
-    .await?;
+    restore_index_from(&config, log.as_ref(), store.as_ref()).await
+}
+
+/// The vector index of topology `config` at its stored positions.
+pub async fn restore_index_from(
+    config: &TopologyConfig,
+    log: &dyn conductor_engine::log::Log,
+    store: &dyn ProjectionStore,
+) -> Result<VectorIndexProcessor, CliError> {
+    let mut processor = VectorIndexProcessor::new(typed::<VectorIndexConfig>(config)?);
+    conductor_engine::runtime::state::restore(&mut processor, config, log, store).await?;
     Ok(processor)
+}
+
+/// The vector index topology and the embeddings topology's config, by name.
+pub fn search_topologies(
+    settings: &Settings,
+    dir: Option<PathBuf>,
+    index: &str,
+    embeddings: &str,
+) -> Result<(TopologyConfig, EmbeddingsConfig), CliError> {
+    Ok((
+        find_topology(settings, dir.clone(), index, "vector_index")?,
+        embeddings_config(settings, dir, embeddings)?,
+    ))
 }

@@ -1,14 +1,15 @@
 //! `conductor serve`: the subscription server alone.
 //!
-//! It serves `/graphql`, `/v1/subscribe`, `/v1/changes`, `/metrics`,
-//! `/healthz` and `/readyz` off the log and runs no topology, so it only
+//! It serves `/graphql`, `/v1/subscribe`, `/v1/changes`, `/v1/search`,
+//! `/metrics`, `/healthz` and `/readyz` off the log (and the store, for
+//! search) and runs no topology, so it only
 //! ever reads: on the file log it takes no writer lock and follows whichever
 //! process appends (`conductor run`, `conductor produce`). Subscriptions
 //! scale out by running several beside one `conductor run` (or, on Kafka,
 //! anywhere that reaches the broker), each with the same cursor key and
 //! token secret so that a cursor from one resumes on another.
 
-use crate::backend::{Access, open_log};
+use crate::backend::{Access, open_log, open_store};
 use crate::cli::ServeArgs;
 use crate::commands::run::{backend_name, listen_addr, serve_on, wait_for_signal};
 use crate::error::CliError;
@@ -24,12 +25,17 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), CliError> {
             "note: no token secret is configured, so every subscribe attempt is refused; set CONDUCTOR_JWT_SECRET (32+ bytes) or `jwt_secret` in the config file"
         );
     }
-    let subscriptions = server::subscriptions(settings, log, settings.jwt_secret.as_deref())?;
+    let subscriptions =
+        server::subscriptions(settings, log.clone(), settings.jwt_secret.as_deref())?;
+    let store = open_store(settings).await?;
+    let search =
+        crate::search_service::start(settings, args.topologies.clone(), log, store).await?;
     let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(Vec::new()),
         metrics,
         subscriptions,
+        search: Some(search),
     };
     let bound = serve_on(listen, state).await?;
     eprintln!(

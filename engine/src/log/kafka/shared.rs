@@ -139,7 +139,14 @@ impl Shared {
         extra: &[(&str, &str)],
     ) -> Result<(), LogError> {
         let operation = format!("creating topic `{topic}`");
-        let retention_ms = config.retention_ms.map(|v| v.to_string());
+        // `None` keeps forever, as on the file log: an event log is replayed
+        // from its start, and the broker's default (7 days, judged by record
+        // timestamps — an imported history's are old) would delete it.
+        let retention_ms = match config.retention_ms {
+            Some(v) => Some(v.to_string()),
+            None if extra.iter().any(|(k, _)| *k == "retention.ms") => None,
+            None => Some("-1".to_string()),
+        };
         let retention_bytes = config.retention_bytes.map(|v| v.to_string());
         let mut new_topic = NewTopic::new(
             topic,
