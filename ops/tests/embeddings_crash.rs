@@ -25,25 +25,10 @@ use std::time::Duration;
 use support::*;
 
 const RESULTS_TOPIC: &str = "ig.enriched.embeddings";
-const ONLY: [&str; 6] = [
-    "--only",
-    "embeddings_enrich",
-    "--only",
-    "embeddings",
-    "--only",
-    "vector_index",
-];
+const TOPOLOGIES: [&str; 3] = ["embeddings_enrich", "embeddings", "vector_index"];
 
 fn run_to_end(dir: &Path) {
-    let out = conductor(dir)
-        .arg("run")
-        .args(ONLY)
-        .args(["--listen", "127.0.0.1:0", "--exit-when-idle"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "conductor run failed: {stderr}");
+    run_topologies_to_end(dir, &TOPOLOGIES);
 }
 
 /// Every decoded record of `topic`.
@@ -91,7 +76,7 @@ async fn embeddings_after_sigkills_equal_a_straight_run() {
         let mut child = ServerProcess::new(
             conductor(&crashed)
                 .arg("run")
-                .args(ONLY)
+                .args(TOPOLOGIES.iter().flat_map(|t| ["--only", t]))
                 .args(["--listen", "127.0.0.1:0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

@@ -41,22 +41,6 @@ fn run_to_end(dir: &Path) -> String {
     run_topologies_to_end(dir, &["er_by_tenant", "er_candidates"])
 }
 
-fn run_topologies_to_end(dir: &Path, topologies: &[&str]) -> String {
-    let mut command = conductor(dir);
-    command.arg("run");
-    for t in topologies {
-        command.args(["--only", t]);
-    }
-    let out = command
-        .args(["--listen", "127.0.0.1:0", "--exit-when-idle"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "conductor run failed: {stderr}");
-    stderr
-}
-
 /// Every committed record of each partition of `topic`, in offset order.
 async fn partitions_of(dir: &Path, topic: &str) -> BTreeMap<i32, Vec<Record>> {
     let log = FileLog::open_read_only(dir.join("log"), FileLogOptions::default()).unwrap();

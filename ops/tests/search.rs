@@ -17,32 +17,17 @@ use conductor_schemas::EventData;
 use conductor_schemas::codec::decode_json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use support::*;
 
-const ONLY: [&str; 8] = [
-    "--only",
-    "entities",
-    "--only",
-    "embeddings_enrich",
-    "--only",
-    "embeddings",
-    "--only",
-    "vector_index",
-];
-
 fn run_to_end(dir: &Path) {
-    let out = conductor(dir)
-        .arg("run")
-        .args(ONLY)
-        .args(["--listen", "127.0.0.1:0", "--exit-when-idle"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "conductor run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_topologies_to_end(
+        dir,
+        &[
+            "entities",
+            "embeddings_enrich",
+            "embeddings",
+            "vector_index",
+        ],
     );
 }
 

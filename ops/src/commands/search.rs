@@ -21,7 +21,6 @@ use crate::backend::{Access, open_log, open_store};
 use crate::cli::{SearchArgs, SearchMode};
 use crate::error::CliError;
 use crate::settings::Settings;
-use crate::topologies;
 use conductor_engine::metrics as m;
 use conductor_engine::runtime::TopologyConfig;
 use conductor_engine::store::{ProjectionStore, StoreError};
@@ -338,19 +337,7 @@ fn find_topology(
     name: &str,
     processor: &str,
 ) -> Result<TopologyConfig, CliError> {
-    let configs = topologies::load(dir.clone(), settings.topologies.clone())?;
-    let config = configs
-        .into_iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| {
-            CliError::usage(
-                format!(
-                    "no topology named `{name}` in {}",
-                    topologies::source(dir.as_ref(), settings.topologies.as_ref())
-                ),
-                "`conductor topology list` shows them",
-            )
-        })?;
+    let config = super::topology::find(settings, dir, name)?;
     if config.processor != processor {
         return Err(CliError::usage(
             format!(

@@ -198,3 +198,21 @@ pub fn produce_entities(dir: &Path, input: &Path) {
             .arg(input),
     );
 }
+
+/// `conductor run --only T… --exit-when-idle` on `dir`; asserts it
+/// succeeded and returns its stderr.
+pub fn run_topologies_to_end(dir: &Path, topologies: &[&str]) -> String {
+    let mut command = conductor(dir);
+    command.arg("run");
+    for t in topologies {
+        command.args(["--only", t]);
+    }
+    let out = command
+        .args(["--listen", "127.0.0.1:0", "--exit-when-idle"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "conductor run failed: {stderr}");
+    stderr
+}
