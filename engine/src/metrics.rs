@@ -30,9 +30,11 @@ pub const ENRICHMENT_INPUTS_TOTAL: &str = "conductor_enrichment_inputs_total";
 pub const ENRICHMENT_CALLS_TOTAL: &str = "conductor_enrichment_calls_total";
 pub const ENRICHMENT_CALL_ERRORS_TOTAL: &str = "conductor_enrichment_call_errors_total";
 pub const ENRICHMENT_CALL_DURATION_SECONDS: &str = "conductor_enrichment_call_duration_seconds";
+pub const ENRICHMENT_BUDGET_STOPS_TOTAL: &str = "conductor_enrichment_budget_stops_total";
 
 // Processors' own (`conductor-processors`).
 pub const EMBEDDINGS_SKIPPED_TOTAL: &str = "conductor_embeddings_skipped_total";
+pub const EMBEDDINGS_COMPUTED_TOTAL: &str = "conductor_embeddings_computed_total";
 pub const VECTOR_INDEX_COMPACTIONS_TOTAL: &str = "conductor_vector_index_compactions_total";
 pub const SEARCH_FALLBACKS_TOTAL: &str = "conductor_search_fallbacks_total";
 
@@ -195,10 +197,22 @@ pub const ALL: &[Metric] = &[
         "Duration of one successful call",
     ),
     metric(
+        ENRICHMENT_BUDGET_STOPS_TOTAL,
+        Counter,
+        &["enrichment"],
+        "Inputs not called for because their tenant spent its monthly budget",
+    ),
+    metric(
         EMBEDDINGS_SKIPPED_TOTAL,
         Counter,
         &["reason"],
         "Entity events the embedding writer embedded nothing for (not_opted_in, refused)",
+    ),
+    metric(
+        EMBEDDINGS_COMPUTED_TOTAL,
+        Counter,
+        &["model"],
+        "Vectors the embedder computed (one per distinct text, ever)",
     ),
     metric(
         VECTOR_INDEX_COMPACTIONS_TOTAL,

@@ -6,7 +6,7 @@
 //! straight run's, every live entity has one vector for its latest version,
 //! each distinct text was recorded exactly once on `ig.enriched.embeddings`
 //! (the set a straight run records), and `ig.embeddings` holds no event
-//! twice; the vector index downstream holds the same contents as a
+//! twice; the usage records on `ig.ingest.usage` are one per call, none twice; the vector index downstream holds the same contents as a
 //! straight run's, one vector per live entity. Sizes: `CRASH_EMB_RECORDS` (default 10000), `CRASH_EMB_KILLS` (5).
 
 mod support;
@@ -170,6 +170,28 @@ async fn embeddings_after_sigkills_equal_a_straight_run() {
         a.keys().collect::<BTreeSet<_>>(),
         b.keys().collect::<BTreeSet<_>>(),
         "the recorded texts differ from a straight run's"
+    );
+
+    // Usage: one record per call, none twice, the same total as a straight
+    // run's (which tenant pays for a text two tenants share depends on who
+    // asked first, so compare the total).
+    let usage = |dir: std::path::PathBuf| async move {
+        let mut ids = BTreeSet::new();
+        let mut tokens = 0;
+        for e in events(&dir, "ig.ingest.usage").await {
+            let EventData::UsageRecorded(u) = &e.data else {
+                panic!("only UsageRecorded on ig.ingest.usage")
+            };
+            assert!(ids.insert(e.meta.event_id.clone()), "usage recorded twice");
+            tokens += u.quantity;
+        }
+        (ids.len(), tokens)
+    };
+    let (want, got) = (usage(straight.clone()).await, usage(crashed.clone()).await);
+    assert_eq!(want.0, a.len(), "one usage record per embedder call");
+    assert_eq!(
+        got, want,
+        "usage (records, tokens) after {kills} SIGKILLs differs from a straight run's"
     );
 
     // The vector index: the same contents as a straight run's (a digest of

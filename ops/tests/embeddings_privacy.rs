@@ -2,7 +2,7 @@
 //! entities whose attribute values are unlike anything else (with debug
 //! logging on), and the values are then looked for — byte for byte, in
 //! any case — in everything the embedding writer and the vector index
-//! write: the recorded vectors' topic, `ig.embeddings`, their dead-letter
+//! write: the recorded vectors' topic, `ig.embeddings`, the usage records, their dead-letter
 //! topics, the `entity_embeddings` table, the processors' stored state
 //! snapshots and the process's log. None may hold them; the entities
 //! projection must (else the search proves nothing).
@@ -128,6 +128,11 @@ async fn no_attribute_value_reaches_a_vector_a_derived_topic_a_state_or_a_log() 
         (
             "ig.embeddings",
             topic_text(&dir, "ig.embeddings").await,
+            false,
+        ),
+        (
+            "ig.ingest.usage",
+            topic_text(&dir, "ig.ingest.usage").await,
             false,
         ),
         (

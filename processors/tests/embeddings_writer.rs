@@ -111,6 +111,17 @@ fn entity_events() -> Vec<Event> {
 
 /// Runs the stage over `events` as one live batch; returns its records.
 async fn stage_records(events: &[Event]) -> Vec<Event> {
+    stage_emits(events)
+        .await
+        .into_iter()
+        .filter(|(topic, _)| topic == "ig.enriched.embeddings")
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// Runs the stage over `events` as one live batch; returns what it emits
+/// (records, usage), by topic.
+async fn stage_emits(events: &[Event]) -> Vec<(String, Event)> {
     let mut stage = EnrichStage::new("embeddings_enrich", EmbedEnrichment::new(config()));
     let refs: Vec<&Event> = events.iter().collect();
     stage.prepare(&refs).unwrap().await.unwrap();
@@ -120,7 +131,7 @@ async fn stage_records(events: &[Event]) -> Vec<Event> {
             let Effect::Emit(emit) = effect else {
                 panic!("the stage only emits")
             };
-            out.push(emit.event);
+            out.push((emit.topic, emit.event));
         }
     }
     out
@@ -198,11 +209,44 @@ fn fold(events: &[Event]) -> Outcome {
 #[tokio::test]
 async fn the_stage_embeds_each_distinct_text_once_and_records_no_text() {
     let events = entity_events();
+    let emits = stage_emits(&events).await;
     let records = stage_records(&events).await;
+    let usage: Vec<_> = emits
+        .iter()
+        .filter(|(t, _)| t == "ig.ingest.usage")
+        .map(|(_, e)| match &e.data {
+            EventData::UsageRecorded(u) => (
+                e.meta.tenant.clone(),
+                u.usage_kind.clone(),
+                u.quantity,
+                u.unit.clone(),
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // One usage record a call, charged to the asking tenant in words
+    // (hashed-ngrams' tokens): "zebulon quartermaine yarralumla" is 3.
+    let usage_of = |tenant: &str, n: i64| {
+        (
+            tenant.to_string(),
+            "embeddings".to_string(),
+            n,
+            Some("tokens".to_string()),
+        )
+    };
+    assert_eq!(
+        usage,
+        vec![
+            usage_of("acme", 3),
+            usage_of("globex", 2),
+            usage_of("acme", 3)
+        ]
+    );
+    assert_eq!(emits.len(), 6, "records and usage, no alert without a cap");
     // Distinct texts of opted-in tenants: p1/p2's shared text, globex p1,
     // p2's changed surname. initech is not opted in; p1 v2 is the same text.
     assert_eq!(records.len(), 3, "{records:#?}");
-    let written = serde_json::to_string(&records).unwrap().to_lowercase();
+    let written = serde_json::to_string(&emits).unwrap().to_lowercase();
     for value in [
         "zebulon",
         "quartermaine",

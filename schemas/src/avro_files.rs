@@ -21,6 +21,8 @@ pub const ENRICHMENT_RECORDED: &str = include_str!("../avro/EnrichmentRecorded.a
 pub const ER_CANDIDATE: &str = include_str!("../avro/ErCandidate.avsc");
 /// `ig.events.EmbeddingComputed`.
 pub const EMBEDDING_COMPUTED: &str = include_str!("../avro/EmbeddingComputed.avsc");
+/// `ig.events.QuotaAlert`.
+pub const QUOTA_ALERT: &str = include_str!("../avro/QuotaAlert.avsc");
 
 /// Every event schema as `(record name, .avsc text)`, in registration order.
 pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
@@ -32,6 +34,7 @@ pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
     ("EnrichmentRecorded", ENRICHMENT_RECORDED),
     ("ErCandidate", ER_CANDIDATE),
     ("EmbeddingComputed", EMBEDDING_COMPUTED),
+    ("QuotaAlert", QUOTA_ALERT),
 ];
 
 #[cfg(test)]

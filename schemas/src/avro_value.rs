@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::error::SchemaError;
 use crate::types::{
     AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run,
-    RunEvent, RunEventType, UsageRecorded, datetime_from_micros,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, QuotaAlert,
+    RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded, datetime_from_micros,
 };
 
 // Union branch indexes, fixed by the order in the `.avsc` files.
@@ -101,6 +101,15 @@ fn data_to_avro(data: &EventData) -> Value {
             ("usage_kind".into(), Value::String(d.usage_kind.clone())),
             ("quantity".into(), Value::Long(d.quantity)),
             ("unit".into(), optional_string(&d.unit)),
+        ]),
+        EventData::QuotaAlert(d) => Value::Record(vec![
+            ("usage_kind".into(), Value::String(d.usage_kind.clone())),
+            ("period".into(), Value::String(d.period.clone())),
+            ("threshold_percent".into(), Value::Int(d.threshold_percent)),
+            ("used".into(), Value::Long(d.used)),
+            ("limit".into(), Value::Long(d.limit)),
+            ("unit".into(), optional_string(&d.unit)),
+            ("action".into(), Value::String(d.action.clone())),
         ]),
         EventData::EnrichmentRecorded(d) => Value::Record(vec![
             ("enrichment".into(), Value::String(d.enrichment.clone())),
@@ -254,6 +263,15 @@ pub(crate) fn event_from_avro(kind: &str, value: Value) -> Result<Event, SchemaE
             usage_kind: data.string("usage_kind")?,
             quantity: data.long("quantity")?,
             unit: data.optional_string("unit")?,
+        }),
+        "QuotaAlert" => EventData::QuotaAlert(QuotaAlert {
+            usage_kind: data.string("usage_kind")?,
+            period: data.string("period")?,
+            threshold_percent: data.int("threshold_percent")?,
+            used: data.long("used")?,
+            limit: data.long("limit")?,
+            unit: data.optional_string("unit")?,
+            action: data.string("action")?,
         }),
         "EnrichmentRecorded" => EventData::EnrichmentRecorded(EnrichmentRecorded {
             enrichment: data.string("enrichment")?,

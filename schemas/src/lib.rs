@@ -29,6 +29,6 @@ pub use error::{ErrorKind, SchemaError};
 pub use registry::{EventSchema, SchemaRegistry};
 pub use types::{
     AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run,
-    RunEvent, RunEventType, UsageRecorded,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, QuotaAlert,
+    RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
 };

@@ -157,7 +157,8 @@ mod tests {
                 "UsageRecorded",
                 "EnrichmentRecorded",
                 "ErCandidate",
-                "EmbeddingComputed"
+                "EmbeddingComputed",
+                "QuotaAlert"
             ]
         );
         for name in names {

@@ -246,6 +246,29 @@ pub struct UsageRecorded {
     pub unit: Option<String>,
 }
 
+/// `data` of `QuotaAlert`: a tenant reached 80 % or 100 % of a metered
+/// budget for a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaAlert {
+    /// What is metered, e.g. `embeddings`.
+    pub usage_kind: String,
+    /// The budget's period, e.g. `2026-02`.
+    pub period: String,
+    /// 80 (alert) or 100 (stopped).
+    pub threshold_percent: i32,
+    /// Used in the period when the threshold was reached, in `unit`.
+    pub used: i64,
+    /// The period's limit, in `unit`.
+    pub limit: i64,
+    /// Unit of `used` and `limit`, e.g. `tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// `alert` (work goes on) or `stopped` (none of `usage_kind` for the
+    /// tenant until the period ends or the limit is raised).
+    pub action: String,
+}
+
 /// `data` of `EnrichmentRecorded`: an enrichment stage's recorded call result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,6 +351,8 @@ pub enum EventData {
     ErCandidate(ErCandidate),
     /// An entity's embedding computed or removed.
     EmbeddingComputed(EmbeddingComputed),
+    /// A tenant reached a threshold of a metered budget.
+    QuotaAlert(QuotaAlert),
 }
 
 impl EventData {
@@ -342,6 +367,7 @@ impl EventData {
             EventData::EnrichmentRecorded(_) => "EnrichmentRecorded",
             EventData::ErCandidate(_) => "ErCandidate",
             EventData::EmbeddingComputed(_) => "EmbeddingComputed",
+            EventData::QuotaAlert(_) => "QuotaAlert",
         }
     }
 }

@@ -124,6 +124,7 @@ pub async fn run(args: Args) -> Result<(), String> {
             store.close().await;
         }
     }
+    let embedders = embedders(&dir).await?;
     let scale = if args.vectors > 0 {
         Some(scale(args.vectors, args.queries, &embeddings).await?)
     } else {
@@ -135,11 +136,101 @@ pub async fn run(args: Args) -> Result<(), String> {
         "index": VectorIndexConfig::default(),
         "quality": quality,
         "search_modes": modes,
+        "embedders": embedders,
         "scale": scale,
     });
     report::write(&args.out, &report)?;
     println!("report: {}", args.out.display());
     Ok(())
+}
+
+/// Each built-in embedder's throughput on Febrl3's record texts (batches
+/// of 256, as the stage calls it), and for minilm — when installed
+/// (`ops/install-minilm.sh`) — the search modes on Febrl3 with its vectors.
+async fn embedders(dir: &std::path::Path) -> Result<serde_json::Value, String> {
+    use conductor_processors::embeddings::config::EmbedderKind;
+    use conductor_processors::embeddings::minilm::{default_model_dir, missing_files};
+    let data = Labelled::load(dir, "febrl3")?;
+    let base = EmbeddingsConfig::default();
+    let template = Template::parse(&base.template)?;
+    let texts: Vec<String> = data
+        .records
+        .iter()
+        .map(|(_, fields)| {
+            let attrs = fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        conductor_schemas::AttributeValue::String(v.clone()),
+                    )
+                })
+                .collect();
+            template.render(&attrs)
+        })
+        .collect();
+    println!(
+        "
+embedder        texts   texts/s"
+    );
+    let mut out = Vec::new();
+    for kind in [EmbedderKind::HashedNgrams, EmbedderKind::Minilm] {
+        let config = EmbeddingsConfig {
+            embedder: kind,
+            ..base.clone()
+        };
+        if kind == EmbedderKind::Minilm
+            && let Some(why) = missing_files(&default_model_dir())
+        {
+            println!("minilm: not measured: {why}");
+            continue;
+        }
+        let embedder = embedder::try_build(&config)?;
+        let started = Instant::now();
+        for batch in texts.chunks(256) {
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            embedder.embed(&refs)?;
+        }
+        let per_sec = texts.len() as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{:<15} {:>5}  {:>8.0}",
+            embedder.model(),
+            texts.len(),
+            per_sec
+        );
+        let mut entry = serde_json::json!({
+            "model": embedder.model(), "texts": texts.len(), "texts_per_second": per_sec,
+        });
+        if kind == EmbedderKind::Minilm {
+            let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let store = SqliteStore::open(&tmp.path().join("search.db"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let found = measure_search_modes(
+                &data,
+                &config,
+                &VectorIndexConfig::default(),
+                &store,
+                1,
+                &[0.7],
+                None,
+            )
+            .await?;
+            for m in &found {
+                println!(
+                    "febrl3 minilm whole text {:<8} {:<5}  MRR@10 {:.4}  a duplicate's original {:.4}",
+                    m.mode,
+                    m.alpha.map_or("-".into(), |a| a.to_string()),
+                    m.mrr_at_10,
+                    m.original_mrr_at_10
+                );
+            }
+            entry["search_modes"] = serde_json::to_value(&found).map_err(|e| e.to_string())?;
+            store.close().await;
+        }
+        out.push(entry);
+    }
+    Ok(serde_json::Value::Array(out))
 }
 
 async fn scale(

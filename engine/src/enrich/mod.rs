@@ -30,26 +30,44 @@
 //!   [`InputOutcome::Refused`]: that is recorded too (the fold decides — a
 //!   DLQ entry, a skipped row) and never asked again.
 //!
+//! A stage may be **metered** ([`Enrichment::metering`], [`budget`]): each
+//! input says what its call costs (`units`, tokens for an embedder); the
+//! stage charges the asking event's tenant for its month, records the usage
+//! as `UsageRecorded` on `ig.ingest.usage` (quota accounting folds it), and
+//! under a limit announces `QuotaAlert` on `ig.quota.alerts` at 80 % and,
+//! at 100 %, stops calling for that tenant until the month ends or the limit
+//! is raised. A stopped input is not recorded: its fold keeps waiting for a
+//! result, which a later event with the same content may bring.
+//!
 //! The one window that can repeat a call is a crash between the service's
 //! answer and the commit that records it; requests carry the content hashes
 //! (an HTTP enrichment sends them as `Idempotency-Key`), so a service that
 //! deduplicates answers the repeat from its cache. Privacy: the recorded
 //! event holds the hash and the answer, never the request.
 
+pub mod budget;
 mod join;
 pub mod policy;
 
+pub use budget::{Admission, Budget, Metering, Threshold};
 pub use join::{EnrichedJoin, Recorded};
 pub use policy::{CallPolicy, Pacer};
 
 use crate::processor::{Effect, EmitEvent, Processor, ProcessorError, ProcessorState};
 use crate::projection::TableSpec;
 use async_trait::async_trait;
-use conductor_schemas::{EnrichmentRecorded, Event, EventData, EventMetadata};
+use conductor_schemas::{
+    EnrichmentRecorded, Event, EventData, EventMetadata, QuotaAlert, UsageRecorded,
+};
 use futures::future::BoxFuture;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Where a metered stage records usage (quota accounting's input).
+pub const USAGE_TOPIC: &str = "ig.ingest.usage";
+/// Where a metered stage announces the 80 % and 100 % thresholds.
+pub const QUOTA_ALERTS_TOPIC: &str = "ig.quota.alerts";
 
 /// The topic an enrichment stage records its results on.
 pub fn results_topic(enrichment: &str) -> String {
@@ -65,6 +83,9 @@ pub struct EnrichInput {
     /// What the service is sent (may hold raw text: it is never recorded,
     /// logged or put in an error message).
     pub request: serde_json::Value,
+    /// What calling for this input costs, in the [`Metering`] unit (tokens);
+    /// 0 when the stage is not metered.
+    pub units: u64,
 }
 
 /// The service's answer for one input.
@@ -109,28 +130,36 @@ pub trait Enrichment: Send + Sync + 'static {
     fn policy(&self) -> CallPolicy {
         CallPolicy::default()
     }
+
+    /// How calls are metered and capped per tenant; `None`: not metered.
+    fn metering(&self) -> Option<Metering> {
+        None
+    }
 }
 
-/// The recorded content hashes: the stage's state.
+/// The recorded content hashes and what each tenant spent: the stage's
+/// state.
 #[derive(Debug, Default)]
 struct RecordedHashes {
     hashes: BTreeSet<String>,
+    budget: Budget,
     /// `prepare` ran for the batch being folded (a missing result is a bug);
     /// false after a restore or clear (a warm-up folds without results).
     live: bool,
 }
 
 impl ProcessorState for RecordedHashes {
+    /// 2: the budget joined the hashes.
     fn format_version(&self) -> u32 {
-        1
+        2
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.hashes).unwrap_or_default()
+        serde_json::to_vec(&(&self.hashes, &self.budget)).unwrap_or_default()
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.hashes = serde_json::from_slice(bytes)
+        (self.hashes, self.budget) = serde_json::from_slice(bytes)
             .map_err(|e| format!("not a recorded-hashes snapshot: {e}"))?;
         self.live = false;
         Ok(())
@@ -138,6 +167,7 @@ impl ProcessorState for RecordedHashes {
 
     fn clear(&mut self) {
         self.hashes.clear();
+        self.budget.clear();
         self.live = false;
     }
 }
@@ -147,6 +177,7 @@ pub struct EnrichStage<E: Enrichment> {
     /// The registered processor name (`embeddings_enrich`).
     processor_name: String,
     enrichment: Arc<E>,
+    metering: Option<Arc<Metering>>,
     recorded: RecordedHashes,
     /// Answers fetched by `prepare`, waiting for the fold to record them;
     /// kept across a failed commit, so its retry calls nothing again.
@@ -159,6 +190,7 @@ impl<E: Enrichment> EnrichStage<E> {
         let pacer = Arc::new(Pacer::new(&enrichment.policy()));
         EnrichStage {
             processor_name: processor_name.into(),
+            metering: enrichment.metering().map(Arc::new),
             enrichment: Arc::new(enrichment),
             recorded: RecordedHashes::default(),
             prepared: HashMap::new(),
@@ -173,12 +205,7 @@ impl<E: Enrichment> EnrichStage<E> {
             InputOutcome::Result(v) => (Some(v.to_string()), None),
             InputOutcome::Refused(why) => (None, Some(why)),
         };
-        let id = blake3::hash(format!("{name}\n{hash}").as_bytes()).to_hex();
-        let mut meta = EventMetadata::new(&cause.meta.tenant, hash, cause.meta.occurred_at);
-        meta.event_id = format!("enr-{}", &id[..32]);
-        meta.causation_id = Some(cause.meta.event_id.clone());
-        meta.correlation_id = cause.meta.correlation_id.clone();
-        meta.source = Some(format!("conductor/{}", self.processor_name));
+        let meta = self.derived_meta(cause, hash, "enr", &format!("{name}\n{hash}"));
         Event::new(
             meta,
             EventData::EnrichmentRecorded(EnrichmentRecorded {
@@ -190,21 +217,141 @@ impl<E: Enrichment> EnrichStage<E> {
         )
     }
 
+    /// Charges `cause`'s tenant for one call: the usage record (and the 80 %
+    /// alert) to emit, or `Err` with what to emit instead of calling (the
+    /// 100 % alert the first time) when the tenant's budget is spent.
+    fn charge(
+        &mut self,
+        metering: &Metering,
+        cause: &Event,
+        units: u64,
+    ) -> Result<Vec<Effect>, Vec<Effect>> {
+        let tenant = &cause.meta.tenant;
+        let period = budget::period(cause.meta.occurred_at);
+        match self.recorded.budget.admit(metering, tenant, &period, units) {
+            Admission::Call { units, alert } => {
+                let mut out = vec![emit(
+                    USAGE_TOPIC.into(),
+                    self.usage_event(metering, cause, units),
+                )];
+                if let Some(t) = alert {
+                    tracing::warn!(tenant = %tenant, period = %period, used = t.used, limit = t.limit, unit = %metering.unit,
+                        "{} reached 80 % of its {} budget", tenant, metering.usage_kind);
+                    out.push(emit(
+                        QUOTA_ALERTS_TOPIC.into(),
+                        self.alert_event(metering, cause, &period, &t),
+                    ));
+                }
+                Ok(out)
+            }
+            Admission::Stop { stopped } => {
+                metrics::counter!(crate::metrics::ENRICHMENT_BUDGET_STOPS_TOTAL, "enrichment" => self.enrichment.name().to_string())
+                    .increment(1);
+                Err(stopped
+                    .map(|t| {
+                        tracing::warn!(tenant = %tenant, period = %period, used = t.used, limit = t.limit, unit = %metering.unit,
+                            "{} spent its {} budget: no more calls for it until the period ends or the limit is raised", tenant, metering.usage_kind);
+                        emit(
+                            QUOTA_ALERTS_TOPIC.into(),
+                            self.alert_event(metering, cause, &period, &t),
+                        )
+                    })
+                    .into_iter()
+                    .collect())
+            }
+        }
+    }
+
+    /// Metadata of an event the stage derives from `cause`, id'd by `parts`.
+    fn derived_meta(
+        &self,
+        cause: &Event,
+        subject: &str,
+        prefix: &str,
+        parts: &str,
+    ) -> EventMetadata {
+        let id = blake3::hash(parts.as_bytes()).to_hex();
+        let mut meta = EventMetadata::new(&cause.meta.tenant, subject, cause.meta.occurred_at);
+        meta.event_id = format!("{prefix}-{}", &id[..32]);
+        meta.causation_id = Some(cause.meta.event_id.clone());
+        meta.correlation_id = cause.meta.correlation_id.clone();
+        meta.source = Some(format!("conductor/{}", self.processor_name));
+        meta
+    }
+
+    fn usage_event(&self, metering: &Metering, cause: &Event, units: u64) -> Event {
+        let meta = self.derived_meta(
+            cause,
+            &self.processor_name,
+            "use",
+            &format!("{}\nusage\n{}", self.processor_name, cause.meta.event_id),
+        );
+        Event::new(
+            meta,
+            EventData::UsageRecorded(UsageRecorded {
+                usage_kind: metering.usage_kind.clone(),
+                quantity: i64::try_from(units).unwrap_or(i64::MAX),
+                unit: Some(metering.unit.clone()),
+            }),
+        )
+    }
+
+    fn alert_event(
+        &self,
+        metering: &Metering,
+        cause: &Event,
+        period: &str,
+        t: &Threshold,
+    ) -> Event {
+        let meta = self.derived_meta(
+            cause,
+            &metering.usage_kind,
+            "qa",
+            &format!(
+                "{}\n{}\n{period}\n{}",
+                self.processor_name, cause.meta.tenant, t.percent
+            ),
+        );
+        Event::new(
+            meta,
+            EventData::QuotaAlert(QuotaAlert {
+                usage_kind: metering.usage_kind.clone(),
+                period: period.to_string(),
+                threshold_percent: t.percent as i32,
+                used: i64::try_from(t.used).unwrap_or(i64::MAX),
+                limit: i64::try_from(t.limit).unwrap_or(i64::MAX),
+                unit: Some(metering.unit.clone()),
+                action: if t.percent >= 100 { "stopped" } else { "alert" }.into(),
+            }),
+        )
+    }
+
     async fn fetch(&mut self, events: &[&Event]) -> Result<(), ProcessorError> {
         let mut wanted = Vec::new();
         let mut seen = BTreeSet::new();
+        // The fold will admit inputs in this order: ask the same questions
+        // of a copy of the budget, so that exactly what it admits is called.
+        let mut budget = self.recorded.budget.clone();
         for event in events {
             // A bad event is reported by `process`, which DLQs it.
             let Ok(Some(input)) = self.enrichment.input(event) else {
                 continue;
             };
             if self.recorded.hashes.contains(&input.content_hash)
-                || self.prepared.contains_key(&input.content_hash)
                 || !seen.insert(input.content_hash.clone())
             {
                 continue;
             }
-            wanted.push(input);
+            if let Some(m) = &self.metering {
+                let p = budget::period(event.meta.occurred_at);
+                if let Admission::Stop { .. } = budget.admit(m, &event.meta.tenant, &p, input.units)
+                {
+                    continue;
+                }
+            }
+            if !self.prepared.contains_key(&input.content_hash) {
+                wanted.push(input);
+            }
         }
         if !wanted.is_empty() {
             let answers = policy::call_all(self.enrichment.as_ref(), wanted, &self.pacer).await?;
@@ -213,6 +360,14 @@ impl<E: Enrichment> EnrichStage<E> {
         self.recorded.live = true;
         Ok(())
     }
+}
+
+fn emit(topic: String, event: Event) -> Effect {
+    Effect::Emit(Box::new(EmitEvent {
+        topic,
+        event,
+        key: None,
+    }))
 }
 
 impl<E: Enrichment> Processor for EnrichStage<E> {
@@ -233,13 +388,20 @@ impl<E: Enrichment> Processor for EnrichStage<E> {
         if self.recorded.hashes.contains(&hash) {
             return Ok(Vec::new());
         }
+        let mut out = Vec::new();
+        if let Some(m) = self.metering.clone() {
+            match self.charge(&m, event, input.units) {
+                Ok(effects) => out = effects,
+                Err(stopped) => return Ok(stopped),
+            }
+        }
         let outcome = match self.prepared.remove(&hash) {
             Some(outcome) => outcome,
             // A warm-up or a rebuild: recorded before, by the batch that
             // called for it. Only the state moves.
             None if !self.recorded.live => {
                 self.recorded.hashes.insert(hash);
-                return Ok(Vec::new());
+                return Ok(out);
             }
             None => {
                 return Err(ProcessorError::internal(format!(
@@ -249,16 +411,18 @@ impl<E: Enrichment> Processor for EnrichStage<E> {
         };
         let record = self.record(event, &hash, outcome);
         self.recorded.hashes.insert(hash);
-        Ok(vec![Effect::Emit(Box::new(EmitEvent {
-            topic: results_topic(self.enrichment.name()),
-            event: record,
-            key: None,
-        }))])
+        out.push(emit(results_topic(self.enrichment.name()), record));
+        Ok(out)
     }
 
     /// The results topic exists before the fold that joins it starts.
     fn output_topics(&self) -> Vec<(String, i32)> {
-        vec![(results_topic(self.enrichment.name()), 1)]
+        let mut topics = vec![(results_topic(self.enrichment.name()), 1)];
+        if self.metering.is_some() {
+            topics.push((USAGE_TOPIC.into(), 3));
+            topics.push((QUOTA_ALERTS_TOPIC.into(), 1));
+        }
+        topics
     }
 
     fn state(&mut self) -> Option<&mut dyn ProcessorState> {
@@ -282,6 +446,7 @@ impl<E: Enrichment> Processor for EnrichStage<E> {
 mod tests {
     use super::*;
     use crate::processor::ProcessorErrorKind;
+    use std::collections::BTreeMap;
     use std::sync::Mutex;
 
     /// Answers the length of `text`; fails the first `fail_first` calls.
@@ -289,6 +454,8 @@ mod tests {
     struct Length {
         calls: Mutex<Vec<usize>>,
         fail_first: usize,
+        /// Metered, with this monthly limit (units: bytes of text).
+        limit: Option<u64>,
     }
 
     #[async_trait]
@@ -304,6 +471,7 @@ mod tests {
             Ok(Some(EnrichInput {
                 content_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
                 request: serde_json::json!({ "text": text }),
+                units: text.len() as u64,
             }))
         }
         fn dependency(&self) -> String {
@@ -317,6 +485,14 @@ mod tests {
                 requests_per_second: 0.0,
                 ..Default::default()
             }
+        }
+        fn metering(&self) -> Option<Metering> {
+            self.limit.map(|l| Metering {
+                usage_kind: "length".into(),
+                unit: "bytes".into(),
+                default_limit: Some(l),
+                tenant_limits: Default::default(),
+            })
         }
         async fn call(&self, inputs: &[EnrichInput]) -> Result<Vec<InputOutcome>, CallError> {
             let mut calls = self.calls.lock().unwrap();
@@ -406,6 +582,88 @@ mod tests {
             live_batch(&mut stage, e).await.unwrap(),
             1,
             "the worker's retry succeeds"
+        );
+    }
+
+    #[test]
+    fn a_metered_stage_meets_the_processor_contract() {
+        crate::testing::check_processor_contract(
+            || {
+                EnrichStage::new(
+                    "length_enrich",
+                    Length {
+                        limit: Some(20),
+                        ..Default::default()
+                    },
+                )
+            },
+            &events(),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_metered_stage_records_usage_alerts_at_80_percent_and_stops_at_100() {
+        // Texts are `Some(Text("a"))`-like: 16 to 18 bytes; limit 40 admits two.
+        let mut stage = EnrichStage::new(
+            "length_enrich",
+            Length {
+                limit: Some(40),
+                ..Default::default()
+            },
+        );
+        let refs: Vec<Event> = events();
+        let batch: Vec<&Event> = refs.iter().collect();
+        stage.prepare(&batch).unwrap().await.unwrap();
+        let mut by_topic: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        for e in &refs {
+            for effect in stage.process(e).unwrap() {
+                let Effect::Emit(emit) = effect else {
+                    panic!("a stage only emits")
+                };
+                by_topic.entry(emit.topic).or_default().push(emit.event);
+            }
+        }
+        let calls: usize = stage.enrichment.calls.lock().unwrap().iter().sum();
+        assert_eq!(calls, 2, "the third distinct text is over the limit");
+        assert_eq!(by_topic[&results_topic("length")].len(), 2);
+        let usage: Vec<i64> = by_topic[USAGE_TOPIC]
+            .iter()
+            .map(|e| match &e.data {
+                EventData::UsageRecorded(u) => {
+                    assert_eq!(
+                        (u.usage_kind.as_str(), u.unit.as_deref()),
+                        ("length", Some("bytes"))
+                    );
+                    u.quantity
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(usage.len(), 2, "one usage record a call");
+        let alerts: Vec<(i32, String, i64)> = by_topic[QUOTA_ALERTS_TOPIC]
+            .iter()
+            .map(|e| match &e.data {
+                EventData::QuotaAlert(a) => (a.threshold_percent, a.action.clone(), a.used),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let used: i64 = usage.iter().sum();
+        assert_eq!(
+            alerts,
+            vec![(80, "alert".into(), used), (100, "stopped".into(), used)],
+            "each threshold once, with what was used"
+        );
+        assert_eq!(stage.recorded.budget.used("acme", "2026-02") as i64, used);
+        assert!(
+            !stage.recorded.hashes.contains(
+                &stage
+                    .enrichment
+                    .input(&refs[3])
+                    .unwrap()
+                    .unwrap()
+                    .content_hash
+            ),
+            "a stopped input is not recorded: a later month may call it"
         );
     }
 

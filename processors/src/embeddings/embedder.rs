@@ -3,6 +3,7 @@
 
 use super::config::{EmbedderKind, EmbeddingsConfig};
 use super::hashed_ngrams::HashedNgrams;
+use super::minilm::{self, MiniLm};
 
 /// Computes vectors for texts. Implementations are deterministic for a
 /// given [`model`](Embedder::model): the content hash names the model, so
@@ -15,22 +16,64 @@ pub trait Embedder: Send + Sync + 'static {
     /// Length of every vector.
     fn dims(&self) -> usize;
 
+    /// What embedding `text` costs, in tokens (what a price per token is
+    /// charged on). The default counts words; a model with a tokenizer
+    /// counts its tokens.
+    fn count_tokens(&self, text: &str) -> u64 {
+        text.split_whitespace().count() as u64
+    }
+
     /// One vector per text, in order. An error is the embedder failing as a
     /// whole (the batch is retried); it never quotes a text.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String>;
 }
 
-/// The embedder `config` names.
+/// The embedder `config` names. A model that doesn't load (its config
+/// check passed, so a file is corrupt) gives an embedder that fails every
+/// call saying why: the stage waits on it as on any dependency that is
+/// down, and `topology status` shows the reason.
 pub fn build(config: &EmbeddingsConfig) -> Box<dyn Embedder> {
-    match config.embedder {
+    try_build(config).unwrap_or_else(|why| {
+        Box::new(Broken {
+            model: model_id(config),
+            why,
+        })
+    })
+}
+
+/// The embedder `config` names, or why it does not load.
+pub fn try_build(config: &EmbeddingsConfig) -> Result<Box<dyn Embedder>, String> {
+    Ok(match config.embedder {
         EmbedderKind::HashedNgrams => Box::new(HashedNgrams::new(config.dims)),
-    }
+        EmbedderKind::Minilm => Box::new(MiniLm::load(&config.minilm_dir())?),
+    })
 }
 
 /// The model id `config` gives, without building the embedder.
 pub fn model_id(config: &EmbeddingsConfig) -> String {
     match config.embedder {
         EmbedderKind::HashedNgrams => HashedNgrams::model_id(config.dims),
+        EmbedderKind::Minilm => minilm::MODEL_ID.to_string(),
+    }
+}
+
+/// An embedder whose model did not load.
+struct Broken {
+    model: String,
+    why: String,
+}
+
+impl Embedder for Broken {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn dims(&self) -> usize {
+        0
+    }
+
+    fn embed(&self, _: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        Err(self.why.clone())
     }
 }
 

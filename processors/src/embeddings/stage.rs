@@ -10,7 +10,9 @@ use super::embedder::{self, Embedder};
 use super::packed::PackedVector;
 use super::text::{Template, input_hash};
 use async_trait::async_trait;
-use conductor_engine::enrich::{CallError, CallPolicy, EnrichInput, Enrichment, InputOutcome};
+use conductor_engine::enrich::{
+    CallError, CallPolicy, EnrichInput, Enrichment, InputOutcome, Metering,
+};
 use conductor_engine::processor::ProcessorError;
 use conductor_schemas::{Event, EventData};
 use std::sync::Arc;
@@ -69,6 +71,7 @@ impl Enrichment for EmbedEnrichment {
             Self::text_of(&self.config, &self.template, self.embedder.model(), event).map(
                 |(text, hash)| EnrichInput {
                     content_hash: hash,
+                    units: self.embedder.count_tokens(&text),
                     request: serde_json::Value::String(text),
                 },
             ),
@@ -88,6 +91,21 @@ impl Enrichment for EmbedEnrichment {
         }
     }
 
+    /// Tokens, charged per tenant per month; capped when the config says so.
+    fn metering(&self) -> Option<Metering> {
+        let cost = &self.config.cost;
+        Some(Metering {
+            usage_kind: "embeddings".into(),
+            unit: "tokens".into(),
+            default_limit: cost.monthly_cap.map(|c| cost.cap_tokens(c)),
+            tenant_limits: cost
+                .tenant_caps
+                .iter()
+                .map(|(t, c)| (t.clone(), cost.cap_tokens(*c)))
+                .collect(),
+        })
+    }
+
     async fn call(&self, inputs: &[EnrichInput]) -> Result<Vec<InputOutcome>, CallError> {
         let texts: Vec<String> = inputs
             .iter()
@@ -101,7 +119,7 @@ impl Enrichment for EmbedEnrichment {
         .await
         .map_err(|e| CallError::Unavailable(format!("the embedder stopped: {e}")))?
         .map_err(CallError::Unavailable)?;
-        metrics::counter!("conductor_embeddings_computed_total", "model" => self.embedder.model().to_string())
+        metrics::counter!(conductor_engine::metrics::EMBEDDINGS_COMPUTED_TOTAL, "model" => self.embedder.model().to_string())
             .increment(vectors.len() as u64);
         Ok(vectors
             .into_iter()

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use conductor_schemas::codec::decode_json;
 use conductor_schemas::{
     AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, RelationshipUpserted, Run,
-    RunEvent, RunEventType, UsageRecorded,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, QuotaAlert,
+    RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
 };
 use proptest::prelude::*;
 
@@ -173,6 +173,23 @@ fn event_data() -> impl Strategy<Value = EventData> {
                         dims: vector.len() as i32,
                         vector,
                         input_hash,
+                    })
+                }
+            ),
+        (
+            (text(), text(), optional_text(), text()),
+            (any::<i32>(), any::<i64>(), any::<i64>()),
+        )
+            .prop_map(
+                |((usage_kind, period, unit, action), (threshold_percent, used, limit))| {
+                    EventData::QuotaAlert(QuotaAlert {
+                        usage_kind,
+                        period,
+                        threshold_percent,
+                        used,
+                        limit,
+                        unit,
+                        action,
                     })
                 }
             ),
