@@ -302,7 +302,7 @@ async fn vector_stage(
     }
     let query = query.to_string();
     let work = tokio::task::spawn_blocking(move || {
-        let embedder = embedder::build(&embeddings);
+        let embedder = embedder::shared(&embeddings);
         let vector = embedder.embed(&[&query])?.remove(0);
         let index = index.read().unwrap_or_else(|e| e.into_inner());
         Ok::<_, String>(index.search(&tenant, &model, &vector, candidates))
@@ -364,13 +364,17 @@ fn typed<T: serde::de::DeserializeOwned>(config: &TopologyConfig) -> Result<T, C
         })
 }
 
-/// The embedding writer's config (its embedder embeds the query).
+/// The embedding writer's config (its embedder embeds the query). The
+/// embedder is built here, before any query: loading a model must not eat
+/// the vector stage's time budget.
 pub fn embeddings_config(
     settings: &Settings,
     dir: Option<PathBuf>,
     topology: &str,
 ) -> Result<EmbeddingsConfig, CliError> {
-    typed(&find_topology(settings, dir, topology, "embeddings")?)
+    let config: EmbeddingsConfig = typed(&find_topology(settings, dir, topology, "embeddings")?)?;
+    embedder::shared(&config);
+    Ok(config)
 }
 
 /// The vector index as the `topology` worker last committed it.

@@ -15,6 +15,9 @@ pub enum EmbedderKind {
     /// The sentence model all-MiniLM-L6-v2 (384 dimensions) in process:
     /// its files in `model_dir`, installed by `ops/install-minilm.sh`.
     Minilm,
+    /// An OpenAI-compatible `POST /v1/embeddings` endpoint
+    /// (`[processor_config.http]`), called by the enrichment stage.
+    Http,
 }
 
 /// `[processor_config]` of `embeddings_enrich` / `embeddings`.
@@ -29,6 +32,8 @@ pub struct EmbeddingsConfig {
     /// (`$HOME/.cache/conductor/models/all-MiniLM-L6-v2`), where
     /// `ops/install-minilm.sh` installs it.
     pub model_dir: Option<std::path::PathBuf>,
+    /// The `http` embedder's endpoint, model, key and call policy.
+    pub http: Option<super::http::HttpConfig>,
     /// The text embedded for an entity: `{attribute}` placeholders over its
     /// attributes (a missing one renders empty), normalised (lower case,
     /// punctuation dropped, spaces collapsed). An entity whose text is empty
@@ -125,6 +130,7 @@ impl Default for EmbeddingsConfig {
             embedder: EmbedderKind::HashedNgrams,
             dims: 256,
             model_dir: None,
+            http: None,
             template: "{given_name} {surname} {date_of_birth} {street_number} {address_1} \
                        {address_2} {suburb} {postcode} {state}"
                 .into(),
@@ -169,6 +175,19 @@ impl EmbeddingsConfig {
                 why,
                 Some("or set model_dir to the folder that holds them"),
             );
+        }
+        match (&self.embedder, &self.http) {
+            (EmbedderKind::Http, None) => bad(
+                "http",
+                "embedder = \"http\" needs an endpoint".into(),
+                Some("add [processor_config.http] with url and model"),
+            ),
+            (EmbedderKind::Http, Some(http)) => {
+                for (key, message, hint) in http.problems() {
+                    bad(&key, message, hint.as_deref());
+                }
+            }
+            _ => {}
         }
         self.cost.problems(&mut bad);
         if self.tenants.is_empty() {

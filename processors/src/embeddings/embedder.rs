@@ -3,7 +3,11 @@
 
 use super::config::{EmbedderKind, EmbeddingsConfig};
 use super::hashed_ngrams::HashedNgrams;
+use super::http::HttpEmbedder;
 use super::minilm::{self, MiniLm};
+use conductor_engine::enrich::CallError;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Computes vectors for texts. Implementations are deterministic for a
 /// given [`model`](Embedder::model): the content hash names the model, so
@@ -26,6 +30,13 @@ pub trait Embedder: Send + Sync + 'static {
     /// One vector per text, in order. An error is the embedder failing as a
     /// whole (the batch is retried); it never quotes a text.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String>;
+
+    /// [`embed`](Embedder::embed) for the enrichment stage, saying whether
+    /// the service asked to be left alone (`RateLimited`, honoured by every
+    /// call of the stage). Runs on a blocking thread.
+    fn embed_call(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, CallError> {
+        self.embed(texts).map_err(CallError::Unavailable)
+    }
 }
 
 /// The embedder `config` names. A model that doesn't load (its config
@@ -46,7 +57,23 @@ pub fn try_build(config: &EmbeddingsConfig) -> Result<Box<dyn Embedder>, String>
     Ok(match config.embedder {
         EmbedderKind::HashedNgrams => Box::new(HashedNgrams::new(config.dims)),
         EmbedderKind::Minilm => Box::new(MiniLm::load(&config.minilm_dir())?),
+        EmbedderKind::Http => Box::new(HttpEmbedder::new(config.http.clone().unwrap_or_default())),
     })
+}
+
+/// The embedder `config` names, built once per process and shared: a
+/// model is loaded once, not per search query.
+pub fn shared(config: &EmbeddingsConfig) -> Arc<dyn Embedder> {
+    static BUILT: OnceLock<Mutex<HashMap<String, Arc<dyn Embedder>>>> = OnceLock::new();
+    let key = serde_json::to_string(config).unwrap_or_default();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(key)
+        .or_insert_with(|| build(config).into())
+        .clone()
 }
 
 /// The model id `config` gives, without building the embedder.
@@ -54,6 +81,7 @@ pub fn model_id(config: &EmbeddingsConfig) -> String {
     match config.embedder {
         EmbedderKind::HashedNgrams => HashedNgrams::model_id(config.dims),
         EmbedderKind::Minilm => minilm::MODEL_ID.to_string(),
+        EmbedderKind::Http => config.http.clone().unwrap_or_default().model_id(),
     }
 }
 

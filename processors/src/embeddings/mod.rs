@@ -16,7 +16,8 @@
 //!
 //! Modules: [`config`], [`text`] (template, normalisation, hash),
 //! [`embedder`] (the trait), [`hashed_ngrams`] (the default embedder),
-//! [`minilm`] (all-MiniLM-L6-v2 in process),
+//! [`minilm`] (all-MiniLM-L6-v2 in process), [`http`] (an
+//! OpenAI-compatible endpoint),
 //! [`stage`] (what the stage asks), [`fold`] (the projection and events),
 //! [`packed`] (vectors as base64 of f32 LE).
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod embedder;
 pub mod fold;
 pub mod hashed_ngrams;
+pub mod http;
 pub mod minilm;
 pub mod packed;
 pub mod stage;

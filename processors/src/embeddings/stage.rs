@@ -5,7 +5,7 @@
 //! The machinery — batching, pacing, retries, the recorded-hash state — is
 //! the engine's [`EnrichStage`]; this file says what to ask and how.
 
-use super::config::EmbeddingsConfig;
+use super::config::{EmbedderKind, EmbeddingsConfig};
 use super::embedder::{self, Embedder};
 use super::packed::PackedVector;
 use super::text::{Template, input_hash};
@@ -79,15 +79,23 @@ impl Enrichment for EmbedEnrichment {
     }
 
     fn dependency(&self) -> String {
-        format!("embedder {}", self.embedder.model())
+        match (&self.config.embedder, &self.config.http) {
+            (EmbedderKind::Http, Some(http)) => {
+                format!("embedder {} at {}", http.model, http.url)
+            }
+            _ => format!("embedder {}", self.embedder.model()),
+        }
     }
 
     fn policy(&self) -> CallPolicy {
-        // In-process: big batches, no pacing; the CPU is the limit.
-        CallPolicy {
-            max_batch: 256,
-            requests_per_second: 0.0,
-            ..CallPolicy::default()
+        match (&self.config.embedder, &self.config.http) {
+            (EmbedderKind::Http, Some(http)) => http.calls.clone(),
+            // In-process: big batches, no pacing; the CPU is the limit.
+            _ => CallPolicy {
+                max_batch: 256,
+                requests_per_second: 0.0,
+                ..CallPolicy::default()
+            },
         }
     }
 
@@ -114,11 +122,10 @@ impl Enrichment for EmbedEnrichment {
         let embedder = self.embedder.clone();
         let vectors = tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            embedder.embed(&refs)
+            embedder.embed_call(&refs)
         })
         .await
-        .map_err(|e| CallError::Unavailable(format!("the embedder stopped: {e}")))?
-        .map_err(CallError::Unavailable)?;
+        .map_err(|e| CallError::Unavailable(format!("the embedder stopped: {e}")))??;
         metrics::counter!(conductor_engine::metrics::EMBEDDINGS_COMPUTED_TOTAL, "model" => self.embedder.model().to_string())
             .increment(vectors.len() as u64);
         Ok(vectors
