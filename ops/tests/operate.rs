@@ -49,6 +49,17 @@ fn demo_folds_the_sample_dataset_and_says_what_to_try_next() {
     // The vector index holds the demo's vectors and answers a search.
     assert!(out.contains("HNSW index(es); recall@10"), "{out}");
     assert!(out.contains(" search \""), "{out}");
+    // The embedder's usage is recorded: some calls, for the demo's tenants.
+    let usage = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("usage "))
+        .unwrap_or_else(|| panic!("no usage line: {out}"));
+    let calls: usize = usage
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(calls > 100 && usage.contains("tokens"), "{usage}");
     // Running it again does not produce the dataset twice.
     let again = run_ok(conductor(dir.path()).current_dir(repo()).args([
         "demo",

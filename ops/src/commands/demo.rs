@@ -353,7 +353,42 @@ async fn embeddings_summary(
         topic_size(log, conductor_processors::embeddings::EMBEDDINGS_TOPIC).await,
         100.0 * hits as f64 / dups.max(1) as f64
     );
+    let (calls, tokens, tenants) = embedding_usage(log).await;
+    println!(
+        "  usage               {calls} embedder calls, {tokens} tokens for {tenants} tenants (UsageRecorded, kind embeddings, on {})",
+        conductor_engine::enrich::USAGE_TOPIC
+    );
     Ok(())
+}
+
+/// The embedding writer's usage records: calls, tokens, tenants.
+async fn embedding_usage(log: &dyn Log) -> (usize, i64, usize) {
+    let topic = conductor_engine::enrich::USAGE_TOPIC;
+    let (mut calls, mut tokens, mut tenants) = (0, 0, std::collections::BTreeSet::new());
+    let Ok(d) = log.describe_topic(topic).await else {
+        return (0, 0, 0);
+    };
+    for p in d.partitions {
+        let mut offset = p.low_watermark;
+        while offset < p.high_watermark {
+            let Ok(batch) = log.read(topic, p.partition, offset, 10_000).await else {
+                break;
+            };
+            let Some(last) = batch.last() else { break };
+            offset = last.offset + 1;
+            for r in &batch {
+                if let Ok(e) = conductor_engine::envelope::decode_event(&r.record)
+                    && let conductor_schemas::EventData::UsageRecorded(u) = &e.data
+                    && u.usage_kind == "embeddings"
+                {
+                    calls += 1;
+                    tokens += u.quantity;
+                    tenants.insert(e.meta.tenant.clone());
+                }
+            }
+        }
+    }
+    (calls, tokens, tenants.len())
 }
 
 /// The vector index figures: vectors per tenant, the ANN's recall@10
