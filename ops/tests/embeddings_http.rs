@@ -5,7 +5,9 @@
 //! variable, `conductor run` to the end. Every entity gets the service's
 //! vector under the endpoint's model id; each distinct text is sent once
 //! even though the service rate-limits one call (`Retry-After`); the key is
-//! sent as a bearer token and appears in no log; `topology validate` names
+//! sent as a bearer token and appears in no log; a text the service
+//! refuses (400) is found by halving its batch and recorded as refused
+//! while the rest are embedded; `topology validate` names
 //! a missing key variable.
 
 mod support;
@@ -38,6 +40,13 @@ async fn embeddings(
     if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {KEY}"))
     {
         s.authorised += 1;
+    }
+    if body.contains("toolong") {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": {"type": "invalid_request_error", "code": "context_length_exceeded"}})),
+        )
+            .into_response();
     }
     if s.requests == 2 {
         return (
@@ -118,14 +127,15 @@ async fn conductor_run_embeds_through_an_openai_compatible_endpoint() {
          [processor_config.http.calls]\nmax_batch = 8\n"
     );
     write_topologies(&topologies, &config);
-    // 40 entities, 20 distinct texts (two entities share each).
-    let lines: Vec<String> = (0..40)
+    // 40 entities, 20 distinct texts (two entities share each), and one
+    // whose text the service refuses.
+    let lines: Vec<String> = (0..41)
         .map(|i| {
             serde_json::json!({
                 "tenant": "acme", "kind": "EntityUpserted", "subject": format!("p{i}"),
                 "occurred_at": "2026-02-01T12:00:00Z",
                 "data": {"entity_type": "Person", "version": 1,
-                         "attributes": {"given_name": format!("name{}", i % 20), "surname": "lovelace"}}
+                         "attributes": {"given_name": if i == 40 { "toolong".to_string() } else { format!("name{}", i % 20) }, "surname": "lovelace"}}
             })
             .to_string()
         })
@@ -183,5 +193,9 @@ async fn conductor_run_embeds_through_an_openai_compatible_endpoint() {
         &dir.join("projections.db"),
         "SELECT model, dims, count(*) FROM entity_embeddings WHERE vector IS NOT NULL GROUP BY model, dims",
     );
-    assert_eq!(rows, vec![format!("text-embedding-3-small@{url}|16|40")]);
+    assert_eq!(
+        rows,
+        vec![format!("text-embedding-3-small@{url}|16|40")],
+        "every entity but the refused one has its vector"
+    );
 }

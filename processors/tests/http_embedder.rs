@@ -55,6 +55,13 @@ async fn embeddings(State(s): State<Service>, headers: HeaderMap, body: String) 
         )
             .into_response();
     }
+    if body.contains("toolong") {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": {"message": "This model's maximum context length is 8192 tokens (toolong)", "type": "invalid_request_error", "code": "context_length_exceeded"}})),
+        )
+            .into_response();
+    }
     if served.rate_limit.contains(&n) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -250,6 +257,33 @@ async fn the_stage_waits_out_retry_after_and_embeds_each_distinct_text_once() {
     assert_eq!(
         served.requests, 5,
         "4 batches of ≤4 and the rate-limited one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_text_is_found_by_halving_and_the_others_are_embedded() {
+    let (service, url) = serve(vec![]).await;
+    let embedder = HttpEmbedder::new(http_config(&url));
+    let texts = [
+        "ada",
+        "toolong ada",
+        "charles",
+        "babbage",
+        "toolong charles",
+    ];
+    let got = embedder.call_each(&texts).await.unwrap();
+    let refused: Vec<usize> = (0..texts.len()).filter(|&i| got[i].is_err()).collect();
+    assert_eq!(refused, [1, 4]);
+    let why = got[1].as_ref().unwrap_err();
+    assert!(
+        why.contains("400") && why.contains("context_length_exceeded") && !why.contains("toolong"),
+        "{why}"
+    );
+    let embedded: Vec<String> = service.lock().unwrap().embedded.keys().cloned().collect();
+    assert_eq!(
+        embedded,
+        ["ada", "babbage", "charles"],
+        "each good text once"
     );
 }
 

@@ -37,6 +37,14 @@ pub trait Embedder: Send + Sync + 'static {
     fn embed_call(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, CallError> {
         self.embed(texts).map_err(CallError::Unavailable)
     }
+
+    /// [`embed_call`](Embedder::embed_call) with a verdict per text: `Err`
+    /// is a text the embedder refuses for good (too long for the model),
+    /// with a reason that does not quote it. The stage records it as
+    /// refused, so one bad text never stalls the others.
+    fn embed_each(&self, texts: &[&str]) -> Result<Vec<Result<Vec<f32>, String>>, CallError> {
+        Ok(self.embed_call(texts)?.into_iter().map(Ok).collect())
+    }
 }
 
 /// The embedder `config` names. A model that doesn't load (its config

@@ -5,6 +5,12 @@
 //! and retries with backoff; a 429 or 503 answers `RateLimited` with the
 //! `Retry-After` it gave, so every call of the stage waits it out.
 //!
+//! A 400, 413 or 422 refuses the request as a whole, which may be one bad
+//! text (too long for the model: pgai's users see one such row stall
+//! everything); the batch is halved until the refused texts stand alone,
+//! and those are recorded as refused — never asked again — while the rest
+//! are embedded.
+//!
 //! The API key is read from the environment variable the config names,
 //! never from the config file, and never appears in a log, an error or the
 //! model id. Errors never quote a text: a refused batch is reported by its
@@ -99,12 +105,22 @@ impl HttpConfig {
     }
 }
 
+/// Why one request failed.
+enum Failure {
+    /// Retry later (down, rate-limited, a 5xx, a bad answer).
+    Call(CallError),
+    /// The service refused what was sent (400, 413, 422): a text in it.
+    Refused(String),
+}
+
 /// The embedder.
 pub struct HttpEmbedder {
     config: HttpConfig,
     model: String,
     api_key: Option<String>,
     client: reqwest::Client,
+    /// For calls made outside any Tokio runtime.
+    own_runtime: std::sync::OnceLock<Option<tokio::runtime::Runtime>>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +149,7 @@ impl HttpEmbedder {
             config,
             api_key,
             client,
+            own_runtime: std::sync::OnceLock::new(),
         }
     }
 
@@ -141,8 +158,47 @@ impl HttpEmbedder {
         &self.config.url
     }
 
-    /// One call for `texts`, with what a failure means for the retry.
+    /// One call for `texts`, with what a failure means for the retry (a
+    /// refused request is `Unavailable` here; [`call_each`](Self::call_each)
+    /// finds the refused texts).
     pub async fn call(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, CallError> {
+        self.request(texts).await.map_err(|f| match f {
+            Failure::Call(e) => e,
+            Failure::Refused(why) => CallError::Unavailable(why),
+        })
+    }
+
+    /// A vector or a refusal per text: a refused request is halved until
+    /// each refused text stands alone.
+    pub async fn call_each(
+        &self,
+        texts: &[&str],
+    ) -> Result<Vec<Result<Vec<f32>, String>>, CallError> {
+        let mut out: Vec<Option<Result<Vec<f32>, String>>> = vec![None; texts.len()];
+        let mut todo = vec![(0, texts.len())];
+        while let Some((lo, hi)) = todo.pop() {
+            if lo == hi {
+                continue;
+            }
+            match self.request(&texts[lo..hi]).await {
+                Ok(vectors) => {
+                    for (i, v) in vectors.into_iter().enumerate() {
+                        out[lo + i] = Some(Ok(v));
+                    }
+                }
+                Err(Failure::Call(e)) => return Err(e),
+                Err(Failure::Refused(why)) if hi - lo == 1 => out[lo] = Some(Err(why)),
+                Err(Failure::Refused(_)) => {
+                    let mid = lo + (hi - lo) / 2;
+                    todo.push((mid, hi));
+                    todo.push((lo, mid));
+                }
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    async fn request(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, Failure> {
         let mut body = serde_json::json!({
             "model": self.config.model,
             "input": texts,
@@ -156,7 +212,7 @@ impl HttpEmbedder {
             request = request.bearer_auth(key);
         }
         let response = request.send().await.map_err(|e| {
-            CallError::Unavailable(format!(
+            Failure::Call(CallError::Unavailable(format!(
                 "{}: {}",
                 self.config.url,
                 if e.is_timeout() {
@@ -166,13 +222,13 @@ impl HttpEmbedder {
                 } else {
                     "the request failed".to_string()
                 }
-            ))
+            )))
         })?;
         let status = response.status();
         if status.as_u16() == 429 || status.as_u16() == 503 {
-            return Err(CallError::RateLimited {
+            return Err(Failure::Call(CallError::RateLimited {
                 retry_after: retry_after(response.headers()),
-            });
+            }));
         }
         if !status.is_success() {
             let detail = response
@@ -190,18 +246,20 @@ impl HttpEmbedder {
                 .filter(|d| !d.is_empty())
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            return Err(CallError::Unavailable(format!(
-                "{} answered {status}{detail}",
-                self.config.url
-            )));
+            let why = format!("{} answered {status}{detail}", self.config.url);
+            return Err(if matches!(status.as_u16(), 400 | 413 | 422) {
+                Failure::Refused(why)
+            } else {
+                Failure::Call(CallError::Unavailable(why))
+            });
         }
         let answer: Answer = response.json().await.map_err(|e| {
-            CallError::Unavailable(format!(
+            Failure::Call(CallError::Unavailable(format!(
                 "{} answered what is not an embeddings response: {e}",
                 self.config.url
-            ))
+            )))
         })?;
-        self.vectors(answer, texts.len())
+        self.vectors(answer, texts.len()).map_err(Failure::Call)
     }
 
     /// The answer's vectors in input order, checked and normalised.
@@ -239,6 +297,41 @@ impl HttpEmbedder {
     }
 }
 
+impl HttpEmbedder {
+    /// Runs `call` from a blocking thread (the stage, `conductor search`):
+    /// on the runtime this thread belongs to, or, outside any, on the
+    /// embedder's own small one (kept, so its connections are reused).
+    fn blocking<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(call),
+            Err(_) => self
+                .own_runtime
+                .get_or_init(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()
+                })
+                .as_ref()
+                .ok_or_else(|| CallError::Unavailable("no runtime for the call".into()))?
+                .block_on(call),
+        }
+    }
+}
+
+impl Drop for HttpEmbedder {
+    /// A runtime may not be dropped where blocking is not allowed (an async
+    /// task dropping the stage): let it go in the background.
+    fn drop(&mut self) {
+        if let Some(Some(runtime)) = self.own_runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
@@ -268,19 +361,11 @@ impl Embedder for HttpEmbedder {
     }
 
     fn embed_call(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, CallError> {
-        // Called on a blocking thread (the stage, `conductor search`): run
-        // the request on the runtime it belongs to, or on a small one.
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle.block_on(self.call(texts)),
-            Err(_) => {
-                let fresh = HttpEmbedder::new(self.config.clone());
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| CallError::Unavailable(format!("no runtime for the call: {e}")))?
-                    .block_on(fresh.call(texts))
-            }
-        }
+        self.blocking(self.call(texts))
+    }
+
+    fn embed_each(&self, texts: &[&str]) -> Result<Vec<Result<Vec<f32>, String>>, CallError> {
+        self.blocking(self.call_each(texts))
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {

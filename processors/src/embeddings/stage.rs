@@ -122,15 +122,18 @@ impl Enrichment for EmbedEnrichment {
         let embedder = self.embedder.clone();
         let vectors = tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            embedder.embed_call(&refs)
+            embedder.embed_each(&refs)
         })
         .await
         .map_err(|e| CallError::Unavailable(format!("the embedder stopped: {e}")))??;
         metrics::counter!(conductor_engine::metrics::EMBEDDINGS_COMPUTED_TOTAL, "model" => self.embedder.model().to_string())
-            .increment(vectors.len() as u64);
+            .increment(vectors.iter().filter(|v| v.is_ok()).count() as u64);
         Ok(vectors
             .into_iter()
-            .map(|v| InputOutcome::Result(serde_json::Value::String(PackedVector::pack(&v).0)))
+            .map(|v| match v {
+                Ok(v) => InputOutcome::Result(serde_json::Value::String(PackedVector::pack(&v).0)),
+                Err(why) => InputOutcome::Refused(why),
+            })
             .collect())
     }
 }
