@@ -42,6 +42,10 @@ pub struct Args {
     /// Queries timed at scale.
     #[arg(long, default_value_t = 1000)]
     queries: usize,
+    /// Measure only the embedders (throughput, and minilm's search quality
+    /// on Febrl3).
+    #[arg(long)]
+    embedders_only: bool,
     /// Where to write the JSON report.
     #[arg(long, default_value = "soak/reports/vector-search.json")]
     out: PathBuf,
@@ -53,6 +57,15 @@ pub async fn run(args: Args) -> Result<(), String> {
         .or_else(data_dir)
         .ok_or("no Febrl data: pass --data DIR or set CONDUCTOR_ER_DATA")?;
     let embeddings = EmbeddingsConfig::default();
+    if args.embedders_only {
+        let report = serde_json::json!({
+            "scenario": "vector-search --embedders-only",
+            "embedders": embedders(&dir).await?,
+        });
+        report::write(&args.out, &report)?;
+        println!("report: {}", args.out.display());
+        return Ok(());
+    }
     let mut quality = Vec::new();
     println!(
         "dataset  ef_search  vectors  queries  MRR@10  hits@1  hits@10  ANN recall@10  searches/s"
