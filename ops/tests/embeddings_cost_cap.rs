@@ -9,10 +9,7 @@
 
 mod support;
 
-use conductor_engine::log::Log;
-use conductor_engine::log::file::{FileLog, FileLogOptions};
-use conductor_schemas::codec::decode_json;
-use conductor_schemas::{Event, EventData};
+use conductor_schemas::EventData;
 use std::path::Path;
 use support::*;
 
@@ -47,23 +44,9 @@ fn entity(tenant: &str, i: usize, month: &str) -> String {
     .to_string()
 }
 
-async fn events(dir: &Path, topic: &str) -> Vec<Event> {
-    let log = FileLog::open_read_only(dir.join("log"), FileLogOptions::default()).unwrap();
-    let mut out = Vec::new();
-    let Ok(d) = log.describe_topic(topic).await else {
-        return out;
-    };
-    for p in d.partitions {
-        for r in log.read(topic, p.partition, 0, usize::MAX).await.unwrap() {
-            out.push(decode_json(&r.record.value, None).unwrap());
-        }
-    }
-    out
-}
-
 /// (tenant, period, percent, action, used, limit) of every alert.
 async fn read_alerts(dir: &Path) -> Vec<(String, String, i32, String, i64, i64)> {
-    let mut out: Vec<_> = events(dir, "ig.quota.alerts")
+    let mut out: Vec<_> = topic_events(dir, "ig.quota.alerts")
         .await
         .into_iter()
         .map(|e| match e.data {
@@ -84,7 +67,7 @@ async fn read_alerts(dir: &Path) -> Vec<(String, String, i32, String, i64, i64)>
 
 /// (tenant, month of occurred_at, tokens) of every usage record.
 async fn read_usage(dir: &Path) -> Vec<(String, String, i64)> {
-    events(dir, "ig.ingest.usage")
+    topic_events(dir, "ig.ingest.usage")
         .await
         .into_iter()
         .map(|e| match &e.data {
@@ -103,21 +86,14 @@ async fn read_usage(dir: &Path) -> Vec<(String, String, i64)> {
 }
 
 fn vectors(dir: &Path, tenant: &str, month: &str) -> usize {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(*) FROM entity_embeddings WHERE tenant_id=? AND entity_id LIKE ? AND vector IS NOT NULL\", (sys.argv[2], sys.argv[2]+'-'+sys.argv[3]+'-%')).fetchone()[0])",
-        ])
-        .arg(dir.join("projections.db"))
-        .args([tenant, month])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    let pattern = format!("{tenant}-{month}-%");
+    sqlite_rows(
+        &dir.join("projections.db"),
+        "SELECT count(*) FROM entity_embeddings WHERE tenant_id = ? AND entity_id LIKE ? AND vector IS NOT NULL",
+        &[tenant, &pattern],
+    )[0]
+    .parse()
+    .unwrap()
 }
 
 fn run(dir: &Path, topologies: &Path) -> String {

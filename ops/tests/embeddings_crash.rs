@@ -12,8 +12,6 @@
 mod support;
 
 use conductor_connectors::SqliteStore;
-use conductor_engine::log::Log;
-use conductor_engine::log::file::{FileLog, FileLogOptions};
 use conductor_engine::store::{ProjectionStore, table_digest};
 use conductor_processors::embeddings::{EMBEDDINGS_TOPIC, embeddings_table};
 use conductor_schemas::EventData;
@@ -31,22 +29,10 @@ fn run_to_end(dir: &Path) {
     run_topologies_to_end(dir, &TOPOLOGIES);
 }
 
-/// Every decoded record of `topic`.
-async fn events(dir: &Path, topic: &str) -> Vec<conductor_schemas::Event> {
-    let log = FileLog::open_read_only(dir.join("log"), FileLogOptions::default()).unwrap();
-    let mut out = Vec::new();
-    for p in log.describe_topic(topic).await.unwrap().partitions {
-        for r in log.read(topic, p.partition, 0, usize::MAX).await.unwrap() {
-            out.push(decode_json(&r.record.value, None).unwrap());
-        }
-    }
-    out
-}
-
 /// Content hashes recorded on the results topic, with how often each was.
 async fn recorded_hashes(dir: &Path) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    for e in events(dir, RESULTS_TOPIC).await {
+    for e in topic_events(dir, RESULTS_TOPIC).await {
         let EventData::EnrichmentRecorded(r) = e.data else {
             panic!("only EnrichmentRecorded on {RESULTS_TOPIC}")
         };
@@ -178,7 +164,7 @@ async fn embeddings_after_sigkills_equal_a_straight_run() {
     let usage = |dir: std::path::PathBuf| async move {
         let mut ids = BTreeSet::new();
         let mut tokens = 0;
-        for e in events(&dir, "ig.ingest.usage").await {
+        for e in topic_events(&dir, "ig.ingest.usage").await {
             let EventData::UsageRecorded(u) = &e.data else {
                 panic!("only UsageRecorded on ig.ingest.usage")
             };
@@ -224,7 +210,7 @@ async fn embeddings_after_sigkills_equal_a_straight_run() {
     );
 
     // ig.embeddings: no event twice.
-    let announced = events(&crashed, EMBEDDINGS_TOPIC).await;
+    let announced = topic_events(&crashed, EMBEDDINGS_TOPIC).await;
     let ids: BTreeSet<&str> = announced.iter().map(|e| e.meta.event_id.as_str()).collect();
     assert!(!announced.is_empty());
     assert_eq!(

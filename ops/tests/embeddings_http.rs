@@ -87,27 +87,6 @@ fn write_topologies(dir: &Path, config: &str) {
     }
 }
 
-fn sqlite_rows(db: &Path, sql: &str) -> Vec<String> {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); [print('|'.join(str(x) for x in r)) for r in c.execute(sys.argv[2])]",
-        ])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conductor_run_embeds_through_an_openai_compatible_endpoint() {
     let served = Arc::new(Mutex::new(Served::default()));
@@ -192,6 +171,7 @@ async fn conductor_run_embeds_through_an_openai_compatible_endpoint() {
     let rows = sqlite_rows(
         &dir.join("projections.db"),
         "SELECT model, dims, count(*) FROM entity_embeddings WHERE vector IS NOT NULL GROUP BY model, dims",
+        &[],
     );
     assert_eq!(
         rows,

@@ -9,8 +9,6 @@
 
 mod support;
 
-use conductor_engine::log::Log;
-use conductor_engine::log::file::{FileLog, FileLogOptions};
 use std::path::Path;
 use std::process::Stdio;
 use support::*;
@@ -32,38 +30,18 @@ fn event(i: usize, version: i64, surname: &str) -> String {
 
 /// Every record of `topic` (values and headers), lower-cased.
 async fn topic_text(dir: &Path, topic: &str) -> String {
-    let log = FileLog::open_read_only(dir.join("log"), FileLogOptions::default()).unwrap();
     let mut out = String::new();
-    let Ok(d) = log.describe_topic(topic).await else {
-        return out; // never created: nothing written
-    };
-    for p in d.partitions {
-        for r in log.read(topic, p.partition, 0, usize::MAX).await.unwrap() {
-            out.push_str(&String::from_utf8_lossy(&r.record.value));
-            for h in &r.record.headers {
-                out.push_str(&String::from_utf8_lossy(&h.value));
-            }
+    for r in topic_records(dir, topic).await {
+        out.push_str(&String::from_utf8_lossy(&r.value));
+        for h in &r.headers {
+            out.push_str(&String::from_utf8_lossy(&h.value));
         }
     }
     out.to_lowercase()
 }
 
 fn sqlite_text(db: &Path, sql: &str) -> String {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print('\\n'.join(repr(r) for r in c.execute(sys.argv[2])))",
-        ])
-        .arg(db)
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_lowercase()
+    sqlite_rows(db, sql, &[]).join("\n").to_lowercase()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,3 +216,56 @@ pub fn run_topologies_to_end(dir: &Path, topologies: &[&str]) -> String {
     assert!(out.status.success(), "conductor run failed: {stderr}");
     stderr
 }
+
+/// The rows `sql` gives on the SQLite file `db`, read by Python's sqlite3
+/// (a client nobody on the team wrote): one line per row, its columns as
+/// Python's `str` joined by `|`; `params` bound to the `?`s.
+pub fn sqlite_rows(db: &Path, sql: &str, params: &[&str]) -> Vec<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); [print('|'.join(str(x) for x in r)) for r in c.execute(sys.argv[2], sys.argv[3:])]",
+        ])
+        .arg(db)
+        .arg(sql)
+        .args(params)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Every record of `topic` in the file log of the data dir `dir`, in
+/// partition order; none when the topic was never created.
+pub async fn topic_records(dir: &Path, topic: &str) -> Vec<conductor_engine::log::Record> {
+    use conductor_engine::log::Log;
+    use conductor_engine::log::file::{FileLog, FileLogOptions};
+    let log = FileLog::open_read_only(dir.join("log"), FileLogOptions::default()).unwrap();
+    let mut out = Vec::new();
+    let Ok(d) = log.describe_topic(topic).await else {
+        return out;
+    };
+    for p in d.partitions {
+        for r in log.read(topic, p.partition, 0, usize::MAX).await.unwrap() {
+            out.push(r.record);
+        }
+    }
+    out
+}
+
+/// Every event of `topic` (JSON-encoded, as `conductor run` writes on the
+/// file log), decoded.
+pub async fn topic_events(dir: &Path, topic: &str) -> Vec<conductor_schemas::Event> {
+    topic_records(dir, topic)
+        .await
+        .iter()
+        .map(|r| conductor_schemas::codec::decode_json(&r.value, None).unwrap())
+        .collect()
+}
