@@ -162,7 +162,6 @@ impl Enrichment for Shout {
         Ok(text_of(event).map(|(text, _)| EnrichInput {
             content_hash: content_hash(&event.meta.tenant, text),
             request: serde_json::json!({ "text": text }),
-            units: 0,
         }))
     }
 

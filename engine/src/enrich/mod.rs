@@ -31,7 +31,8 @@
 //!   DLQ entry, a skipped row) and never asked again.
 //!
 //! A stage may be **metered** ([`Enrichment::metering`], [`budget`]): each
-//! input says what its call costs (`units`, tokens for an embedder); the
+//! input says what its call costs ([`Enrichment::units`], tokens for an
+//! embedder, asked only of inputs not recorded yet); the
 //! stage charges the asking event's tenant for its month, records the usage
 //! as `UsageRecorded` on `ig.ingest.usage` (quota accounting folds it), and
 //! under a limit announces `QuotaAlert` on `ig.quota.alerts` at 80 % and,
@@ -83,9 +84,6 @@ pub struct EnrichInput {
     /// What the service is sent (may hold raw text: it is never recorded,
     /// logged or put in an error message).
     pub request: serde_json::Value,
-    /// What calling for this input costs, in the [`Metering`] unit (tokens);
-    /// 0 when the stage is not metered.
-    pub units: u64,
 }
 
 /// The service's answer for one input.
@@ -134,6 +132,13 @@ pub trait Enrichment: Send + Sync + 'static {
     /// How calls are metered and capped per tenant; `None`: not metered.
     fn metering(&self) -> Option<Metering> {
         None
+    }
+
+    /// What calling for `input` costs, in the [`Metering`] unit (tokens).
+    /// Asked only of a metered stage, and only for inputs not recorded yet
+    /// (a replay of recorded inputs costs nothing to price).
+    fn units(&self, _input: &EnrichInput) -> u64 {
+        0
     }
 }
 
@@ -344,7 +349,8 @@ impl<E: Enrichment> EnrichStage<E> {
             }
             if let Some(m) = &self.metering {
                 let p = budget::period(event.meta.occurred_at);
-                if let Admission::Stop { .. } = budget.admit(m, &event.meta.tenant, &p, input.units)
+                if let Admission::Stop { .. } =
+                    budget.admit(m, &event.meta.tenant, &p, self.enrichment.units(&input))
                 {
                     continue;
                 }
@@ -384,13 +390,14 @@ impl<E: Enrichment> Processor for EnrichStage<E> {
         let Some(input) = self.enrichment.input(event)? else {
             return Ok(Vec::new());
         };
-        let hash = input.content_hash;
-        if self.recorded.hashes.contains(&hash) {
+        if self.recorded.hashes.contains(&input.content_hash) {
             return Ok(Vec::new());
         }
+        let hash = input.content_hash.clone();
         let mut out = Vec::new();
         if let Some(m) = self.metering.clone() {
-            match self.charge(&m, event, input.units) {
+            let units = self.enrichment.units(&input);
+            match self.charge(&m, event, units) {
                 Ok(effects) => out = effects,
                 Err(stopped) => return Ok(stopped),
             }
@@ -471,7 +478,6 @@ mod tests {
             Ok(Some(EnrichInput {
                 content_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
                 request: serde_json::json!({ "text": text }),
-                units: text.len() as u64,
             }))
         }
         fn dependency(&self) -> String {
@@ -485,6 +491,9 @@ mod tests {
                 requests_per_second: 0.0,
                 ..Default::default()
             }
+        }
+        fn units(&self, input: &EnrichInput) -> u64 {
+            input.request["text"].as_str().map_or(0, |t| t.len() as u64)
         }
         fn metering(&self) -> Option<Metering> {
             self.limit.map(|l| Metering {

@@ -71,7 +71,6 @@ impl Enrichment for EmbedEnrichment {
             Self::text_of(&self.config, &self.template, self.embedder.model(), event).map(
                 |(text, hash)| EnrichInput {
                     content_hash: hash,
-                    units: self.embedder.count_tokens(&text),
                     request: serde_json::Value::String(text),
                 },
             ),
@@ -97,6 +96,15 @@ impl Enrichment for EmbedEnrichment {
                 ..CallPolicy::default()
             },
         }
+    }
+
+    /// The embedder's tokens for the text (only asked for texts not
+    /// recorded yet: tokenizing is not free for minilm).
+    fn units(&self, input: &EnrichInput) -> u64 {
+        input
+            .request
+            .as_str()
+            .map_or(0, |text| self.embedder.count_tokens(text))
     }
 
     /// Tokens, charged per tenant per month; capped when the config says so.
