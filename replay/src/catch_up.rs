@@ -60,7 +60,8 @@ pub struct Folded {
 }
 
 /// Folds `store` (a generation other than live) forward to exactly `end`,
-/// with side effects off. Refuses when the store is already past `end` on a
+/// with side effects off (but the derived events kept when `emit_outputs`:
+/// a migration's shadow, see `rebuild::Migration`). Refuses when the store is already past `end` on a
 /// partition: a fold can't be undone.
 pub async fn fold_to(
     log: Arc<dyn Log>,
@@ -68,6 +69,7 @@ pub async fn fold_to(
     config: &TopologyConfig,
     processor: Box<dyn Processor>,
     end: &Positions,
+    emit_outputs: bool,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Folded, ReplayError> {
     let defaults = default_positions(log.as_ref(), config).await?;
@@ -89,6 +91,7 @@ pub async fn fold_to(
         end: Some(end.clone()),
         start: Some(from),
         side_effects: false,
+        emit_outputs,
         store_starts_empty: false,
     };
     fold_with(log, store, config, processor, options, &mut progress).await

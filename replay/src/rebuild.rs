@@ -6,6 +6,7 @@ use crate::{Generation, GenerationHome, ReplayError};
 use conductor_engine::log::Log;
 use conductor_engine::processor::Processor;
 use conductor_engine::runtime::{TopologyConfig, WorkerOptions};
+use conductor_engine::store::SCOPE_OUTPUT_GENERATION;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +42,23 @@ pub struct ShadowNote {
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
     pub records: u64,
+    /// Set when the shadow was built under another output generation than
+    /// live's (a new embedding model): see [`Migration`].
+    #[serde(default)]
+    pub migration: Option<Migration>,
+}
+
+/// A rebuild under a new output generation (`Processor::output_generation`,
+/// e.g. an embedding model): the shadow's rows differ from live's by design,
+/// so verify compares which rows exist (keys and versions), and its derived
+/// events — which live never emitted — stay in its outbox until the swap
+/// moves them into live's, for the relay to publish exactly once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Migration {
+    /// Live's output generation when the rebuild started.
+    pub from: String,
+    /// The shadow's.
+    pub to: String,
 }
 
 impl ShadowNote {
@@ -54,6 +72,7 @@ impl ShadowNote {
 #[derive(Debug, Clone)]
 pub struct RebuildReport {
     pub shadow: String,
+    pub migration: Option<Migration>,
     pub folded: Folded,
     pub end: Positions,
     pub seconds: f64,
@@ -133,6 +152,7 @@ pub async fn rebuild(
     let end = end_positions(log.as_ref(), config, request.to_ms).await?;
     let start = start_positions(log.as_ref(), config, &request.from).await?;
     let topology = &config.name;
+    let migration = migration(home, topology, processor.as_ref()).await?;
     home.remove(topology, Generation::Shadow).await?;
     let mut note = ShadowNote {
         complete: false,
@@ -142,6 +162,7 @@ pub async fn rebuild(
         started_ms: chrono::Utc::now().timestamp_millis(),
         finished_ms: None,
         records: 0,
+        migration: migration.clone(),
     };
     home.write_note(topology, Generation::Shadow, &to_json(&note))
         .await?;
@@ -150,6 +171,7 @@ pub async fn rebuild(
         end: Some(end.clone()),
         start: Some(start),
         side_effects: false,
+        emit_outputs: migration.is_some(),
         store_starts_empty: true,
     };
     let folded = catch_up::fold_with(
@@ -169,10 +191,31 @@ pub async fn rebuild(
         .await?;
     Ok(RebuildReport {
         shadow: home.describe(topology, Generation::Shadow),
+        migration,
         folded,
         end,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A migration when `processor`'s output generation differs from the one
+/// live stored (live with none stored has emitted nothing of another kind).
+async fn migration(
+    home: &GenerationHome,
+    topology: &str,
+    processor: &dyn Processor,
+) -> Result<Option<Migration>, ReplayError> {
+    let Some(to) = processor.output_generation() else {
+        return Ok(None);
+    };
+    let live = home
+        .live()
+        .load_state(topology, SCOPE_OUTPUT_GENERATION)
+        .await?;
+    Ok(live
+        .map(|s| String::from_utf8_lossy(&s.bytes).into_owned())
+        .filter(|from| *from != to)
+        .map(|from| Migration { from, to }))
 }
 
 fn to_json(note: &ShadowNote) -> serde_json::Value {

@@ -8,6 +8,9 @@
 //! 3. One transaction of the live database exchanges the tables and offsets,
 //!    moves the epoch again and restores the paused flag as it was; a worker
 //!    that cached anything about the old tables is fenced and reloads.
+//!    A shadow's outbox moves into live's in the same transaction: it is
+//!    empty but for a migration (see `rebuild::Migration`), whose derived
+//!    events the relay then publishes once.
 //!
 //! With `rewind` (point-in-time shadows), step 2 is skipped: the offsets
 //! move with the incoming generation and live folds again from there.
@@ -30,6 +33,9 @@ pub struct SwapReport {
     pub control: TopologyControl,
     /// Where the outgoing live generation is kept.
     pub previous: String,
+    /// Set when a migration's shadow was swapped in: its derived events are
+    /// now in live's outbox.
+    pub migration: Option<crate::rebuild::Migration>,
 }
 
 /// Makes `incoming` live (see the module doc).
@@ -59,8 +65,11 @@ pub async fn swap(
             hint,
         ));
     }
+    let mut migration = None;
     if incoming == Generation::Shadow {
-        match shadow_note(home, topology).await? {
+        let note = shadow_note(home, topology).await?;
+        migration = note.as_ref().and_then(|n| n.migration.clone());
+        match note {
             Some(note) if !note.complete => {
                 return Err(ReplayError::refused(
                     format!("the shadow of `{topology}` is incomplete: its rebuild did not finish"),
@@ -96,6 +105,7 @@ pub async fn swap(
                 config,
                 processor,
                 &live_at,
+                migration.is_some(),
                 |_, _| {},
             )
             .await;
@@ -113,6 +123,7 @@ pub async fn swap(
             positions,
             control,
             previous: home.describe(topology, Generation::Previous),
+            migration: migration.clone(),
         })
     }
     .await;

@@ -272,6 +272,12 @@ impl GenerationHome {
     /// live generation becomes the previous one; the incoming generation is
     /// gone afterwards (for `Previous`, it now holds the outgoing one).
     ///
+    /// A shadow's outbox rows (a migration's derived events, see
+    /// `conductor_replay::rebuild::Migration`) are appended to live's outbox
+    /// in the same transaction, numbered on from live's next seq, so the
+    /// relay publishes them exactly once. A previous generation's are not:
+    /// they were live's, and already relayed.
+    ///
     /// The caller pauses the topology first (so no batch lands meanwhile)
     /// and drops its stores opened on `incoming`.
     pub async fn exchange(
@@ -291,7 +297,13 @@ impl GenerationHome {
                 live.vacuum_into(&saved).await?;
                 // 2. The live switch itself: one write transaction.
                 let control = live
-                    .replace_from_file(&source, topology, tables, resume_paused)
+                    .replace_from_file(
+                        &source,
+                        topology,
+                        tables,
+                        incoming == Generation::Shadow,
+                        resume_paused,
+                    )
                     .await?;
                 // 3. The saved copy becomes the previous generation. A crash
                 //    before this leaves the old previous (or the shadow) in
@@ -361,6 +373,9 @@ async fn pg_exchange(
     .await
     .map_err(db("swap (lock control)"))?;
     let mut statements = vec![format!("CREATE SCHEMA {x}")];
+    if incoming == Generation::Shadow {
+        statements.extend(move_outbox_statements(&l, &s, topology, "GREATEST")?);
+    }
     for t in tables {
         let name = QuotedTable::new(t)?.table;
         statements.push(format!("ALTER TABLE {l}.{name} SET SCHEMA {x}"));
@@ -412,6 +427,39 @@ async fn pg_exchange(
     Ok(TopologyControl { paused, epoch })
 }
 
+/// Appends `from`'s outbox rows of `topology` to `to`'s (schema or attached
+/// database names, quoted), numbered on from `to`'s next seq, and moves
+/// `to`'s next seq past them; `from` keeps none. `greatest` is the SQL
+/// function of the larger of two values (`MAX` on SQLite, `GREATEST` on Postgres).
+fn move_outbox_statements(
+    to: &str,
+    from: &str,
+    topology: &str,
+    greatest: &str,
+) -> Result<Vec<String>, StoreError> {
+    quote_ident(topology)?; // a checked identifier: safe as a literal too
+    let cols = super::migrations::OUTBOX_COLUMNS;
+    let t = format!(r#""topology" = '{topology}'"#);
+    let next =
+        format!(r#"COALESCE((SELECT "next_seq" FROM {to}."conductor_outbox_seq" WHERE {t}), 0)"#);
+    let first =
+        format!(r#"(SELECT COALESCE(MIN("seq"), 0) FROM {from}."conductor_outbox" WHERE {t})"#);
+    Ok(vec![
+        format!(
+            r#"INSERT INTO {to}."conductor_outbox" ({cols})
+               SELECT "topology", "seq" - {first} + {next}, "topic", "key", "value", "headers",
+                      "source_topic", "source_partition", "source_offset", "source_index"
+               FROM {from}."conductor_outbox" WHERE {t}"#
+        ),
+        format!(r#"DELETE FROM {from}."conductor_outbox" WHERE {t}"#),
+        format!(
+            r#"INSERT INTO {to}."conductor_outbox_seq" ("topology", "next_seq")
+               VALUES ('{topology}', {greatest}(COALESCE((SELECT MAX("seq") + 1 FROM {to}."conductor_outbox" WHERE {t}), 0), {next}))
+               ON CONFLICT ("topology") DO UPDATE SET "next_seq" = excluded."next_seq""#
+        ),
+    ])
+}
+
 /// Used by [`GenerationHome::exchange`] on SQLite.
 impl SqliteStore {
     /// `VACUUM INTO dest`: a consistent copy of the whole database.
@@ -438,6 +486,7 @@ impl SqliteStore {
         source: &Path,
         topology: &str,
         tables: &[TableSpec],
+        move_outbox: bool,
         resume_paused: bool,
     ) -> Result<TopologyControl, StoreError> {
         let mut conn = self.writer().acquire().await.map_err(db("swap"))?;
@@ -479,6 +528,14 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db("swap (offsets)"))?;
+            if move_outbox {
+                for sql in move_outbox_statements("main", "\"incoming\"", topology, "MAX")? {
+                    sqlx::query(AssertSqlSafe(sql))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("swap (outbox)"))?;
+                }
+            }
             // A stateful processor's snapshot goes with its generation.
             sqlx::query(r#"DELETE FROM main."conductor_state" WHERE "topology" = ?"#)
                 .bind(topology)

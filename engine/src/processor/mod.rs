@@ -178,6 +178,19 @@ pub trait Processor: Send + Sync {
         Vec::new()
     }
 
+    /// What this configuration's rows and derived events are made of, when
+    /// two configurations make different ones that must never be mixed in
+    /// one projection (the embedding writer: its model id). The runtime
+    /// keeps it with the generation: a worker whose value differs from the
+    /// stored one refuses to fold, and `conductor replay rebuild` under a
+    /// new value is a **migration** — the shadow keeps its derived events
+    /// and publishes them when it is swapped in, since live never emitted
+    /// them. `None` (the default): the output does not depend on the
+    /// configuration that way (a rebuild repeats what live did).
+    fn output_generation(&self) -> Option<String> {
+        None
+    }
+
     /// Runs before the fold of a live batch, with the batch's decoded
     /// events: the one place a processor may do I/O. An enrichment stage
     /// (`crate::enrich::EnrichStage`) calls its service here for what the

@@ -27,6 +27,16 @@ pub enum RuntimeError {
         "source topic `{topic}` of topology `{topology}` does not exist (hint: `conductor topic create {topic} --partitions N`)"
     )]
     MissingSource { topology: String, topic: String },
+    /// The store's generation was made under another output generation
+    /// (see `Processor::output_generation`): folding on would mix the two.
+    #[error(
+        "topology `{topology}` holds the output of `{stored}`, this configuration makes `{configured}`: folding on would mix the two (hint: a change like this is a migration: `conductor replay rebuild --topology {topology}` with the new configuration, `replay verify`, `replay swap`, then run the new configuration; or run the configuration the projection was built with)"
+    )]
+    GenerationMismatch {
+        topology: String,
+        stored: String,
+        configured: String,
+    },
 }
 
 /// What the worker does about a batch that failed.
@@ -48,7 +58,9 @@ impl RuntimeError {
         use crate::store::StoreErrorKind;
         match self {
             RuntimeError::Halted(h) if h.is_external() => Disposition::Retry,
-            RuntimeError::Halted(_) | RuntimeError::MissingSource { .. } => Disposition::Halt,
+            RuntimeError::Halted(_)
+            | RuntimeError::MissingSource { .. }
+            | RuntimeError::GenerationMismatch { .. } => Disposition::Halt,
             RuntimeError::Store(e) => match e.kind() {
                 StoreErrorKind::Retryable => Disposition::Retry,
                 StoreErrorKind::Fenced => Disposition::Refold,
@@ -69,6 +81,7 @@ impl RuntimeError {
             RuntimeError::Halted(h) if h.is_external() => "external",
             RuntimeError::Halted(_) => "processor_internal",
             RuntimeError::MissingSource { .. } => "missing_source",
+            RuntimeError::GenerationMismatch { .. } => "generation_mismatch",
             RuntimeError::Store(e) => match e.kind() {
                 StoreErrorKind::Retryable => "store_retryable",
                 StoreErrorKind::Fenced => "store_fenced",
@@ -135,6 +148,11 @@ pub struct WorkerOptions {
     /// Write the outbox (changefeed, DLQ, emitted events). A rebuild into a
     /// shadow turns this off: its side effects already happened live.
     pub side_effects: bool,
+    /// With side effects off, still keep the processor's derived events
+    /// (every outbox record but the changefeed and the DLQ) in the outbox:
+    /// a migration's shadow, whose events live never emitted. Nobody
+    /// relays a shadow's outbox; a swap moves it into live's.
+    pub emit_outputs: bool,
     /// The store holds no rows of these tables yet, so a key missing from
     /// the version cache has no stored version and needs no look-up (a
     /// rebuild into a fresh shadow). Forgotten as soon as the cache is cleared.
@@ -147,6 +165,7 @@ impl Default for WorkerOptions {
             end: None,
             start: None,
             side_effects: true,
+            emit_outputs: false,
             store_starts_empty: false,
         }
     }
@@ -199,6 +218,9 @@ pub struct Worker {
     /// Signalled after each commit so the relay picks the outbox up at once
     /// (and takes the committed records from it rather than the store).
     pub committed: Arc<CommitSignal>,
+    /// The store's output generation differs from the processor's (found
+    /// on start or after a swap): no batch may be folded.
+    generation_mismatch: Option<String>,
 }
 
 /// Creates `topic` unless it exists.
@@ -333,9 +355,58 @@ impl Worker {
             versions: HashMap::new(),
             status,
             committed: Arc::new(CommitSignal::new()),
+            generation_mismatch: None,
         };
+        worker.claim_output_generation().await?;
+        if let Some(stored) = worker.generation_mismatch.take() {
+            return Err(worker.mismatch(stored));
+        }
         worker.restore_state().await?;
         Ok(worker)
+    }
+
+    /// Checks the store's output generation against the processor's, and
+    /// records the processor's in a store that has none yet (a new
+    /// topology, a fresh shadow, a store from before generations).
+    async fn claim_output_generation(&mut self) -> Result<(), StoreError> {
+        let Some(configured) = self.processor.output_generation() else {
+            return Ok(());
+        };
+        let topology = self.config.name.clone();
+        match self
+            .store
+            .load_state(&topology, crate::store::SCOPE_OUTPUT_GENERATION)
+            .await?
+        {
+            Some(s) => {
+                let stored = String::from_utf8_lossy(&s.bytes).into_owned();
+                self.generation_mismatch = (stored != configured).then_some(stored);
+            }
+            None => {
+                // Not fenced (`epoch: None`): a paused topology is claimed too.
+                let claim = crate::store::StoreCommit {
+                    topology,
+                    state: Some(crate::store::StateSnapshot {
+                        scope: crate::store::SCOPE_OUTPUT_GENERATION.into(),
+                        format_version: 1,
+                        bytes: configured.into_bytes(),
+                        positions: BTreeMap::new(),
+                    }),
+                    ..Default::default()
+                };
+                self.store.commit(claim).await?;
+                self.generation_mismatch = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn mismatch(&self, stored: String) -> RuntimeError {
+        RuntimeError::GenerationMismatch {
+            topology: self.config.name.clone(),
+            stored,
+            configured: self.processor.output_generation().unwrap_or_default(),
+        }
     }
 
     /// Brings a stateful processor's state to the stored positions (the
@@ -484,6 +555,9 @@ impl Worker {
             .map(|r| r.record.timestamp_ms)
             .min()
             .unwrap_or_else(now_ms);
+        if let Some(stored) = self.generation_mismatch.clone() {
+            return Err(self.mismatch(stored));
+        }
         let t_fold = Instant::now();
         let decoded = fold::decode_all(&batch);
         if self.options.side_effects {
@@ -528,7 +602,18 @@ impl Worker {
             folded.resolve(&self.config, &self.tables, versions, self.next_seq);
         commit.epoch = Some(self.epoch);
         if !self.options.side_effects {
-            commit.outbox.clear();
+            if self.options.emit_outputs {
+                let (changefeed, dlq) = (self.config.changefeed_topic(), self.config.dlq_topic());
+                commit
+                    .outbox
+                    .retain(|r| r.topic != changefeed && r.topic != dlq);
+                // Dense again: the store checks the seqs follow on.
+                for (i, r) in commit.outbox.iter_mut().enumerate() {
+                    r.seq = self.next_seq + i as i64;
+                }
+            } else {
+                commit.outbox.clear();
+            }
         }
         let fold_micros = fold_micros + t_resolve.elapsed().as_micros() as u64;
         let new_positions: Vec<((String, i32), i64)> = commit
@@ -679,6 +764,8 @@ impl Worker {
         }
         self.read_positions = self.positions.clone();
         self.next_seq = self.store.next_outbox_seq(&self.config.name).await?;
+        // A swap may have brought in a generation of another configuration.
+        self.claim_output_generation().await?;
         Ok(())
     }
 

@@ -79,6 +79,12 @@ pub struct StateSnapshot {
 /// The scope of a snapshot covering every partition of a topology.
 pub const SCOPE_ALL: &str = "*";
 
+/// The `conductor_state` scope holding a generation's output identity
+/// ([`Processor::output_generation`](crate::processor::Processor::output_generation)),
+/// as UTF-8 bytes. Kept with the generation's snapshot, it travels with it
+/// on a swap.
+pub const SCOPE_OUTPUT_GENERATION: &str = "output_generation";
+
 /// Lifecycle control of a topology, kept in the store so that it survives
 /// restarts and works across processes (`conductor topology pause` from one
 /// shell, the worker in another).

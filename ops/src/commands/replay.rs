@@ -162,6 +162,12 @@ async fn rebuild(
         "rebuilt {} into the shadow ({}): {} records in {:.1}s ({:.0} records/s), {} dead-lettered (suppressed)",
         config.name, report.shadow, report.folded.records, report.seconds, rate, report.folded.dead
     );
+    if let Some(m) = &report.migration {
+        println!(
+            "a migration: live holds the output of `{}`, the shadow `{}`; its derived events wait in the shadow and are published when it is swapped in",
+            m.from, m.to
+        );
+    }
     println!(
         "next: `conductor replay verify --topology {0}`, then `conductor replay swap --topology {0}`",
         config.name
@@ -197,6 +203,12 @@ async fn verify(
                 .join(" "),
             report.caught_up_records
         );
+        if let Some(m) = &report.migration {
+            println!(
+                "a migration from `{}` to `{}`: the rows differ by design, so only which rows exist (keys and versions) is compared",
+                m.from, m.to
+            );
+        }
         for t in &report.tables {
             println!(
                 "{:<16} {:<9} live {:>8} rows  shadow {:>8} rows  digest live {}  shadow {}",
@@ -266,6 +278,12 @@ async fn swap(
         "the outgoing generation is kept in {}; `conductor replay rollback --topology {}` puts it back",
         report.previous, config.name
     );
+    if let Some(m) = &report.migration {
+        println!(
+            "a migration from `{}` to `{}`: the shadow's derived events are in live's outbox, and `conductor run` with the new configuration publishes them; a worker still running `{}` stops rather than mix the two",
+            m.from, m.to, m.from
+        );
+    }
     Ok(())
 }
 

@@ -333,6 +333,12 @@ impl Processor for EmbeddingsProcessor {
         vec![(EMBEDDINGS_TOPIC.into(), 3)]
     }
 
+    /// The model: one projection never holds vectors of two models, so a
+    /// model change is a rebuild into a shadow (a migration), not an edit.
+    fn output_generation(&self) -> Option<String> {
+        Some(self.state.model.clone())
+    }
+
     fn process(&mut self, event: &Event) -> Result<Vec<Effect>, ProcessorError> {
         match &event.data {
             EventData::EntityUpserted(e) if self.config.embeds(&e.entity_type) => {

@@ -134,22 +134,25 @@ pub struct IndexStats {
 }
 
 /// The processor's state: every (tenant, model) index and every entity's
-/// latest version seen (deleted ones too, so an older event stays out).
+/// latest version seen per model (deleted ones too, so an older event stays
+/// out). Per model because a model change (a migration of the embedding
+/// writer) sends every entity's vector again, at the versions already seen.
 pub struct VectorIndexState {
     config: VectorIndexConfig,
     pub indexes: BTreeMap<(String, String), AnnIndex>,
-    versions: HashMap<(String, String), i64>,
+    /// (tenant, model, entity) → version.
+    versions: HashMap<(String, String, String), i64>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Versions(Vec<(String, String, i64)>);
+struct Versions(Vec<(String, String, String, i64)>);
 
 impl VectorIndexState {
-    fn sorted_versions(&self) -> Vec<(String, String, i64)> {
+    fn sorted_versions(&self) -> Vec<(String, String, String, i64)> {
         let mut v: Vec<_> = self
             .versions
             .iter()
-            .map(|((t, e), v)| (t.clone(), e.clone(), *v))
+            .map(|((t, m, e), v)| (t.clone(), m.clone(), e.clone(), *v))
             .collect();
         v.sort();
         v
@@ -192,7 +195,8 @@ impl VectorIndexState {
 
 impl ProcessorState for VectorIndexState {
     fn format_version(&self) -> u32 {
-        1
+        // 2: versions per (tenant, model, entity).
+        2
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -241,7 +245,10 @@ impl ProcessorState for VectorIndexState {
             &self.config.fingerprint(),
             self.config.ann(),
         )?;
-        self.versions = versions.into_iter().map(|(t, e, v)| ((t, e), v)).collect();
+        self.versions = versions
+            .into_iter()
+            .map(|(t, m, e, v)| ((t, m, e), v))
+            .collect();
         self.indexes = indexes.into_iter().collect();
         Ok(())
     }
@@ -342,7 +349,7 @@ impl Processor for VectorIndexProcessor {
             return Ok(Vec::new());
         };
         let tenant = event.meta.tenant.as_str();
-        let key = (tenant.to_string(), e.entity_id.clone());
+        let key = (tenant.to_string(), e.model.clone(), e.entity_id.clone());
         if self
             .state
             .versions
@@ -354,9 +361,13 @@ impl Processor for VectorIndexProcessor {
         match e.status.as_str() {
             "computed" => self.computed(tenant, e)?,
             "removed" => {
-                for ((t, _), idx) in self.state.indexes.iter_mut() {
+                // Out of every model's index: a deleted entity is found by none.
+                for ((t, model), idx) in self.state.indexes.iter_mut() {
                     if t == tenant {
                         idx.remove(&e.entity_id);
+                        let other = (t.clone(), model.clone(), e.entity_id.clone());
+                        let seen = self.state.versions.entry(other).or_default();
+                        *seen = (*seen).max(e.entity_version);
                     }
                 }
             }
