@@ -1,12 +1,13 @@
 //! Exactly-once of the stateful `er_candidates` topology (behind its
-//! repartition-by-tenant topology) under crashes: `conductor run` indexing
-//! the demo generator's people (originals, typo'd duplicates, updates,
-//! deletes) is SIGKILLed mid-run several times and restarted — from its
-//! state snapshot, or warming up from the log.
+//! repartition-by-tenant topology, with the embedding writer feeding its
+//! ANN signal) under crashes: `conductor run` indexing the demo generator's
+//! people (originals, typo'd duplicates, updates, deletes) is SIGKILLed
+//! mid-run several times and restarted — from its state snapshot, or
+//! warming up from the log.
 //!
 //! What is promised, and checked:
-//! - the repartition topic holds every input event exactly once, each
-//!   source partition's events in their order;
+//! - the repartition topic holds every input event (entities and
+//!   embeddings) exactly once, each source partition's events in their order;
 //! - `er_candidates` ends with the table and `ig.er.candidates` topic of a
 //!   straight run over that same repartition topic: the same rows, every
 //!   event exactly once. (The interleaving of the *source* partitions in
@@ -36,9 +37,18 @@ use support::*;
 
 const BY_TENANT: &str = "ig.repartition.er_candidates.by_tenant";
 const INGEST: &str = "ig.ingest.entities";
+const EMBEDDINGS: &str = "ig.embeddings";
+/// The topologies run: the embedding writer (whose vectors are the ANN
+/// signal), the repartition and the candidates.
+const TOPOLOGIES: [&str; 4] = [
+    "embeddings_enrich",
+    "embeddings",
+    "er_by_tenant",
+    "er_candidates",
+];
 
 fn run_to_end(dir: &Path) -> String {
-    run_topologies_to_end(dir, &["er_by_tenant", "er_candidates"])
+    run_topologies_to_end(dir, &TOPOLOGIES)
 }
 
 /// Every committed record of each partition of `topic`, in offset order.
@@ -59,22 +69,27 @@ fn event_id(record: &Record) -> String {
         .event_id
 }
 
-/// The repartition topic holds every input event exactly once, and each
-/// source partition's events in their source order.
+/// A source partition: (index of its topic among the inputs, partition).
+type Source = (usize, i32);
+
+/// The repartition topic holds every event of the inputs exactly once, and
+/// each source partition's events in their source order.
 fn assert_repartitioned_exactly_once(
-    input: &BTreeMap<i32, Vec<Record>>,
+    inputs: &[BTreeMap<i32, Vec<Record>>],
     by_tenant: &BTreeMap<i32, Vec<Record>>,
 ) {
     let mut source_of = std::collections::HashMap::new();
-    for (p, records) in input {
-        for (i, r) in records.iter().enumerate() {
-            source_of.insert(event_id(r), (*p, i));
+    for (t, input) in inputs.iter().enumerate() {
+        for (p, records) in input {
+            for (i, r) in records.iter().enumerate() {
+                source_of.insert(event_id(r), ((t, *p), i));
+            }
         }
     }
     let mut seen = HashSet::new();
     for records in by_tenant.values() {
         // The last position taken from each source partition, per tenant key.
-        let mut last: BTreeMap<(Option<Vec<u8>>, i32), usize> = BTreeMap::new();
+        let mut last: BTreeMap<(Option<Vec<u8>>, Source), usize> = BTreeMap::new();
         for r in records {
             let id = event_id(r);
             assert!(seen.insert(id.clone()), "event {id} repartitioned twice");
@@ -133,7 +148,8 @@ async fn er_candidates_after_sigkills_equal_a_straight_run() {
     for k in 0..kills {
         let mut child = ServerProcess::new(
             conductor(&crashed)
-                .args(["run", "--only", "er_by_tenant", "--only", "er_candidates"])
+                .arg("run")
+                .args(TOPOLOGIES.iter().flat_map(|t| ["--only", t]))
                 .args(["--listen", "127.0.0.1:0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -159,9 +175,16 @@ async fn er_candidates_after_sigkills_equal_a_straight_run() {
     assert!(last.contains("er_candidates"), "{last}");
 
     // The repartitioning lost and doubled nothing.
-    let input_records = partitions_of(&crashed, INGEST).await;
+    let inputs = [
+        partitions_of(&crashed, INGEST).await,
+        partitions_of(&crashed, EMBEDDINGS).await,
+    ];
+    assert!(
+        !inputs[1].values().all(Vec::is_empty),
+        "the embeddings came"
+    );
     let crashed_by_tenant = partitions_of(&crashed, BY_TENANT).await;
-    assert_repartitioned_exactly_once(&input_records, &crashed_by_tenant);
+    assert_repartitioned_exactly_once(&inputs, &crashed_by_tenant);
     eprintln!(
         "[{:.1}s] repartition checked",
         started.elapsed().as_secs_f64()
@@ -212,6 +235,15 @@ async fn er_candidates_after_sigkills_equal_a_straight_run() {
     assert!(
         rows > records / 20,
         "the workload proposes pairs: {rows} rows"
+    );
+    let by_ann = sqlite_rows(
+        &reference.join("projections.db"),
+        "SELECT count(*) FROM er_candidates WHERE methods LIKE '%\"ann\"%'",
+        &[],
+    );
+    assert!(
+        by_ann[0].parse::<usize>().unwrap() > 0,
+        "the ANN signal proposed pairs"
     );
     let (_, got) = digest(crashed.clone()).await;
     assert_eq!(

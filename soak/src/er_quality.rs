@@ -4,16 +4,25 @@
 //! - Quality: each of febrl1/2/3 fed one event at a time in two shuffled
 //!   orders; pairs completeness (PC), reduction ratio (RR), pairs quality
 //!   (PQ) for a grid of `top_k` × `min_score`, plus the default config.
+//! - The ANN signal: the same sets with each record followed by its
+//!   embedding (hashed-ngrams over the embedding writer's default template),
+//!   with and without `[processor_config.ann]`, with every role and with
+//!   the names only (where blocking falls short).
 //! - Throughput: records/s and per-record latency percentiles (p50/p99)
 //!   while `--records` synthetic people (the demo's generator: typo'd
 //!   duplicates) are indexed, and for the last 10% of them, with the rest
-//!   already indexed.
+//!   already indexed; without and with the ANN signal (a record's time then
+//!   includes its embedding's).
 
 use crate::report;
 use conductor_engine::processor::Processor;
+use conductor_processors::embeddings::config::EmbeddingsConfig;
+use conductor_processors::embeddings::hashed_ngrams::HashedNgrams;
+use conductor_processors::embeddings::text::Template;
 use conductor_processors::er::ErCandidatesProcessor;
 use conductor_processors::er::config::ErConfig;
-use conductor_processors::er::quality::{Labelled, data_dir, measure};
+use conductor_processors::er::quality::{Labelled, data_dir, embed_after, measure, measure_events};
+use conductor_schemas::Event;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -34,6 +43,12 @@ pub struct Args {
     /// Candidates scored per record [default: the processor's default].
     #[arg(long)]
     max_scored: Option<usize>,
+    /// LSH bands of the ANN signal [default: the processor's default].
+    #[arg(long)]
+    ann_bands: Option<usize>,
+    /// Sign bits per LSH band [default: the processor's default].
+    #[arg(long)]
+    ann_bits: Option<usize>,
     /// Datasets to measure.
     #[arg(long, value_delimiter = ',', default_value = "febrl1,febrl2,febrl3")]
     datasets: Vec<String>,
@@ -47,6 +62,12 @@ pub async fn run(args: Args) -> Result<(), String> {
     let mut defaults = ErConfig::default();
     if let Some(m) = args.max_scored {
         defaults.max_scored = m;
+    }
+    if let Some(b) = args.ann_bands {
+        defaults.ann.bands = b;
+    }
+    if let Some(b) = args.ann_bits {
+        defaults.ann.bits = b;
     }
     let mut quality = Vec::new();
     println!("dataset  top_k  min_score  order  candidates  PC      RR       PQ     records/s");
@@ -89,10 +110,62 @@ pub async fn run(args: Args) -> Result<(), String> {
             }
         }
     }
+    let mut ann = Vec::new();
+    println!("\nthe ANN signal (each record followed by its embedding):");
+    println!("dataset  roles      ann_top_k  order  candidates  PC      RR       PQ     records/s");
+    for name in &args.datasets {
+        let data = Labelled::load(&dir, name)?;
+        for seed in [1, 2] {
+            let events = with_embeddings(data.events(seed));
+            for names_only in [false, true] {
+                for ann_top_k in [0, defaults.ann.top_k] {
+                    let config = ann_config(&defaults, names_only, ann_top_k);
+                    let q = measure_events(&data, &config, &events);
+                    let roles = if names_only {
+                        "names only"
+                    } else {
+                        "every role"
+                    };
+                    println!(
+                        "{:<8} {:<10} {:>9}  {:>5}  {:>10}  {:.4}  {:.5}  {:.3}  {:>9.0}",
+                        name,
+                        roles,
+                        ann_top_k,
+                        seed,
+                        q.candidates,
+                        q.pc,
+                        q.rr,
+                        q.pq,
+                        q.records as f64 / q.seconds
+                    );
+                    ann.push(serde_json::json!({
+                        "roles": roles, "ann_top_k": ann_top_k, "order": seed, "quality": q,
+                    }));
+                }
+            }
+        }
+    }
     if args.records == 0 {
         return Ok(());
     }
-    let throughput = throughput(args.records, &defaults);
+    let throughput_ann = throughput(
+        args.records,
+        &ann_config(&defaults, false, defaults.ann.top_k),
+        true,
+    );
+    let throughput = throughput(args.records, &defaults, false);
+    for (what, t) in [
+        ("blocking", &throughput),
+        ("blocking + ann", &throughput_ann),
+    ] {
+        println!(
+            "throughput ({what}): {:.0} records/s; last 10%: {:.0} records/s, p50 {:.1} µs, p99 {:.1} µs",
+            t["records_per_second"].as_f64().unwrap_or_default(),
+            t["tail_records_per_second"].as_f64().unwrap_or_default(),
+            t["tail_p50_micros"].as_f64().unwrap_or_default(),
+            t["tail_p99_micros"].as_f64().unwrap_or_default(),
+        );
+    }
     println!(
         "throughput: {} records in {:.1} s = {:.0} records/s; last 10% (index at {}): {:.0} records/s, p50 {:.1} µs, p99 {:.1} µs; {} candidates",
         args.records,
@@ -112,28 +185,74 @@ pub async fn run(args: Args) -> Result<(), String> {
         "scenario": "er-quality",
         "config": defaults,
         "quality": quality,
+        "ann": ann,
         "throughput": throughput,
+        "throughput_with_ann": throughput_ann,
     });
     report::write(&args.out, &report)?;
     println!("report: {}", args.out.display());
     Ok(())
 }
 
-/// Indexes `n` synthetic people one at a time with the default config.
-fn throughput(n: usize, config: &ErConfig) -> serde_json::Value {
-    let events = crate::workload::er_people(n);
+/// `events`, each entity followed by its hashed-ngrams embedding (256 dims,
+/// the embedding writer's default template and model).
+fn with_embeddings(events: Vec<Event>) -> Vec<Event> {
+    let template = Template::parse(&EmbeddingsConfig::default().template)
+        .unwrap_or_else(|_| Template::parse("").expect("the empty template parses"));
+    let embedder = HashedNgrams::new(256);
+    embed_after(events, &HashedNgrams::model_id(256), |a| {
+        embedder.vector(&template.render(a))
+    })
+}
+
+/// `defaults` with the ANN signal on (`ann_top_k` > 0) or off, and every
+/// role or the names only.
+fn ann_config(defaults: &ErConfig, names_only: bool, ann_top_k: usize) -> ErConfig {
+    let mut c = defaults.clone();
+    c.ann.enabled = ann_top_k > 0;
+    c.ann.top_k = ann_top_k.max(1);
+    if names_only {
+        let a = &mut c.attributes;
+        a.date.clear();
+        a.identifier.clear();
+        a.postcode.clear();
+        a.text.clear();
+    }
+    c
+}
+
+/// Indexes `n` synthetic people one at a time (each with its embedding
+/// when `embedded`: a record's time is then both events').
+fn throughput(n: usize, config: &ErConfig, embedded: bool) -> serde_json::Value {
+    let people = crate::workload::er_people(n);
+    let events = if embedded {
+        with_embeddings(people)
+    } else {
+        people
+    };
+    // One group per record: its entity event and what follows it.
+    let mut groups: Vec<Vec<&Event>> = Vec::with_capacity(n);
+    for e in &events {
+        match (&e.data, groups.last_mut()) {
+            (conductor_schemas::EventData::EmbeddingComputed(_), Some(g)) => g.push(e),
+            _ => groups.push(vec![e]),
+        }
+    }
+    let n = groups.len();
     let mut p = ErCandidatesProcessor::new(config.clone());
     let mut candidates = 0usize;
     let mut tail = Vec::with_capacity(n / 10 + 1);
     let started = Instant::now();
     let tail_from = n - n / 10;
     let mut tail_started = started;
-    for (i, e) in events.iter().enumerate() {
+    for (i, group) in groups.iter().enumerate() {
         if i == tail_from {
             tail_started = Instant::now();
         }
         let t = Instant::now();
-        candidates += p.process(e).map(|fx| fx.len() / 2).unwrap_or_default();
+        for e in group {
+            candidates += p.process(e).map(|fx| fx.len() / 2).unwrap_or_default();
+        }
         if i >= tail_from {
             tail.push(t.elapsed().as_secs_f64() * 1e6);
         }

@@ -554,8 +554,16 @@ async fn er_summary(
         }
     }
     let found = truth.intersection(&pairs).count();
+    let by_ann = standing
+        .iter()
+        .filter(|r| {
+            r["methods"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x == "ann"))
+        })
+        .count();
     println!(
-        "  er_candidates  {:>7} standing pairs: {found} of the {} true duplicate pairs ({:.1}% recall), {} ig.er.candidates events",
+        "  er_candidates  {:>7} standing pairs: {found} of the {} true duplicate pairs ({:.1}% recall), {by_ann} of the pairs found by the embeddings (ANN), {} ig.er.candidates events",
         pairs.len(),
         truth.len(),
         100.0 * found as f64 / truth.len().max(1) as f64,

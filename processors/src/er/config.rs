@@ -55,6 +55,8 @@ pub struct ErConfig {
     pub max_block_size: usize,
     /// Candidates scored per record at most (those sharing the most keys).
     pub max_scored: usize,
+    /// The embeddings as an extra signal (`[processor_config.ann]`).
+    pub ann: super::ann::AnnConfig,
 }
 
 impl Default for ErConfig {
@@ -66,6 +68,7 @@ impl Default for ErConfig {
             min_score: 0.05,
             max_block_size: 200,
             max_scored: 16,
+            ann: Default::default(),
         }
     }
 }
@@ -91,6 +94,16 @@ impl ErConfig {
         }
         if self.max_scored < self.top_k {
             bad("max_scored", "must be at least top_k");
+        }
+        let ann = &self.ann;
+        if !(1..=256).contains(&ann.bands) {
+            bad("ann.bands", "must be between 1 and 256");
+        }
+        if !(1..=64).contains(&ann.bits) {
+            bad("ann.bits", "must be between 1 and 64");
+        }
+        if ann.enabled && ann.top_k == 0 {
+            bad("ann.top_k", "must be at least 1 when ann is enabled");
         }
         let a = &self.attributes;
         if a.name.is_empty()

@@ -11,6 +11,7 @@ use super::config::ErConfig;
 use super::features::Features;
 use super::keys::{KeyKind, keys};
 use super::score::{Comparison, compare};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -49,7 +50,8 @@ pub struct Candidate {
 pub struct TenantIndex {
     pub slots: Vec<Option<Entry>>,
     pub by_id: HashMap<String, u32>,
-    pub blocks: HashMap<u64, Block>,
+    /// Keys are hashes already (FNV-1a): a cheap hasher is enough.
+    pub blocks: FxHashMap<u64, Block>,
     /// Deleted records' versions, so a stale upsert can't bring one back.
     pub tombstones: BTreeMap<String, i64>,
     /// Last version given to a pair change of this tenant (pair rows are
@@ -81,7 +83,14 @@ impl TenantIndex {
         features: &Features,
         exclude: Option<u32>,
     ) -> Vec<Candidate> {
-        let mut shared: HashMap<u32, (u32, u16)> = HashMap::new();
+        // Sized for the blocks it will walk, so it never grows while it fills.
+        let members: usize = keys
+            .iter()
+            .filter_map(|(_, key)| self.blocks.get(key))
+            .map(|b| b.members.len())
+            .sum();
+        let mut shared: FxHashMap<u32, (u32, u16)> =
+            FxHashMap::with_capacity_and_hasher(members, Default::default());
         for (kind, key) in keys {
             let Some(block) = self.blocks.get(key) else {
                 continue;
@@ -97,7 +106,14 @@ impl TenantIndex {
         }
         let mut ranked: Vec<(u32, u32, u16)> =
             shared.into_iter().map(|(s, (n, k))| (s, n, k)).collect();
-        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        // The `max_scored` sharing the most keys (ties: the older slot), found
+        // in linear time: a popular record's sharers can number thousands.
+        let order = |a: &(u32, u32, u16), b: &(u32, u32, u16)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+        if ranked.len() > config.max_scored && config.max_scored > 0 {
+            ranked.select_nth_unstable_by(config.max_scored - 1, order);
+            ranked.truncate(config.max_scored);
+        }
+        ranked.sort_unstable_by(order);
         ranked.truncate(config.max_scored);
         let mut scored: Vec<Candidate> = ranked
             .into_iter()
@@ -130,19 +146,36 @@ impl TenantIndex {
     pub fn insert(&mut self, config: &ErConfig, entry: Entry) -> u32 {
         let slot = self.slots.len() as u32;
         for (_, key) in &entry.keys {
-            let block = self.blocks.entry(*key).or_default();
-            if block.purged {
-                continue;
-            }
-            block.members.push(slot);
-            if block.members.len() > config.max_block_size {
-                block.members = Vec::new();
-                block.purged = true;
-            }
+            self.join_block(config, *key, slot);
         }
         self.by_id.insert(entry.id.clone(), slot);
         self.slots.push(Some(entry));
         slot
+    }
+
+    /// Adds keys to a record already indexed (its embedding's, which come
+    /// after the record).
+    pub fn add_keys(&mut self, config: &ErConfig, slot: u32, keys: Vec<(KeyKind, u64)>) {
+        for (_, key) in &keys {
+            self.join_block(config, *key, slot);
+        }
+        if let Some(e) = self.entry_mut(slot) {
+            e.keys.extend(keys);
+        }
+    }
+
+    /// Puts `slot` in the block of `key`, purging the block when it outgrows
+    /// `max_block_size`.
+    fn join_block(&mut self, config: &ErConfig, key: u64, slot: u32) {
+        let block = self.blocks.entry(key).or_default();
+        if block.purged {
+            return;
+        }
+        block.members.push(slot);
+        if block.members.len() > config.max_block_size {
+            block.members = Vec::new();
+            block.purged = true;
+        }
     }
 
     /// Takes a record out of the index (its slot stays empty); returns it.

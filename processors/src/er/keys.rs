@@ -111,6 +111,19 @@ impl Fnv {
     }
 }
 
+/// The key of one LSH band of a vector (see `super::ann`): the entity
+/// type and the model keep other types' and models' vectors apart.
+pub fn ann_key(entity_type: &str, model: &str, band: usize, code: u64) -> u64 {
+    let h = entity_type
+        .bytes()
+        .fold(Fnv::new(), Fnv::byte)
+        .part("ann")
+        .part(model)
+        .byte(band as u8)
+        .byte((band >> 8) as u8);
+    code.to_le_bytes().into_iter().fold(h, Fnv::byte).0
+}
+
 /// Every blocking key of a record of `entity_type`, without repeats.
 pub fn keys(entity_type: &str, f: &Features) -> Vec<(KeyKind, u64)> {
     let mut out: Vec<(KeyKind, u64)> = Vec::with_capacity(48);

@@ -15,11 +15,17 @@
 //! keyed `tenant/subject`, so in one worker it is; to scale out, put a
 //! repartition-by-tenant topology in front (see the contract v2 note).
 //!
+//! With `[processor_config.ann]` on, an entity's embedding (an
+//! `EmbeddingComputed` on the same tenant-keyed topic) adds locality-
+//! sensitive keys to its record and proposes the best records sharing one
+//! that no blocking key proposed ([`ann`]).
+//!
 //! Modules: [`config`] (roles and budget), [`features`] (normalisation),
-//! [`keys`] (blocking keys), [`score`] (comparison), [`index`] (one
-//! tenant's records and blocks), [`explain`] (why a pair was or was not
-//! proposed).
+//! [`keys`] (blocking keys), [`ann`] (the embeddings' LSH keys), [`score`]
+//! (comparison), [`index`] (one tenant's records and blocks), [`explain`]
+//! (why a pair was or was not proposed).
 
+pub mod ann;
 pub mod config;
 pub mod explain;
 pub mod features;
@@ -33,7 +39,7 @@ use conductor_engine::processor::{
 };
 use conductor_engine::projection::{ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec};
 use conductor_engine::runtime::config::ConfigProblem;
-use conductor_schemas::{ErCandidate, Event, EventData, EventMetadata};
+use conductor_schemas::{EmbeddingComputed, ErCandidate, Event, EventData, EventMetadata};
 use config::ErConfig;
 use features::Features;
 use index::{TenantIndex, entry_of};
@@ -127,6 +133,9 @@ struct EntrySnapshot {
     entity_type: String,
     features: Features,
     partners: Vec<u32>,
+    /// The LSH keys of its embedding, once that came (see [`ann`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ann_keys: Vec<u64>,
 }
 
 fn config_fingerprint(config: &ErConfig) -> String {
@@ -153,6 +162,12 @@ impl ProcessorState for ErState {
                             entity_type: e.entity_type.clone(),
                             features: e.features.clone(),
                             partners: e.partners.iter().copied().collect(),
+                            ann_keys: e
+                                .keys
+                                .iter()
+                                .filter(|(kind, _)| *kind == KeyKind::Ann)
+                                .map(|(_, key)| *key)
+                                .collect(),
                         })
                     })
                     .collect();
@@ -204,6 +219,9 @@ impl ProcessorState for ErState {
                     Some(e) => {
                         let mut entry = entry_of(&e.id, e.version, &e.entity_type, e.features);
                         entry.partners = e.partners.into_iter().collect();
+                        entry
+                            .keys
+                            .extend(e.ann_keys.into_iter().map(|k| (KeyKind::Ann, k)));
                         idx.insert(&self.config, entry);
                     }
                 }
@@ -221,6 +239,8 @@ impl ProcessorState for ErState {
 /// The `er_candidates` fold.
 pub struct ErCandidatesProcessor {
     pub state: ErState,
+    /// The ANN signal's hyperplanes (derived from a seed: not state).
+    planes: ann::Hyperplanes,
 }
 
 /// A pair change to emit.
@@ -242,6 +262,7 @@ impl ErCandidatesProcessor {
                 config,
                 ..Default::default()
             },
+            planes: ann::Hyperplanes::default(),
         }
     }
 
@@ -471,6 +492,87 @@ impl ErCandidatesProcessor {
     }
 }
 
+impl ErCandidatesProcessor {
+    /// An entity's embedding came: its LSH keys join the blocks, and the
+    /// best `ann.top_k` records sharing a band that are not partners yet
+    /// are proposed (new→existing, like a record's blocking candidates).
+    /// Only the vector of the record's current version counts, once.
+    fn embedded(&mut self, event: &Event, e: &EmbeddingComputed) -> Vec<Effect> {
+        let tenant = event.meta.tenant.as_str();
+        let mut out = Vec::new();
+        let Some(idx) = self.state.tenants.get_mut(tenant) else {
+            return out;
+        };
+        let Some(slot) = idx.by_id.get(&e.entity_id).copied() else {
+            return out; // deleted, or not seen (yet)
+        };
+        let Some(me) = idx.entry(slot) else {
+            return out;
+        };
+        let has_ann = me.keys.iter().any(|(kind, _)| *kind == KeyKind::Ann);
+        if me.version != e.entity_version || has_ann || e.vector.is_empty() {
+            return out; // another version's vector, or this one's again
+        }
+        let config = &self.state.config;
+        let ann_keys = self
+            .planes
+            .keys(&config.ann, &me.entity_type, &e.model, &e.vector);
+        let (entity_type, features, partners) = (
+            me.entity_type.clone(),
+            me.features.clone(),
+            me.partners.clone(),
+        );
+        let my_keys: HashSet<u64> = me.keys.iter().map(|(_, k)| *k).collect();
+        // Scored: the partners (skipped after) and twice the proposals
+        // wanted, those sharing the most bands (the nearest, likely).
+        let mut wide = config.clone();
+        wide.top_k = config.ann.top_k + partners.len();
+        wide.max_scored = wide.top_k + config.ann.top_k;
+        let found: Vec<_> = idx
+            .candidates(&wide, &ann_keys, &features, Some(slot))
+            .into_iter()
+            .filter(|c| !partners.contains(&c.slot))
+            .take(config.ann.top_k)
+            .collect();
+        idx.add_keys(&self.state.config, slot, ann_keys);
+        let mut changes = Vec::new();
+        for c in found {
+            let Some(partner) = idx.entry_mut(c.slot) else {
+                continue;
+            };
+            partner.partners.insert(slot);
+            // The evidence: the bands and any blocking keys the two share.
+            let kinds = partner
+                .keys
+                .iter()
+                .filter(|(_, k)| my_keys.contains(k))
+                .fold(c.kinds, |bits, (kind, _)| bits | kind.bit());
+            changes.push((c.slot, partner.id.clone(), c.comparison, kinds));
+        }
+        if let Some(me) = idx.entry_mut(slot) {
+            me.partners.extend(changes.iter().map(|(p, ..)| *p));
+        }
+        let subject = e.entity_id.clone();
+        for (_, partner, comparison, kinds) in changes {
+            self.change(
+                event,
+                PairChange {
+                    tenant,
+                    entity_type: &entity_type,
+                    a: &subject,
+                    b: &partner,
+                    status: "proposed",
+                    comparison: Some(&comparison),
+                    kinds,
+                    proposed_by: &subject,
+                },
+                &mut out,
+            );
+        }
+        out
+    }
+}
+
 impl Processor for ErCandidatesProcessor {
     fn name(&self) -> &str {
         "er_candidates"
@@ -502,6 +604,11 @@ impl Processor for ErCandidatesProcessor {
                     .or_insert(e.version);
                 *v = (*v).max(e.version);
                 Ok(out)
+            }
+            EventData::EmbeddingComputed(e)
+                if self.state.config.ann.enabled && e.status == "computed" =>
+            {
+                Ok(self.embedded(event, e))
             }
             // Relationships and other types are not this processor's.
             _ => Ok(Vec::new()),

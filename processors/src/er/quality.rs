@@ -118,6 +118,61 @@ impl Labelled {
     }
 }
 
+impl Labelled {
+    /// [`events`](Self::events), each entity followed by its embedding (see
+    /// [`embed_after`]): the stream the ANN signal reads.
+    pub fn events_with_embeddings(
+        &self,
+        seed: u64,
+        model: &str,
+        embed: impl Fn(&conductor_schemas::Attributes) -> Vec<f32>,
+    ) -> Vec<Event> {
+        embed_after(self.events(seed), model, embed)
+    }
+}
+
+/// `events`, each `EntityUpserted` followed by its embedding as the
+/// embedding writer emits it (`EmbeddingComputed` of `model`, the vector
+/// `embed` gives the record's attributes).
+pub fn embed_after(
+    events: Vec<Event>,
+    model: &str,
+    embed: impl Fn(&conductor_schemas::Attributes) -> Vec<f32>,
+) -> Vec<Event> {
+    let mut out = Vec::with_capacity(events.len() * 2);
+    for e in events {
+        let computed = match &e.data {
+            conductor_schemas::EventData::EntityUpserted(u) => {
+                let vector = embed(&u.attributes);
+                let meta = conductor_schemas::EventMetadata::new(
+                    &e.meta.tenant,
+                    &e.meta.subject,
+                    e.meta.occurred_at,
+                );
+                Some(Event::new(
+                    meta,
+                    conductor_schemas::EventData::EmbeddingComputed(
+                        conductor_schemas::EmbeddingComputed {
+                            entity_type: u.entity_type.clone(),
+                            entity_id: e.meta.subject.clone(),
+                            status: "computed".into(),
+                            entity_version: u.version,
+                            model: model.into(),
+                            dims: vector.len() as i32,
+                            vector,
+                            input_hash: String::new(),
+                        },
+                    ),
+                ))
+            }
+            _ => None,
+        };
+        out.push(e);
+        out.extend(computed);
+    }
+    out
+}
+
 /// What a run found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Quality {
@@ -153,10 +208,15 @@ pub fn standing_pairs(p: &ErCandidatesProcessor) -> BTreeSet<(String, String)> {
 /// Feeds `data` through a fresh processor with `config` in the order of
 /// `seed` and measures the pairs it ends with.
 pub fn measure(data: &Labelled, config: &ErConfig, seed: u64) -> Quality {
-    let events = data.events(seed);
+    measure_events(data, config, &data.events(seed))
+}
+
+/// Feeds `events` (of `data`'s records) through a fresh processor with
+/// `config` and measures the pairs it ends with.
+pub fn measure_events(data: &Labelled, config: &ErConfig, events: &[Event]) -> Quality {
     let mut p = ErCandidatesProcessor::new(config.clone());
     let started = std::time::Instant::now();
-    for e in &events {
+    for e in events {
         let _ = p.process(e);
     }
     let seconds = started.elapsed().as_secs_f64();
