@@ -32,6 +32,11 @@ pub struct AnnConfig {
     /// Proposals per record from the ANN signal, beyond the blocking `top_k`
     /// (the best by score among the records sharing a band).
     pub top_k: usize,
+    /// Only vectors of this model (`hashed-ngrams-d256@1`) count; unset:
+    /// a record's first vector, of whatever model. Pin it when the
+    /// embedding writer migrates to another model, then rebuild this
+    /// topology with the new one: records of two models never share a band.
+    pub model: Option<String>,
 }
 
 impl Default for AnnConfig {
@@ -41,6 +46,7 @@ impl Default for AnnConfig {
             bands: 32,
             bits: 10,
             top_k: 2,
+            model: None,
         }
     }
 }
@@ -122,6 +128,61 @@ fn planes(dims: usize, n: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::er::ErCandidatesProcessor;
+    use crate::er::config::ErConfig;
+    use conductor_engine::processor::{Effect, Processor};
+    use conductor_schemas::Event;
+
+    fn event(json: serde_json::Value) -> Event {
+        conductor_schemas::codec::decode_json(json.to_string().as_bytes(), None).unwrap()
+    }
+
+    /// Pairs proposed when two records (alike only in their state, too
+    /// short for a blocking key) come with the same vector of `model`.
+    fn proposals(pinned: Option<&str>, model: &str) -> usize {
+        let mut config = ErConfig::default();
+        config.attributes.name.clear();
+        config.attributes.text = vec!["state".into()];
+        config.ann.enabled = true;
+        config.ann.model = pinned.map(str::to_string);
+        let mut p = ErCandidatesProcessor::new(config);
+        let mut proposed = 0;
+        for id in ["a", "b"] {
+            let upsert = event(serde_json::json!({
+                "tenant": "acme", "kind": "EntityUpserted", "subject": id,
+                "occurred_at": "2026-02-01T12:00:00Z",
+                "data": {"entity_type": "Person", "version": 1, "attributes": {"state": "nsw"}}
+            }));
+            let vector: Vec<f32> = (0..8).map(|i| (i as f32 + 1.0) / 10.0).collect();
+            let embedded = event(serde_json::json!({
+                "tenant": "acme", "kind": "EmbeddingComputed", "subject": id,
+                "occurred_at": "2026-02-01T12:00:00Z",
+                "data": {"entity_type": "Person", "entity_id": id, "status": "computed",
+                         "entity_version": 1, "model": model, "dims": 8, "vector": vector,
+                         "input_hash": "h"}
+            }));
+            for e in [upsert, embedded] {
+                proposed += p
+                    .process(&e)
+                    .unwrap()
+                    .iter()
+                    .filter(|fx| matches!(fx, Effect::Upsert(_)))
+                    .count();
+            }
+        }
+        proposed
+    }
+
+    #[test]
+    fn a_pinned_model_counts_only_its_own_vectors() {
+        assert_eq!(proposals(None, "m1@1"), 1, "any model when none is pinned");
+        assert_eq!(proposals(Some("m2@1"), "m2@1"), 1);
+        assert_eq!(
+            proposals(Some("m2@1"), "m1@1"),
+            0,
+            "another model's vectors are ignored"
+        );
+    }
 
     fn unit(v: Vec<f32>) -> Vec<f32> {
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();

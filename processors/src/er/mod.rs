@@ -606,7 +606,15 @@ impl Processor for ErCandidatesProcessor {
                 Ok(out)
             }
             EventData::EmbeddingComputed(e)
-                if self.state.config.ann.enabled && e.status == "computed" =>
+                if self.state.config.ann.enabled
+                    && e.status == "computed"
+                    && self
+                        .state
+                        .config
+                        .ann
+                        .model
+                        .as_ref()
+                        .is_none_or(|m| *m == e.model) =>
             {
                 Ok(self.embedded(event, e))
             }
