@@ -15,10 +15,7 @@
 
 mod support;
 
-use conductor_processors::embeddings::config::EmbeddingsConfig;
-use conductor_processors::embeddings::text::Template;
 use conductor_schemas::EventData;
-use conductor_schemas::codec::decode_json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use support::*;
@@ -342,22 +339,7 @@ async fn model_change(store: &Store) {
         "the new model's index holds every vector"
     );
     // An entity's own text (as the template renders it) finds it first.
-    let template = Template::parse(&EmbeddingsConfig::default().template).unwrap();
-    let mut texts: BTreeMap<(String, String), (i64, Option<String>)> = BTreeMap::new();
-    for line in std::fs::read_to_string(&input).unwrap().lines() {
-        let e = decode_json(line.as_bytes(), None).unwrap();
-        let (version, text) = match &e.data {
-            EventData::EntityUpserted(u) => (u.version, Some(template.render(&u.attributes))),
-            EventData::EntityDeleted(d) => (d.version, None),
-            _ => continue,
-        };
-        let slot = texts
-            .entry((e.meta.tenant.clone(), e.meta.subject.clone()))
-            .or_insert((i64::MIN, None));
-        if version > slot.0 {
-            *slot = (version, text);
-        }
-    }
+    let texts = latest_texts(&std::fs::read_to_string(&input).unwrap());
     let ((tenant, entity), (_, query)) = texts
         .iter()
         .filter(|(_, (_, t))| t.is_some())

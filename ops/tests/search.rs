@@ -10,11 +10,7 @@ mod support;
 
 use conductor_connectors::SqliteStore;
 use conductor_engine::store::ProjectionStore;
-use conductor_processors::embeddings::config::EmbeddingsConfig;
 use conductor_processors::embeddings::embeddings_table;
-use conductor_processors::embeddings::text::Template;
-use conductor_schemas::EventData;
-use conductor_schemas::codec::decode_json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use support::*;
@@ -85,22 +81,7 @@ async fn search_finds_an_entity_by_its_text_in_an_index_of_every_live_vector() {
 
     // An entity's own text (its latest version, rendered as the embedding
     // template renders it) finds it first.
-    let template = Template::parse(&EmbeddingsConfig::default().template).unwrap();
-    let mut latest: BTreeMap<(String, String), (i64, Option<String>)> = BTreeMap::new();
-    for line in lines.lines() {
-        let e = decode_json(line.as_bytes(), None).unwrap();
-        let (version, text) = match &e.data {
-            EventData::EntityUpserted(u) => (u.version, Some(template.render(&u.attributes))),
-            EventData::EntityDeleted(d) => (d.version, None),
-            _ => continue,
-        };
-        let slot = latest
-            .entry((e.meta.tenant.clone(), e.meta.subject.clone()))
-            .or_insert((i64::MIN, None));
-        if version > slot.0 {
-            *slot = (version, text);
-        }
-    }
+    let latest = latest_texts(&lines);
     let mut asked = 0;
     for ((tenant, id), (_, text)) in latest
         .iter()

@@ -6,12 +6,12 @@
 //! writes the full report (PC/RR against K, throughput).
 
 use conductor_engine::processor::{Effect, Processor};
-use conductor_processors::embeddings::config::EmbeddingsConfig;
-use conductor_processors::embeddings::hashed_ngrams::HashedNgrams;
-use conductor_processors::embeddings::text::Template;
 use conductor_processors::er::ErCandidatesProcessor;
 use conductor_processors::er::config::ErConfig;
-use conductor_processors::er::quality::{Labelled, Quality, data_dir, measure, measure_events};
+use conductor_processors::er::quality::{
+    Labelled, Quality, ann_variant, data_dir, measure, measure_events,
+    with_hashed_ngrams_embeddings,
+};
 use conductor_schemas::EventData;
 
 fn dataset(name: &str) -> Option<Labelled> {
@@ -90,32 +90,18 @@ fn meets_the_processor_contract_on_real_records() {
     );
 }
 
-/// Febrl3 with each record followed by its embedding as the embedding
-/// writer emits it (hashed-ngrams over its default template, what
-/// `conductor demo` embeds), in one shuffled order.
+/// `data` in the order of `seed`, each record followed by its embedding
+/// (hashed-ngrams over the embedding writer's default template).
 fn with_embeddings(data: &Labelled, seed: u64) -> Vec<conductor_schemas::Event> {
-    let template = Template::parse(&EmbeddingsConfig::default().template).unwrap();
-    let embedder = HashedNgrams::new(256);
-    data.events_with_embeddings(seed, &HashedNgrams::model_id(256), |a| {
-        embedder.vector(&template.render(a))
-    })
+    with_hashed_ngrams_embeddings(data.events(seed))
 }
 
 fn config(top_k: usize, ann_top_k: usize, names_only: bool) -> ErConfig {
-    let mut c = ErConfig {
+    let blocking = ErConfig {
         top_k,
         ..ErConfig::default()
     };
-    c.ann.enabled = ann_top_k > 0;
-    c.ann.top_k = ann_top_k.max(1);
-    if names_only {
-        let a = &mut c.attributes;
-        a.date.clear();
-        a.identifier.clear();
-        a.postcode.clear();
-        a.text.clear();
-    }
-    c
+    ann_variant(&blocking, names_only, ann_top_k)
 }
 
 /// Where blocking falls short — a configuration that names only the name

@@ -16,12 +16,12 @@
 
 use crate::report;
 use conductor_engine::processor::Processor;
-use conductor_processors::embeddings::config::EmbeddingsConfig;
-use conductor_processors::embeddings::hashed_ngrams::HashedNgrams;
-use conductor_processors::embeddings::text::Template;
 use conductor_processors::er::ErCandidatesProcessor;
 use conductor_processors::er::config::ErConfig;
-use conductor_processors::er::quality::{Labelled, data_dir, embed_after, measure, measure_events};
+use conductor_processors::er::quality::{
+    Labelled, ann_variant, data_dir, measure, measure_events,
+    with_hashed_ngrams_embeddings as with_embeddings,
+};
 use conductor_schemas::Event;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -119,7 +119,7 @@ pub async fn run(args: Args) -> Result<(), String> {
             let events = with_embeddings(data.events(seed));
             for names_only in [false, true] {
                 for ann_top_k in [0, defaults.ann.top_k] {
-                    let config = ann_config(&defaults, names_only, ann_top_k);
+                    let config = ann_variant(&defaults, names_only, ann_top_k);
                     let q = measure_events(&data, &config, &events);
                     let roles = if names_only {
                         "names only"
@@ -150,7 +150,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     }
     let throughput_ann = throughput(
         args.records,
-        &ann_config(&defaults, false, defaults.ann.top_k),
+        &ann_variant(&defaults, false, defaults.ann.top_k),
         true,
     );
     let throughput = throughput(args.records, &defaults, false);
@@ -192,33 +192,6 @@ pub async fn run(args: Args) -> Result<(), String> {
     report::write(&args.out, &report)?;
     println!("report: {}", args.out.display());
     Ok(())
-}
-
-/// `events`, each entity followed by its hashed-ngrams embedding (256 dims,
-/// the embedding writer's default template and model).
-fn with_embeddings(events: Vec<Event>) -> Vec<Event> {
-    let template = Template::parse(&EmbeddingsConfig::default().template)
-        .unwrap_or_else(|_| Template::parse("").expect("the empty template parses"));
-    let embedder = HashedNgrams::new(256);
-    embed_after(events, &HashedNgrams::model_id(256), |a| {
-        embedder.vector(&template.render(a))
-    })
-}
-
-/// `defaults` with the ANN signal on (`ann_top_k` > 0) or off, and every
-/// role or the names only.
-fn ann_config(defaults: &ErConfig, names_only: bool, ann_top_k: usize) -> ErConfig {
-    let mut c = defaults.clone();
-    c.ann.enabled = ann_top_k > 0;
-    c.ann.top_k = ann_top_k.max(1);
-    if names_only {
-        let a = &mut c.attributes;
-        a.date.clear();
-        a.identifier.clear();
-        a.postcode.clear();
-        a.text.clear();
-    }
-    c
 }
 
 /// Indexes `n` synthetic people one at a time (each with its embedding

@@ -269,3 +269,32 @@ pub async fn topic_events(dir: &Path, topic: &str) -> Vec<conductor_schemas::Eve
         .map(|r| conductor_schemas::codec::decode_json(&r.value, None).unwrap())
         .collect()
 }
+
+/// Each entity's latest version in a JSON-lines workload, with its text as
+/// the embedding writer's default template renders it (`None`: deleted):
+/// (tenant, entity id) → (version, text).
+pub fn latest_texts(
+    jsonl: &str,
+) -> std::collections::BTreeMap<(String, String), (i64, Option<String>)> {
+    use conductor_schemas::EventData;
+    let template = conductor_processors::embeddings::text::Template::parse(
+        &conductor_processors::embeddings::config::EmbeddingsConfig::default().template,
+    )
+    .unwrap();
+    let mut latest = std::collections::BTreeMap::new();
+    for line in jsonl.lines() {
+        let e = conductor_schemas::codec::decode_json(line.as_bytes(), None).unwrap();
+        let (version, text) = match &e.data {
+            EventData::EntityUpserted(u) => (u.version, Some(template.render(&u.attributes))),
+            EventData::EntityDeleted(d) => (d.version, None),
+            _ => continue,
+        };
+        let slot = latest
+            .entry((e.meta.tenant.clone(), e.meta.subject.clone()))
+            .or_insert((i64::MIN, None));
+        if version > slot.0 {
+            *slot = (version, text);
+        }
+    }
+    latest
+}

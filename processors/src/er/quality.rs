@@ -173,6 +173,37 @@ pub fn embed_after(
     out
 }
 
+/// `events`, each entity followed by its hashed-ngrams embedding (256 dims,
+/// the embedding writer's default template and model): what `conductor
+/// demo` embeds.
+pub fn with_hashed_ngrams_embeddings(events: Vec<Event>) -> Vec<Event> {
+    use crate::embeddings::config::EmbeddingsConfig;
+    use crate::embeddings::hashed_ngrams::HashedNgrams;
+    use crate::embeddings::text::Template;
+    let template = Template::parse(&EmbeddingsConfig::default().template)
+        .unwrap_or_else(|_| Template::parse("").expect("the empty template parses"));
+    let embedder = HashedNgrams::new(256);
+    embed_after(events, &HashedNgrams::model_id(256), |a| {
+        embedder.vector(&template.render(a))
+    })
+}
+
+/// `config` with the ANN signal on (`ann_top_k` > 0 proposals) or off, and
+/// with every role or the names only (where blocking falls short).
+pub fn ann_variant(config: &ErConfig, names_only: bool, ann_top_k: usize) -> ErConfig {
+    let mut c = config.clone();
+    c.ann.enabled = ann_top_k > 0;
+    c.ann.top_k = ann_top_k.max(1);
+    if names_only {
+        let a = &mut c.attributes;
+        a.date.clear();
+        a.identifier.clear();
+        a.postcode.clear();
+        a.text.clear();
+    }
+    c
+}
+
 /// What a run found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Quality {
