@@ -7,6 +7,7 @@
 //! attributes cleared), which also stops a late older upsert from
 //! resurrecting the entity.
 
+use conductor_engine::processor::spec::{check_table_name, static_table_name};
 use conductor_engine::processor::{Effect, Processor, ProcessorError, ProcessorSpec};
 use conductor_engine::projection::{
     ColumnSpec, ColumnType, RowUpsert, SqlValue, TableSpec, TextIndex,
@@ -24,6 +25,11 @@ fn col(name: &'static str, ty: ColumnType, nullable: bool) -> ColumnSpec {
 /// `entities(tenant_id, entity_id, version, kind, attributes, deleted, updated_at, last_event_id)`,
 /// with a full-text index over the attributes' values (keyword search).
 pub fn entities_table() -> TableSpec {
+    entities_table_named(ENTITIES_TABLE)
+}
+
+/// The entities table under another name (`[processor_config] table`).
+pub fn entities_table_named(name: &'static str) -> TableSpec {
     TableSpec {
         text_index: Some(TextIndex {
             json: "attributes",
@@ -31,7 +37,7 @@ pub fn entities_table() -> TableSpec {
             id: "entity_id",
             deleted: Some("deleted"),
         }),
-        name: ENTITIES_TABLE,
+        name,
         key: vec![
             col("tenant_id", ColumnType::Text, false),
             col("entity_id", ColumnType::Text, false),
@@ -49,9 +55,14 @@ pub fn entities_table() -> TableSpec {
 
 /// `relationships(tenant_id, rel_id, version, src_id, dst_id, kind, attributes, deleted, updated_at, last_event_id)`.
 pub fn relationships_table() -> TableSpec {
+    relationships_table_named(RELATIONSHIPS_TABLE)
+}
+
+/// The relationships table under another name (`[processor_config] relationships_table`).
+pub fn relationships_table_named(name: &'static str) -> TableSpec {
     TableSpec {
         text_index: None,
-        name: RELATIONSHIPS_TABLE,
+        name,
         key: vec![
             col("tenant_id", ColumnType::Text, false),
             col("rel_id", ColumnType::Text, false),
@@ -69,9 +80,46 @@ pub fn relationships_table() -> TableSpec {
     }
 }
 
-/// The entities fold. Takes no configuration.
+/// The tables the entities fold writes: `entities` and `relationships` unless
+/// configured otherwise (a second projection beside the first, e.g.
+/// `entities_v2` for a zero-downtime migration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityTables {
+    pub entities: &'static str,
+    pub relationships: &'static str,
+}
+
+impl Default for EntityTables {
+    fn default() -> Self {
+        EntityTables {
+            entities: ENTITIES_TABLE,
+            relationships: RELATIONSHIPS_TABLE,
+        }
+    }
+}
+
+impl EntityTables {
+    /// Their specs.
+    pub fn specs(&self) -> Vec<TableSpec> {
+        vec![
+            entities_table_named(self.entities),
+            relationships_table_named(self.relationships),
+        ]
+    }
+}
+
+/// The entities fold.
 #[derive(Debug, Default)]
-pub struct EntitiesProcessor;
+pub struct EntitiesProcessor {
+    tables: EntityTables,
+}
+
+impl EntitiesProcessor {
+    /// The fold into `tables`.
+    pub fn new(tables: EntityTables) -> Self {
+        EntitiesProcessor { tables }
+    }
+}
 
 /// The `entities` spec: no configuration (an empty `[processor_config]`).
 pub struct EntitiesSpec;
@@ -80,6 +128,12 @@ pub struct EntitiesSpec;
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EntitiesConfig {
+    /// The entities table (`entities`). Another name makes a second
+    /// projection beside the first — `entities_v2` while a new version is
+    /// built next to the one being served.
+    pub table: String,
+    /// The relationships table (`relationships`).
+    pub relationships_table: String,
     /// Also project entities and relationships as a graph: a node per entity
     /// (`(:Entity {id: "tenant/subject", tenant_id, entity_type, …attributes})`)
     /// and a relationship per relationship (`-[:KNOWS {id: "tenant/rel_id", …}]->`),
@@ -93,6 +147,8 @@ pub struct EntitiesConfig {
 impl Default for EntitiesConfig {
     fn default() -> Self {
         EntitiesConfig {
+            table: ENTITIES_TABLE.into(),
+            relationships_table: RELATIONSHIPS_TABLE.into(),
             graph: false,
             graph_node_label: "Entity".into(),
         }
@@ -106,18 +162,31 @@ impl ProcessorSpec for EntitiesSpec {
         "EntityUpserted / EntityDeleted / RelationshipUpserted → entities and relationships tables";
 
     fn check(config: &EntitiesConfig) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
         if config.graph_node_label.trim().is_empty() {
-            return vec![ConfigProblem {
+            problems.push(ConfigProblem {
                 key: "graph_node_label".into(),
                 message: "must not be empty".into(),
                 hint: Some("the default is \"Entity\"".into()),
-            }];
+            });
         }
-        Vec::new()
+        problems.extend(check_table_name("table", &config.table));
+        problems.extend(check_table_name(
+            "relationships_table",
+            &config.relationships_table,
+        ));
+        if config.table == config.relationships_table {
+            problems.push(ConfigProblem {
+                key: "relationships_table".into(),
+                message: format!("is the same table as `table` ({})", config.table),
+                hint: Some("entities and relationships need a table each".into()),
+            });
+        }
+        problems
     }
 
     fn tables(config: &EntitiesConfig) -> Vec<TableSpec> {
-        let mut tables = vec![entities_table(), relationships_table()];
+        let mut tables = config_tables(config).specs();
         if config.graph {
             tables.extend(crate::entity_graph::ENTITY_GRAPH.tables());
         }
@@ -125,13 +194,23 @@ impl ProcessorSpec for EntitiesSpec {
     }
 
     fn build(config: EntitiesConfig) -> Box<dyn Processor> {
+        let fold = EntitiesProcessor::new(config_tables(&config));
         if config.graph {
             Box::new(crate::entity_graph::EntityGraphProcessor::new(
+                fold,
                 config.graph_node_label,
             ))
         } else {
-            Box::new(EntitiesProcessor)
+            Box::new(fold)
         }
+    }
+}
+
+/// The configured table names (checked by `check` before this runs).
+fn config_tables(config: &EntitiesConfig) -> EntityTables {
+    EntityTables {
+        entities: static_table_name(&config.table),
+        relationships: static_table_name(&config.relationships_table),
     }
 }
 
@@ -142,6 +221,7 @@ fn attributes_json(a: &Attributes) -> SqlValue {
 /// An `entities` row; a delete is the same row with `deleted` set and the
 /// attributes cleared.
 fn entity_row(
+    table: &'static str,
     event: &Event,
     entity_type: &str,
     version: i64,
@@ -151,7 +231,7 @@ fn entity_row(
     check_version(version)?;
     let meta = &event.meta;
     Ok(RowUpsert {
-        table: ENTITIES_TABLE,
+        table,
         key: vec![meta.tenant.clone(), meta.subject.clone()],
         version,
         values: vec![
@@ -180,7 +260,7 @@ impl Processor for EntitiesProcessor {
     }
 
     fn tables(&self) -> Vec<TableSpec> {
-        vec![entities_table(), relationships_table()]
+        self.tables.specs()
     }
 
     fn process(&mut self, event: &Event) -> Result<Vec<Effect>, ProcessorError> {
@@ -190,16 +270,30 @@ impl Processor for EntitiesProcessor {
         let upsert = match &event.data {
             EventData::EntityUpserted(e) => {
                 let attributes = attributes_json(&e.attributes);
-                entity_row(event, &e.entity_type, e.version, attributes, false)?
+                entity_row(
+                    self.tables.entities,
+                    event,
+                    &e.entity_type,
+                    e.version,
+                    attributes,
+                    false,
+                )?
             }
             EventData::EntityDeleted(e) => {
                 let cleared = SqlValue::Json(serde_json::json!({}));
-                entity_row(event, &e.entity_type, e.version, cleared, true)?
+                entity_row(
+                    self.tables.entities,
+                    event,
+                    &e.entity_type,
+                    e.version,
+                    cleared,
+                    true,
+                )?
             }
             EventData::RelationshipUpserted(r) => {
                 check_version(r.version)?;
                 RowUpsert {
-                    table: RELATIONSHIPS_TABLE,
+                    table: self.tables.relationships,
                     key: vec![meta.tenant.clone(), r.rel_id.clone()],
                     version: r.version,
                     values: vec![
@@ -254,12 +348,12 @@ mod tests {
 
     #[test]
     fn meets_the_processor_contract() {
-        check_processor_contract(|| EntitiesProcessor, &samples());
+        check_processor_contract(EntitiesProcessor::default, &samples());
     }
 
     #[test]
     fn folds_each_kind_into_its_table() {
-        let mut p = EntitiesProcessor;
+        let mut p = EntitiesProcessor::default();
         let s = samples();
         let Effect::Upsert(u) = &p.process(&s[0]).unwrap()[0] else {
             panic!()
@@ -282,7 +376,9 @@ mod tests {
 
     #[test]
     fn refuses_other_event_kinds_as_invalid_input() {
-        let err = EntitiesProcessor.process(&samples()[3]).unwrap_err();
+        let err = EntitiesProcessor::default()
+            .process(&samples()[3])
+            .unwrap_err();
         assert_eq!(
             err.kind,
             conductor_engine::processor::ProcessorErrorKind::InvalidInput
@@ -297,5 +393,43 @@ mod tests {
         let problems = crate::find("entities").unwrap().validate(&t);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "processor_config.colour");
+    }
+
+    #[test]
+    fn table_names_come_from_the_config() {
+        let entities = crate::find("entities").unwrap();
+        let mut v2 = toml::Table::new();
+        v2.insert("table".into(), "entities_v2".into());
+        v2.insert("relationships_table".into(), "relationships_v2".into());
+        let names: Vec<&str> = entities
+            .tables(&v2)
+            .unwrap()
+            .iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["entities_v2", "relationships_v2"]);
+        let mut p = entities.build(&v2).unwrap();
+        let s = samples();
+        let Effect::Upsert(u) = &p.process(&s[0]).unwrap()[0] else {
+            panic!()
+        };
+        assert_eq!(u.table, "entities_v2");
+        let Effect::Upsert(r) = &p.process(&s[2]).unwrap()[0] else {
+            panic!()
+        };
+        assert_eq!(r.table, "relationships_v2");
+
+        let mut bad = toml::Table::new();
+        bad.insert("table".into(), "Entities-V2".into());
+        bad.insert("relationships_table".into(), "Entities-V2".into());
+        let keys: Vec<String> = entities.validate(&bad).into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "processor_config.table",
+                "processor_config.relationships_table",
+                "processor_config.relationships_table"
+            ]
+        );
     }
 }

@@ -25,10 +25,10 @@ pub struct EntityGraphProcessor {
 }
 
 impl EntityGraphProcessor {
-    /// Entity nodes get `label`.
-    pub fn new(label: impl Into<String>) -> Self {
+    /// `entities` folds the rows; entity nodes get `label`.
+    pub fn new(entities: EntitiesProcessor, label: impl Into<String>) -> Self {
         EntityGraphProcessor {
-            entities: EntitiesProcessor,
+            entities,
             label: label.into(),
         }
     }
@@ -121,12 +121,15 @@ mod tests {
 
     #[test]
     fn meets_the_processor_contract() {
-        check_processor_contract(|| EntityGraphProcessor::new("Entity"), &samples());
+        check_processor_contract(
+            || EntityGraphProcessor::new(EntitiesProcessor::default(), "Entity"),
+            &samples(),
+        );
     }
 
     #[test]
     fn adds_a_node_or_relationship_to_each_entities_row() {
-        let mut p = EntityGraphProcessor::new("Entity");
+        let mut p = EntityGraphProcessor::new(EntitiesProcessor::default(), "Entity");
         let s = samples();
         let effects = p.process(&s[0]).unwrap();
         assert!(matches!(effects[0], Effect::Upsert(_)));

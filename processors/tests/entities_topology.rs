@@ -16,7 +16,7 @@ const CHANGES: &str = "ig.changefeed.entities";
 async fn driver(max_events: usize) -> TopologyTestDriver {
     let mut config = parse_topology(TOPOLOGY, &conductor_processors::names()).unwrap();
     config.batch.max_events = max_events;
-    TopologyTestDriver::new(config, Box::new(EntitiesProcessor))
+    TopologyTestDriver::new(config, Box::new(EntitiesProcessor::default()))
         .await
         .unwrap()
 }
@@ -227,8 +227,42 @@ async fn emits_the_topology_telemetry() {
         .collect();
     conductor_engine::testing::assert_topology_telemetry(
         config,
-        Box::new(EntitiesProcessor),
+        Box::new(EntitiesProcessor::default()),
         &events,
     )
     .await;
+}
+
+/// `[processor_config] table` puts the projection under another name — a
+/// second projection (`entities_v2`) folding the same events beside the first.
+#[tokio::test]
+async fn a_configured_table_name_holds_the_same_projection() {
+    let v2_toml = TOPOLOGY.replace("name = \"entities\"", "name = \"entities_v2\"")
+        + "\n[processor_config]\ntable = \"entities_v2\"\nrelationships_table = \"relationships_v2\"\n";
+    let config = parse_topology(&v2_toml, &conductor_processors::names()).unwrap();
+    let spec = conductor_processors::find("entities").unwrap();
+    let tables = spec.tables(&config.processor_config).unwrap();
+    let processor = spec.build(&config.processor_config).unwrap();
+    let mut v2 = TopologyTestDriver::new(config, processor).await.unwrap();
+    let mut v1 = driver(2).await;
+    for d in [&v1, &v2] {
+        d.pipe_json(ENTITIES, &upsert("acme", "p1", 1, "Ada")).await;
+        d.pipe_json(ENTITIES, &upsert("acme", "p1", 2, "Ada L."))
+            .await;
+        d.pipe_json(ENTITIES, &delete("acme", "p2", 3)).await;
+        d.pipe_json(RELS, r#"{"tenant":"acme","kind":"RelationshipUpserted","subject":"r1","occurred_at":"2026-02-01T12:00:00Z","data":{"rel_id":"r1","src":"p1","dst":"p2","rel_type":"KNOWS","version":1,"attributes":{}}}"#).await;
+    }
+    v1.run_until_idle().await.unwrap();
+    v2.run_until_idle().await.unwrap();
+    assert_eq!(tables[0].name, "entities_v2");
+    let rows_v2 = v2.rows(&tables[0]).await;
+    assert_eq!(rows_v2.len(), 2);
+    assert_eq!(rows_v2, v1.rows(&entities_table()).await);
+    assert_eq!(
+        v2.rows(&tables[1]).await,
+        v1.rows(&relationships_table()).await
+    );
+    // Its changes go to its own changefeed (named after the topology).
+    assert_eq!(v2.output_json("ig.changefeed.entities_v2").await.len(), 4);
+    assert_eq!(v1.output_json(CHANGES).await.len(), 4);
 }

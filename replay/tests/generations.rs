@@ -53,7 +53,7 @@ async fn append(log: &dyn Log, range: std::ops::Range<usize>, ts0: i64) {
 }
 
 async fn fold_live(log: Arc<dyn Log>, live: Arc<dyn ProjectionStore>) {
-    let mut w = Worker::start(config(), Box::new(EntitiesProcessor), log, live)
+    let mut w = Worker::start(config(), Box::new(EntitiesProcessor::default()), log, live)
         .await
         .unwrap();
     while w.step().await.unwrap().records > 0 {}
@@ -109,7 +109,7 @@ impl Replay<'_> {
             self.log.clone(),
             self.home,
             &self.config,
-            Box::new(EntitiesProcessor),
+            Box::new(EntitiesProcessor::default()),
             request,
             |_, _| {},
         )
@@ -121,7 +121,7 @@ impl Replay<'_> {
             self.log.clone(),
             self.home,
             &self.config,
-            Box::new(EntitiesProcessor),
+            Box::new(EntitiesProcessor::default()),
             5,
         )
         .await
@@ -132,7 +132,7 @@ impl Replay<'_> {
             self.log.clone(),
             self.home,
             &self.config,
-            Box::new(EntitiesProcessor),
+            Box::new(EntitiesProcessor::default()),
             incoming,
             rewind,
         )
@@ -257,7 +257,7 @@ async fn scenario(
     let (tx, rx) = tokio::sync::watch::channel(false);
     let worker = Worker::start(
         config.clone(),
-        Box::new(EntitiesProcessor),
+        Box::new(EntitiesProcessor::default()),
         log.clone(),
         live.clone(),
     )

@@ -47,7 +47,7 @@ async fn setup() -> SqlContext {
     let config = parse_topology(TOPOLOGY, &conductor_processors::names()).unwrap();
     let mut w = Worker::start(
         config,
-        Box::new(EntitiesProcessor),
+        Box::new(EntitiesProcessor::default()),
         log.clone(),
         store.clone(),
     )
@@ -55,7 +55,7 @@ async fn setup() -> SqlContext {
     .unwrap();
     while w.step().await.unwrap().records > 0 {}
     w.flush().await.unwrap();
-    SqlContext::new(log, Some(store), EntitiesProcessor.tables())
+    SqlContext::new(log, Some(store), EntitiesProcessor::default().tables())
         .await
         .unwrap()
 }

@@ -308,7 +308,7 @@ pub fn copy_rows(
     records: &[(i32, conductor_engine::log::Record)],
     spec: &TableSpec,
 ) -> Vec<RowUpsert> {
-    let mut p = EntitiesProcessor;
+    let mut p = EntitiesProcessor::default();
     records
         .iter()
         .enumerate()
@@ -339,7 +339,7 @@ async fn start_pipeline(
     let shared_store: Arc<dyn ProjectionStore> = Arc::new(store.clone());
     let (worker, relay) = Topology::prepare(
         topology(max_events, linger_ms).await?,
-        Box::new(EntitiesProcessor),
+        Box::new(EntitiesProcessor::default()),
         shared_log,
         shared_store,
     )

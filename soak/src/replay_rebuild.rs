@@ -96,7 +96,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         log.clone(),
         &home,
         &config,
-        Box::new(EntitiesProcessor),
+        Box::new(EntitiesProcessor::default()),
         &request,
         |_, _| {},
     )
@@ -128,7 +128,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let ctx = SqlContext::new(
         log.clone(),
         Some(shadow.clone()),
-        EntitiesProcessor.tables(),
+        EntitiesProcessor::default().tables(),
     )
     .await
     .map_err(err)?;

@@ -130,6 +130,45 @@ fn parse_config<S: ProcessorSpec>(table: &toml::Table) -> Result<S::Config, Vec<
     }
 }
 
+/// A problem when `name`, configured under `key`, can't name a table: a plain
+/// SQL identifier (`[a-z_][a-z0-9_]*`, at most 40 characters, so the store's
+/// derived names — indexes, shadow generations — stay under Postgres's 63).
+pub fn check_table_name(key: &str, name: &str) -> Option<ConfigProblem> {
+    let mut chars = name.chars();
+    let ok_first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let ok_rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let ok = ok_first && ok_rest && name.len() <= 40;
+    (!ok).then(|| ConfigProblem {
+        key: key.into(),
+        message: format!("`{name}` is not a table name"),
+        hint: Some(
+            "use lower-case letters, digits and `_`, starting with a letter, at most 40 characters (e.g. \"entities_v2\")"
+                .into(),
+        ),
+    })
+}
+
+/// A configured table name as the `&'static str` that [`TableSpec`] and row
+/// effects carry. Each distinct name is leaked once per process (a topology
+/// configures a handful), which keeps the hot path free of owned names.
+pub fn static_table_name(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
 fn hint_for<S: ProcessorSpec>() -> String {
     let defaults = toml::Table::try_from(S::Config::default()).unwrap_or_default();
     if defaults.is_empty() {
@@ -250,5 +289,24 @@ mod tests {
             "latest_versions"
         );
         assert!(LIMITS.build(&toml::Table::new()).is_ok());
+    }
+
+    #[test]
+    fn table_names_are_checked_and_interned_once() {
+        assert!(check_table_name("table", "entities_v2").is_none());
+        for bad in [
+            "",
+            "Entities",
+            "2nd",
+            "a-b",
+            "x; drop table y",
+            &"a".repeat(41),
+        ] {
+            let p = check_table_name("table", bad).expect(bad);
+            assert_eq!(p.key, "table");
+        }
+        let a = static_table_name("entities_v2");
+        let b = static_table_name(&String::from("entities_v2"));
+        assert!(std::ptr::eq(a, b));
     }
 }
