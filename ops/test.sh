@@ -161,14 +161,16 @@ start_java_services() {
 }
 
 ensure_python_client() {
-    # The end-to-end tests drive the broker with a client nobody on the team wrote.
-    if python3 -c "import confluent_kafka" 2>/dev/null; then
-        echo "Python confluent-kafka: installed"
+    # The end-to-end tests drive the broker with a client nobody on the team
+    # wrote, and send lineage with the official OpenLineage client.
+    if python3 -c "import confluent_kafka, openlineage.client" 2>/dev/null; then
+        echo "Python confluent-kafka, openlineage-python: installed"
         return
     fi
     python3 -m pip install --quiet --disable-pip-version-check "confluent-kafka==2.16.1" \
-        || fail "could not install the Python confluent-kafka client from PyPI"
-    echo "Python confluent-kafka: installed now"
+        "openlineage-python==1.54.0" \
+        || fail "could not install the Python confluent-kafka and openlineage-python clients from PyPI"
+    echo "Python confluent-kafka, openlineage-python: installed now"
 }
 
 ensure_curl() {

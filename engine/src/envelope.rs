@@ -40,12 +40,15 @@ pub fn event_record(event: &Event, encoding: Encoding) -> Record {
         .with_header(HEADER_CONTENT_TYPE, content_type.as_bytes())
 }
 
-/// Decodes an event record, by its `content-type` header when present.
+/// Decodes an event record, by its `content-type` header when present. A
+/// plain OpenLineage event (what any OpenLineage client's Kafka transport
+/// sends) is read as an `OpenLineageEvent` of the record's `ig-tenant`
+/// header, or of tenant `default` without one.
 pub fn decode_event(record: &Record) -> Result<Event, SchemaError> {
     let content_type = record
         .header(HEADER_CONTENT_TYPE)
         .and_then(|v| std::str::from_utf8(v).ok());
-    codec::decode(&record.value, content_type)
+    codec::decode_record_value(&record.value, content_type, record_tenant(record))
 }
 
 /// The tenant of a record from its header, without decoding the value.

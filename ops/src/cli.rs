@@ -125,6 +125,41 @@ pub enum Command {
     /// full-text index), vector (the vector_index topology's HNSW state) or
     /// hybrid (both, fused; the default).
     Search(SearchArgs),
+    /// Lineage of a dataset or job from the lineage topology's graph:
+    /// `conductor lineage dataset:NS:NAME`, or `conductor lineage impact
+    /// NODE` for everything downstream that a change to NODE touches.
+    Lineage(LineageArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  conductor lineage dataset:sqlite:entities --direction upstream\n  conductor lineage job:conductor:entities --depth 2 --dot | dot -Tsvg > lineage.svg\n  conductor lineage impact dataset:kafka:ig.ingest.entities"
+)]
+pub struct LineageArgs {
+    /// `NODE` (`dataset:NAMESPACE:NAME` or `job:NAMESPACE:NAME`), or
+    /// `impact NODE`.
+    #[arg(value_name = "NODE", num_args = 1..=2, required = true)]
+    pub node: Vec<String>,
+    /// The tenant whose lineage is asked [default: default, the tenant of
+    /// OpenLineage events that name none].
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Edges to walk from NODE.
+    #[arg(long, default_value_t = 20)]
+    pub depth: usize,
+    /// Which way to walk: upstream (what NODE is made from), downstream
+    /// (what is made from it) or both.
+    #[arg(long, default_value = "both")]
+    pub direction: String,
+    /// The lineage topology.
+    #[arg(long, default_value = "lineage")]
+    pub topology: String,
+    /// Marquez's JSON shape (`{"graph": [...]}`).
+    #[arg(long, conflicts_with = "dot")]
+    pub json: bool,
+    /// Graphviz dot.
+    #[arg(long)]
+    pub dot: bool,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@ mod backend;
 mod cli;
 mod commands;
 mod error;
+mod lineage_service;
 mod search_service;
 mod server;
 mod settings;
@@ -56,5 +57,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => commands::demo::run(&settings, args).await,
         Command::Er(cmd) => commands::er::run(&settings, cmd).await,
         Command::Search(args) => commands::search::run(&settings, args).await,
+        Command::Lineage(args) => commands::lineage::run(&settings, args).await,
     }
 }

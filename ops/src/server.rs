@@ -8,6 +8,10 @@
 //! - `GET /v1/topologies`, `GET /v1/topologies/{name}` — status JSON.
 //! - `GET /v1/search?q=…&k=…&mode=…&alpha=…&cursor=…` — search the token's
 //!   tenant's entities (scope `entity.search`; see `search_service`).
+//! - `POST /api/v1/lineage` — an OpenLineage event for the token's tenant
+//!   (scope `lineage.write`; see `lineage_service`).
+//! - `GET /api/v1/lineage?nodeId=…&depth=…` — lineage in Marquez's shape
+//!   (scope `lineage.read`).
 
 use crate::error::CliError;
 use crate::settings::Settings;
@@ -33,6 +37,8 @@ pub struct AppState {
     pub subscriptions: Arc<Subscriptions>,
     /// `/v1/search`; `None`: not served here.
     pub search: Option<Arc<crate::search_service::SearchService>>,
+    /// `POST /api/v1/lineage`; `None`: not served here.
+    pub lineage: Option<Arc<crate::lineage_service::LineageService>>,
 }
 
 /// Shortest token secret accepted (HS256 wants at least the hash size).
@@ -106,6 +112,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topologies", get(list))
         .route("/v1/topologies/{name}", get(one))
         .route("/v1/search", get(search))
+        .route(
+            "/api/v1/lineage",
+            axum::routing::post(post_lineage).get(get_lineage),
+        )
         .with_state(state)
         .merge(subscriptions)
 }
@@ -169,6 +179,55 @@ async fn search(
         Ok(page) => (
             StatusCode::OK,
             Json(serde_json::to_value(page).unwrap_or_default()),
+        ),
+        Err(refusal) => (
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+            Json(serde_json::json!({"error": refusal.error})),
+        ),
+    }
+}
+
+async fn get_lineage(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<crate::lineage_service::LineageParams>,
+) -> impl IntoResponse {
+    let Some(service) = &s.lineage else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "lineage is not served here"})),
+        );
+    };
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match service.lineage(authorization, params) {
+        Ok(answer) => (StatusCode::OK, Json(answer)),
+        Err(refusal) => (
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+            Json(serde_json::json!({"error": refusal.error})),
+        ),
+    }
+}
+
+async fn post_lineage(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let Some(service) = &s.lineage else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "lineage is not accepted here"})),
+        );
+    };
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match service.accept(authorization, &body).await {
+        Ok(accepted) => (
+            StatusCode::CREATED,
+            Json(serde_json::to_value(accepted).unwrap_or_default()),
         ),
         Err(refusal) => (
             StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),

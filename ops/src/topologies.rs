@@ -37,6 +37,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "er_candidates.toml",
         include_str!("../../topologies/er_candidates.toml"),
     ),
+    (
+        "lineage.toml",
+        include_str!("../../topologies/lineage.toml"),
+    ),
 ];
 
 /// Where [`load`] takes topologies from, for messages.

@@ -143,7 +143,8 @@ fn demo_and_status_work_outside_the_repository() {
             "embeddings",
             "vector_index",
             "er_by_tenant",
-            "er_candidates"
+            "er_candidates",
+            "lineage"
         ],
         "the shipped topologies: {status}"
     );
@@ -164,11 +165,11 @@ fn validate_rejects_a_bad_processor_config_naming_the_key() {
     // A bad batch key and a processor_config key that `entities` doesn't take:
     // both are reported in one run.
     assert_validate_rejects(
-        "name = \"entities_b\"\nprocessor = \"entities\"\n[sources]\ntopics = [\"ig.ingest.entities\"]\n[batch]\nlinger_mss = 5\n[processor_config]\ntable = \"entities_v2\"\n",
+        "name = \"entities_b\"\nprocessor = \"entities\"\n[sources]\ntopics = [\"ig.ingest.entities\"]\n[batch]\nlinger_mss = 5\n[processor_config]\ntables = \"entities_v2\"\ntable = \"Entities V2\"\n",
         &[
             "batch.linger_mss",
-            "processor_config.table: unknown field `table`",
-            "entities takes: graph, graph_node_label",
+            "processor_config.tables: unknown field `tables`",
+            "entities takes: graph, graph_node_label, relationships_table, table",
         ],
     );
 }

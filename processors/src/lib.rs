@@ -7,6 +7,7 @@ pub mod embeddings;
 pub mod entities;
 pub mod entity_graph;
 pub mod er;
+pub mod lineage;
 pub mod repartition;
 pub mod search;
 pub mod vector_index;
@@ -21,6 +22,7 @@ pub const REGISTRY: &[RegisteredProcessor] = &[
     RegisteredProcessor::of::<embeddings::EmbeddingsEnrichSpec>(),
     RegisteredProcessor::of::<embeddings::EmbeddingsSpec>(),
     RegisteredProcessor::of::<er::ErCandidatesSpec>(),
+    RegisteredProcessor::of::<lineage::LineageSpec>(),
     RegisteredProcessor::of::<repartition::RepartitionSpec>(),
     RegisteredProcessor::of::<vector_index::VectorIndexSpec>(),
 ];

@@ -21,6 +21,8 @@ pub const ENRICHMENT_RECORDED: &str = include_str!("../avro/EnrichmentRecorded.a
 pub const ER_CANDIDATE: &str = include_str!("../avro/ErCandidate.avsc");
 /// `ig.events.EmbeddingComputed`.
 pub const EMBEDDING_COMPUTED: &str = include_str!("../avro/EmbeddingComputed.avsc");
+/// `ig.events.OpenLineageEvent` (an OpenLineage event as sent).
+pub const OPEN_LINEAGE_EVENT: &str = include_str!("../avro/OpenLineageEvent.avsc");
 /// `ig.events.QuotaAlert`.
 pub const QUOTA_ALERT: &str = include_str!("../avro/QuotaAlert.avsc");
 
@@ -35,6 +37,7 @@ pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
     ("ErCandidate", ER_CANDIDATE),
     ("EmbeddingComputed", EMBEDDING_COMPUTED),
     ("QuotaAlert", QUOTA_ALERT),
+    ("OpenLineageEvent", OPEN_LINEAGE_EVENT),
 ];
 
 #[cfg(test)]

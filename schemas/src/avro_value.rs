@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use crate::error::SchemaError;
 use crate::types::{
     AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, QuotaAlert,
-    RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded, datetime_from_micros,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, OpenLineageEvent,
+    QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
+    datetime_from_micros,
 };
 
 // Union branch indexes, fixed by the order in the `.avsc` files.
@@ -102,6 +103,9 @@ fn data_to_avro(data: &EventData) -> Value {
             ("quantity".into(), Value::Long(d.quantity)),
             ("unit".into(), optional_string(&d.unit)),
         ]),
+        EventData::OpenLineageEvent(d) => {
+            Value::Record(vec![("event".into(), Value::String(d.event.clone()))])
+        }
         EventData::QuotaAlert(d) => Value::Record(vec![
             ("usage_kind".into(), Value::String(d.usage_kind.clone())),
             ("period".into(), Value::String(d.period.clone())),
@@ -264,6 +268,12 @@ pub(crate) fn event_from_avro(kind: &str, value: Value) -> Result<Event, SchemaE
             quantity: data.long("quantity")?,
             unit: data.optional_string("unit")?,
         }),
+        "OpenLineageEvent" => {
+            let event = data.string("event")?;
+            // Decoded events are valid events: the OpenLineage text too.
+            crate::openlineage::parse_str(&event).map_err(|e| e.within("data.event"))?;
+            EventData::OpenLineageEvent(OpenLineageEvent { event })
+        }
         "QuotaAlert" => EventData::QuotaAlert(QuotaAlert {
             usage_kind: data.string("usage_kind")?,
             period: data.string("period")?,

@@ -68,8 +68,46 @@ pub fn decode(bytes: &[u8], content_type: Option<&str>) -> Result<Event, SchemaE
 /// The schema is the one named by `schema` when given (then `kind`, if
 /// present, must name the same schema) and otherwise the one named by `kind`.
 pub fn decode_json(bytes: &[u8], schema: Option<&str>) -> Result<Event, SchemaError> {
+    event_from_json_value(parse_json(bytes)?, schema)
+}
+
+/// The tenant a plain OpenLineage event belongs to when its record names none
+/// (no `ig-tenant` header): what `openlineage-python`'s `KafkaTransport` sends.
+pub const OPENLINEAGE_DEFAULT_TENANT: &str = "default";
+
+/// Decodes a record's value like [`decode`], and also reads a plain
+/// OpenLineage event (no envelope: what any OpenLineage client sends) as an
+/// `OpenLineageEvent` of `tenant` — checked against the spec, so a bad one
+/// fails with the field at fault.
+pub fn decode_record_value(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    tenant: Option<&str>,
+) -> Result<Event, SchemaError> {
+    let is_json = match content_type {
+        Some(ct) => ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case(CONTENT_TYPE_JSON),
+        None => !bytes.starts_with(&AVRO_SINGLE_OBJECT_MARKER),
+    };
+    if !is_json {
+        return decode(bytes, content_type);
+    }
+    let json = parse_json(bytes)?;
+    if crate::openlineage::looks_like_openlineage(&json) {
+        let tenant = tenant.unwrap_or(OPENLINEAGE_DEFAULT_TENANT);
+        return crate::openlineage::to_event(&json, tenant);
+    }
+    event_from_json_value(json, None)
+}
+
+/// One JSON value, with errors that say how to fix the input.
+fn parse_json(bytes: &[u8]) -> Result<Json, SchemaError> {
     check_size(bytes)?;
-    let json: Json = serde_json::from_slice(bytes).map_err(|error| {
+    serde_json::from_slice(bytes).map_err(|error| {
         let hint = match error.classify() {
             serde_json::error::Category::Eof => Some("the input ends too early"),
             _ if error.to_string().starts_with("trailing characters") => {
@@ -82,8 +120,7 @@ pub fn decode_json(bytes: &[u8], schema: Option<&str>) -> Result<Event, SchemaEr
             error = error.with_hint(hint);
         }
         error
-    })?;
-    event_from_json_value(json, schema)
+    })
 }
 
 /// The validation behind [`decode_json`] and `Event`'s `Deserialize`.

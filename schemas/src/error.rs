@@ -67,6 +67,20 @@ impl SchemaError {
         self
     }
 
+    /// The same error about a field inside `prefix` (`data.event` +
+    /// `run.runId` → `data.event.run.runId`).
+    pub(crate) fn within(mut self, prefix: &str) -> Self {
+        self.path = if self.path.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", self.path)
+        };
+        if self.kind == ErrorKind::InvalidJson {
+            self.kind = ErrorKind::InvalidField;
+        }
+        self
+    }
+
     pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

@@ -21,6 +21,7 @@ mod error;
 mod event_id;
 mod json_validate;
 mod ocf;
+pub mod openlineage;
 mod path;
 mod registry;
 mod types;
@@ -29,6 +30,6 @@ pub use error::{ErrorKind, SchemaError};
 pub use registry::{EventSchema, SchemaRegistry};
 pub use types::{
     AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, QuotaAlert,
-    RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, OpenLineageEvent,
+    QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
 };

@@ -158,7 +158,8 @@ mod tests {
                 "EnrichmentRecorded",
                 "ErCandidate",
                 "EmbeddingComputed",
-                "QuotaAlert"
+                "QuotaAlert",
+                "OpenLineageEvent"
             ]
         );
         for name in names {

@@ -233,6 +233,15 @@ pub struct RunEvent {
     pub producer: Option<String>,
 }
 
+/// `data` of `OpenLineageEvent`: an OpenLineage 2-0-2 event as sent (see
+/// [`crate::openlineage`], which checks and reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLineageEvent {
+    /// The event's JSON text (RunEvent, DatasetEvent or JobEvent).
+    pub event: String,
+}
+
 /// `data` of `UsageRecorded`: metered usage for quota accounting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -343,6 +352,8 @@ pub enum EventData {
     RelationshipUpserted(RelationshipUpserted),
     /// Lineage: a run changed state.
     RunEvent(RunEvent),
+    /// Lineage: an OpenLineage event as sent.
+    OpenLineageEvent(OpenLineageEvent),
     /// Metered usage.
     UsageRecorded(UsageRecorded),
     /// An enrichment stage's recorded call result.
@@ -363,6 +374,7 @@ impl EventData {
             EventData::EntityDeleted(_) => "EntityDeleted",
             EventData::RelationshipUpserted(_) => "RelationshipUpserted",
             EventData::RunEvent(_) => "RunEvent",
+            EventData::OpenLineageEvent(_) => "OpenLineageEvent",
             EventData::UsageRecorded(_) => "UsageRecorded",
             EventData::EnrichmentRecorded(_) => "EnrichmentRecorded",
             EventData::ErCandidate(_) => "ErCandidate",

@@ -45,6 +45,12 @@ pub struct SourcesConfig {
     /// Where to begin on a partition with no stored position.
     #[serde(default)]
     pub start: StartFrom,
+    /// Create missing source topics with this many partitions instead of
+    /// refusing to start: for an ingest topic that only this topology reads
+    /// and that clients write to after it starts (`ig.ingest.runs`, which
+    /// `POST /api/v1/lineage` and any OpenLineage Kafka client append to).
+    #[serde(default)]
+    pub create_partitions: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -249,7 +255,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "processor_config",
         ],
     ),
-    ("sources", &["topics", "start"]),
+    ("sources", &["topics", "start", "create_partitions"]),
     ("changefeed", &["enabled", "topic", "partitions"]),
     ("batch", &["max_events", "max_bytes", "linger_ms"]),
     ("errors", &["on_processor_error", "dlq_topic"]),
@@ -385,6 +391,15 @@ fn check(c: &TopologyConfig, processors: &[&str]) -> Vec<ConfigProblem> {
         {
             p.push(problem(key, e.to_string(), None));
         }
+    }
+    if let Some(n) = c.sources.create_partitions
+        && !(1..=1000).contains(&n)
+    {
+        p.push(problem(
+            "sources.create_partitions",
+            format!("must be 1..=1000, got {n}"),
+            None,
+        ));
     }
     if !(1..=1000).contains(&c.changefeed.partitions) {
         p.push(problem(

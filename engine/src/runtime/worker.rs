@@ -291,6 +291,9 @@ impl Worker {
         let stored = store.load_offsets(&config.name).await?;
         let mut positions = BTreeMap::new();
         for topic in &config.sources.topics {
+            if let Some(partitions) = config.sources.create_partitions {
+                ensure_topic(log.as_ref(), topic, partitions).await?;
+            }
             let description = match log.describe_topic(topic).await {
                 Ok(d) => d,
                 Err(LogError::UnknownTopic(_)) => {

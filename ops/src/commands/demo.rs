@@ -55,6 +55,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
         metrics,
         subscriptions: server::subscriptions(settings, log.clone(), Some(&secret))?,
         search: None,
+        lineage: None,
     };
     let server = match server::serve(listen, state).await {
         Ok(addr) => Some(addr),

@@ -3,6 +3,7 @@ pub mod consume;
 pub mod demo;
 pub mod dlq;
 pub mod er;
+pub mod lineage;
 pub mod produce;
 pub mod replay;
 pub mod run;

@@ -60,13 +60,18 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
         store.clone(),
     )
     .await?;
-    let running = topologies::start(configs, log, store, settings.neo4j.as_ref()).await?;
+    let running = topologies::start(configs, log.clone(), store, settings.neo4j.as_ref()).await?;
     let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),
         metrics,
         subscriptions,
         search: Some(search),
+        lineage: Some(crate::lineage_service::LineageService::start(
+            log.clone(),
+            settings.jwt_secret.as_deref(),
+            true,
+        )),
     };
     let bound = serve_on(listen, state).await?;
     eprintln!(

@@ -29,13 +29,20 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), CliError> {
         server::subscriptions(settings, log.clone(), settings.jwt_secret.as_deref())?;
     let store = open_store(settings).await?;
     let search =
-        crate::search_service::start(settings, args.topologies.clone(), log, store).await?;
+        crate::search_service::start(settings, args.topologies.clone(), log.clone(), store).await?;
     let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(Vec::new()),
         metrics,
         subscriptions,
         search: Some(search),
+        // `serve` reads the log beside a `run` that writes it: lineage is
+        // posted to `run`, read here.
+        lineage: Some(crate::lineage_service::LineageService::start(
+            log.clone(),
+            settings.jwt_secret.as_deref(),
+            false,
+        )),
     };
     let bound = serve_on(listen, state).await?;
     eprintln!(

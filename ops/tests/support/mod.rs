@@ -101,14 +101,27 @@ pub fn spawn_run(data: &Path, env: &[(&str, &str)]) -> (ServerProcess, String) {
 /// Starts `conductor <verb> --listen 127.0.0.1:0` (`run` or `serve`) on
 /// `data` from the repo with extra environment; the child and its address.
 pub fn spawn_server(data: &Path, verb: &str, env: &[(&str, &str)]) -> (ServerProcess, String) {
+    spawn_server_with(data, &[verb], env)
+}
+
+/// Starts `conductor ARGS… --listen 127.0.0.1:0` (`["run", "--only",
+/// "lineage"]`) on `data` from the repo with extra environment; the child
+/// and its address.
+pub fn spawn_server_with(
+    data: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ServerProcess, String) {
     use std::io::BufRead;
+    let verb = args[0];
     let mut cmd = conductor(data);
     cmd.current_dir(repo());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd
-        .args([verb, "--listen", "127.0.0.1:0"])
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

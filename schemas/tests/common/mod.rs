@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use conductor_schemas::codec::decode_json;
 use conductor_schemas::{
     AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, QuotaAlert,
-    RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
+    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, OpenLineageEvent,
+    QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
 };
 use proptest::prelude::*;
 
@@ -193,6 +193,23 @@ fn event_data() -> impl Strategy<Value = EventData> {
                     })
                 }
             ),
+        (
+            "[a-z_]{1,12}",
+            proptest::sample::select(RunEventType::ALL.to_vec())
+        )
+            .prop_map(|(job, event_type)| {
+                EventData::OpenLineageEvent(OpenLineageEvent {
+                    event: serde_json::json!({
+                        "eventType": event_type.symbol(),
+                        "eventTime": "2026-02-01T12:00:00Z",
+                        "producer": "https://example.com/producer",
+                        "schemaURL": conductor_schemas::openlineage::SPEC_URL,
+                        "run": {"runId": "0176a8c2-fe01-7439-87e6-56a1a1b4029f"},
+                        "job": {"namespace": "etl", "name": job},
+                    })
+                    .to_string(),
+                })
+            }),
         (text(), text(), optional_text(), optional_text()).prop_map(
             |(enrichment, content_hash, result, error)| {
                 EventData::EnrichmentRecorded(EnrichmentRecorded {
