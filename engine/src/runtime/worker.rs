@@ -291,11 +291,13 @@ impl Worker {
         let stored = store.load_offsets(&config.name).await?;
         let mut positions = BTreeMap::new();
         for topic in &config.sources.topics {
-            if let Some(partitions) = config.sources.create_partitions {
-                ensure_topic(log.as_ref(), topic, partitions).await?;
-            }
             let description = match log.describe_topic(topic).await {
                 Ok(d) => d,
+                Err(LogError::UnknownTopic(_)) if config.sources.create_partitions.is_some() => {
+                    let partitions = config.sources.create_partitions.unwrap_or(1);
+                    ensure_topic(log.as_ref(), topic, partitions).await?;
+                    log.describe_topic(topic).await?
+                }
                 Err(LogError::UnknownTopic(_)) => {
                     return Err(RuntimeError::MissingSource {
                         topology: config.name.clone(),

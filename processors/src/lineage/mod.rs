@@ -24,6 +24,7 @@
 
 pub mod query;
 pub mod runs;
+pub mod workload;
 
 use conductor_engine::graph::{GraphMutation, GraphSpec, NodeRef, Properties};
 use conductor_engine::processor::{
