@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod error;
 mod lineage_service;
+mod run_lineage;
 mod search_service;
 mod server;
 mod settings;

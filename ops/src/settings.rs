@@ -33,6 +33,9 @@ pub struct ConfigFile {
     pub neo4j_user: Option<String>,
     /// Or CONDUCTOR_NEO4J_PASSWORD.
     pub neo4j_password: Option<String>,
+    /// Conductor's own lineage: the topologies' runs (see `run_lineage`).
+    #[serde(default)]
+    pub lineage: crate::run_lineage::LineageSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +54,8 @@ pub struct Settings {
     pub subscriptions: LimitsConfig,
     /// Where graph sinks write, when configured.
     pub neo4j: Option<Neo4jConfig>,
+    /// `[lineage]`: reporting the topologies' runs.
+    pub lineage: crate::run_lineage::LineageSettings,
 }
 
 impl Settings {
@@ -117,6 +122,7 @@ impl Settings {
             });
         Ok(Settings {
             neo4j,
+            lineage: file.lineage,
             data_dir: global
                 .data_dir
                 .clone()

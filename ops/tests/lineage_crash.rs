@@ -118,7 +118,12 @@ async fn lineage_after_sigkills_equals_a_straight_run() {
     );
     let runs: BTreeSet<(&str, String)> = workload
         .iter()
-        .map(|e| (e.tenant, e.event["run"]["runId"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e.tenant,
+                e.event["run"]["runId"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let failed = runs
         .iter()
@@ -132,13 +137,20 @@ async fn lineage_after_sigkills_equals_a_straight_run() {
         ]
     );
     assert_eq!(
-        sqlite_rows(&db, "SELECT count(*) FROM lineage_runs WHERE started_at IS NULL OR ended_at IS NULL", &[]),
+        sqlite_rows(
+            &db,
+            "SELECT count(*) FROM lineage_runs WHERE started_at IS NULL OR ended_at IS NULL",
+            &[]
+        ),
         ["0"],
         "every run has its start and its end"
     );
 
     // The graph topic: each applied mutation once, the same as a straight run's.
-    let (a, b) = (graph_mutations(&straight).await, graph_mutations(&crashed).await);
+    let (a, b) = (
+        graph_mutations(&straight).await,
+        graph_mutations(&crashed).await,
+    );
     assert!(!a.is_empty());
     assert_eq!(b, a, "ig.graph.lineage differs from a straight run's");
 

@@ -60,6 +60,35 @@ fn demo_folds_the_sample_dataset_and_says_what_to_try_next() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(calls > 100 && usage.contains("tokens"), "{usage}");
+    // Conductor's own lineage: the command the demo suggests shows the
+    // topics and the topology that built the entities table.
+    assert!(
+        out.contains("entities table ← topology entities (run COMPLETE) ← ig.ingest.entities, ig.ingest.relationships"),
+        "{out}"
+    );
+    let suggested = out
+        .lines()
+        .find(|l| l.contains("what built the table:"))
+        .unwrap_or_else(|| panic!("no lineage suggestion: {out}"));
+    let node = suggested.split('\'').nth(1).unwrap();
+    assert!(
+        node.starts_with("dataset:sqlite://") && node.ends_with(":entities"),
+        "{node}"
+    );
+    let upstream =
+        run_ok(conductor(dir.path()).args(["lineage", node, "--direction", "upstream", "--json"]));
+    let upstream: serde_json::Value = serde_json::from_str(&upstream).unwrap();
+    let ids: Vec<&str> = upstream["graph"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"job:conductor:entities"), "{ids:?}");
+    assert!(
+        ids.iter().any(|id| id.ends_with("/log:ig.ingest.entities")),
+        "{ids:?}"
+    );
     // Running it again does not produce the dataset twice.
     let again = run_ok(conductor(dir.path()).current_dir(repo()).args([
         "demo",

@@ -46,8 +46,12 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     let loaded = load_dataset(log.as_ref(), args.people).await?;
     let store = open_store(settings).await?;
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+    let reported = configs.clone();
     let running =
         topologies::start(configs, log.clone(), store.clone(), settings.neo4j.as_ref()).await?;
+    let reporter =
+        crate::run_lineage::RunReporter::start(settings, &reported, &running.statuses, log.clone())
+            .await;
     let listen = super::run::listen_addr(args.listen, settings);
     let secret = demo_secret(settings)?;
     let state = AppState {
@@ -116,6 +120,11 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     bar.finish();
+    // Without --serve the runs end here (COMPLETE), folded by the lineage
+    // topology before the summary reads its graph.
+    if !args.serve {
+        crate::run_lineage::report_end(reporter.as_ref(), &running).await;
+    }
     let running = if args.serve {
         Some(running)
     } else {
@@ -142,6 +151,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
             );
         }
         super::run::wait_for_signal().await;
+        crate::run_lineage::report_end(reporter.as_ref(), &running).await;
         running.shutdown().await?;
     }
     Ok(())
@@ -261,6 +271,11 @@ async fn summary(
     } else {
         None
     };
+    let lineage_example = if names.iter().any(|n| n == "lineage") {
+        lineage_summary(log, settings).await?
+    } else {
+        None
+    };
     let dd = settings.data_dir.display();
     let exe = std::env::args()
         .next()
@@ -291,12 +306,73 @@ async fn summary(
             "  why a pair:             {exe} --data-dir {dd} er explain --tenant {tenant} {left} {right}"
         );
     }
+    if let Some(node) = &lineage_example {
+        println!(
+            "  what built the table:   {exe} --data-dir {dd} lineage '{node}' --direction upstream"
+        );
+    }
     println!("  topology positions/lag: {exe} --data-dir {dd} topology status");
     println!(
         "  produce more and fold:  {exe} --data-dir {dd} produce --topic ig.ingest.entities ops/samples/entities.jsonl && {exe} --data-dir {dd} run"
     );
     println!("  start over:             {exe} --data-dir {dd} demo --fresh");
     Ok(())
+}
+
+/// Conductor's own lineage, as the lineage topology folded the runs this
+/// demo reported: jobs, datasets, what the entities table is made from.
+/// Returns the entities table's node id.
+async fn lineage_summary(log: &dyn Log, settings: &Settings) -> Result<Option<String>, CliError> {
+    use conductor_processors::lineage::query::{Direction, LineageGraph};
+    let graph = std::sync::RwLock::new(LineageGraph::default());
+    crate::lineage_service::read_graph(
+        log,
+        &conductor_engine::graph::graph_topic("lineage"),
+        &mut Default::default(),
+        &graph,
+    )
+    .await?;
+    let graph = graph.into_inner().unwrap_or_else(|e| e.into_inner());
+    let tenant = &settings.lineage.tenant;
+    let (_, store_ns) = crate::run_lineage::namespaces(settings);
+    let node = format!("dataset:{store_ns}:entities");
+    let Ok(upstream) = graph.lineage(tenant, &node, 20, Direction::Upstream) else {
+        println!(
+            "
+lineage: the entities table is not in the lineage graph yet"
+        );
+        return Ok(None);
+    };
+    let (nodes, edges) = graph.size();
+    println!(
+        "
+lineage (the topologies' own runs, folded by the lineage topology):"
+    );
+    println!("  {nodes} nodes, {edges} edges in tenant {tenant}'s graph");
+    let name = |n: &conductor_processors::lineage::query::GraphNode| {
+        n.data["name"].as_str().unwrap_or(&n.id).to_string()
+    };
+    let jobs: Vec<String> = upstream
+        .graph
+        .iter()
+        .filter(|n| n.node_type == "JOB")
+        .map(|n| {
+            let state = n.data["latestRun"]["state"].as_str().unwrap_or("?");
+            format!("{} (run {state})", name(n))
+        })
+        .collect();
+    let sources: Vec<String> = upstream
+        .graph
+        .iter()
+        .filter(|n| n.node_type == "DATASET" && n.id != node)
+        .map(name)
+        .collect();
+    println!(
+        "  entities table ← topology {} ← {}",
+        jobs.join(", "),
+        sources.join(", ")
+    );
+    Ok(Some(node))
 }
 
 /// The embedding figures: vectors written, events emitted, and how often a

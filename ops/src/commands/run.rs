@@ -60,7 +60,11 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
         store.clone(),
     )
     .await?;
+    let reported = configs.clone();
     let running = topologies::start(configs, log.clone(), store, settings.neo4j.as_ref()).await?;
+    let reporter =
+        crate::run_lineage::RunReporter::start(settings, &reported, &running.statuses, log.clone())
+            .await;
     let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),
@@ -89,6 +93,7 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
         wait_for_signal().await;
     }
     eprintln!("conductor: stopping (finishing the current batch, relaying the outbox)...");
+    crate::run_lineage::report_end(reporter.as_ref(), &running).await;
     running.shutdown().await
 }
 

@@ -86,7 +86,11 @@ pub fn generate(events: usize, jobs: usize) -> Vec<WorkloadEvent> {
         if run % 11 == 5 {
             run_events.push(terminal); // a client's retry
         }
-        out.extend(run_events.into_iter().map(|event| WorkloadEvent { tenant, event }));
+        out.extend(
+            run_events
+                .into_iter()
+                .map(|event| WorkloadEvent { tenant, event }),
+        );
         run += 1;
     }
     out
