@@ -498,6 +498,14 @@ pub enum SchemaCommand {
         new: PathBuf,
         #[arg(long, default_value = "backward")]
         mode: String,
+        /// On a breaking change, list who consumes the schema — the
+        /// topologies reading a topic that carries it, and everything
+        /// downstream of them in the lineage graph — and fail only if
+        /// someone does (a CI gate).
+        #[arg(long)]
+        impact: bool,
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
     },
     /// List the built-in event schemas.
     List,

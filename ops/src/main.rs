@@ -48,7 +48,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Topic(cmd) => commands::topic::run(&settings, cmd).await,
         Command::Produce(args) => commands::produce::run(&settings, args).await,
         Command::Consume(args) => commands::consume::run(&settings, args).await,
-        Command::Schema(cmd) => commands::schema::run(cmd),
+        Command::Schema(cmd) => commands::schema::run(&settings, cmd).await,
         Command::Run(args) => commands::run::run(&settings, args).await,
         Command::Serve(args) => commands::serve::run(&settings, args).await,
         Command::Topology(cmd) => commands::topology::run(&settings, cmd).await,

@@ -257,3 +257,48 @@ fn a_halted_topology_reports_fail_with_its_error() {
     );
     assert_eq!(rows, ["entities|FAIL|1", "lineage|COMPLETE|None"]);
 }
+
+/// The impact gate: a breaking change to a schema the demo's topologies
+/// consume fails `schema check --impact`, naming them and what lies
+/// downstream; one to a schema nobody reads passes with a note.
+#[test]
+fn schema_check_impact_fails_naming_the_consuming_topologies() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(conductor(dir.path()).args(["demo", "--people", "60", "--listen", "127.0.0.1:0"]));
+    let breaking = |name: &str, field: &str| {
+        let text = std::fs::read_to_string(repo().join(format!("schemas/avro/{name}.avsc"))).unwrap();
+        let mut schema: Value = serde_json::from_str(&text).unwrap();
+        let fields = schema["fields"]
+            .as_array_mut()
+            .unwrap()
+            .last_mut()
+            .unwrap()["type"]["fields"]
+            .as_array_mut()
+            .unwrap();
+        fields.push(serde_json::json!({"name": field, "type": "double"}));
+        let path = dir.path().join(format!("{name}.v2.avsc"));
+        std::fs::write(&path, schema.to_string()).unwrap();
+        path
+    };
+    let check = |name: &str, new: &std::path::Path| {
+        conductor(dir.path())
+            .args(["schema", "check"])
+            .arg(repo().join(format!("schemas/avro/{name}.avsc")))
+            .arg(new)
+            .arg("--impact")
+            .output()
+            .unwrap()
+    };
+    let out = check("EntityUpserted", &breaking("EntityUpserted", "risk_score"));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("carried on:              ig.ingest.entities"), "{stdout}");
+    assert!(stdout.contains("read by topologies:      entities, embeddings_enrich"), "{stdout}");
+    assert!(stdout.contains("job:conductor:vector_index"), "downstream via lineage: {stdout}");
+    assert!(stderr.contains("the change to EntityUpserted breaks"), "{stderr}");
+
+    let out = check("QuotaAlert", &breaking("QuotaAlert", "region"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no topology consumes QuotaAlert"));
+}

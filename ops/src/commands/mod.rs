@@ -8,6 +8,7 @@ pub mod produce;
 pub mod replay;
 pub mod run;
 pub mod schema;
+pub mod schema_impact;
 pub mod search;
 pub mod serve;
 pub mod sql;

@@ -2,12 +2,19 @@
 
 use crate::cli::SchemaCommand;
 use crate::error::CliError;
+use crate::settings::Settings;
 use conductor_schemas::SchemaRegistry;
 use conductor_schemas::compat::{self, CompatMode};
 
-pub fn run(cmd: SchemaCommand) -> Result<(), CliError> {
+pub async fn run(settings: &Settings, cmd: SchemaCommand) -> Result<(), CliError> {
     match cmd {
-        SchemaCommand::Check { old, new, mode } => {
+        SchemaCommand::Check {
+            old,
+            new,
+            mode,
+            impact,
+            topologies,
+        } => {
             let mode: CompatMode = mode
                 .parse()
                 .map_err(|e: String| CliError::usage(e, "use --mode backward|forward|full"))?;
@@ -15,6 +22,32 @@ pub fn run(cmd: SchemaCommand) -> Result<(), CliError> {
                 Ok(()) => {
                     println!("compatible: {} can replace {} ({mode})", new.display(), old.display());
                     Ok(())
+                }
+                Err(report) if impact => {
+                    let name = record_name(&new).or_else(|| record_name(&old)).ok_or_else(|| {
+                        CliError::usage(
+                            format!("{} names no record", new.display()),
+                            "an event schema is an Avro record with a name",
+                        )
+                    })?;
+                    println!("breaking: {report}");
+                    let found = super::schema_impact::impact(settings, &name, topologies).await?;
+                    print!("{}", found.text());
+                    if found.touches_anyone() {
+                        Err(CliError {
+                            message: format!(
+                                "the change to {name} breaks {} topolog{} and {} downstream job(s)",
+                                found.topologies.len(),
+                                if found.topologies.len() == 1 { "y" } else { "ies" },
+                                found.downstream_jobs.len()
+                            ),
+                            hint: Some("make the change compatible (a default for a new field), or migrate the consumers first (`conductor replay rebuild`)".into()),
+                            exit_code: 1,
+                        })
+                    } else {
+                        println!("no topology consumes {name} here: the change breaks no one");
+                        Ok(())
+                    }
                 }
                 Err(report) => Err(CliError {
                     message: report.to_string(),
@@ -48,4 +81,13 @@ pub fn run(cmd: SchemaCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// The record name of an .avsc file (`ig.events.EntityUpserted` →
+/// `EntityUpserted`).
+fn record_name(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let name = json["name"].as_str()?;
+    Some(name.rsplit('.').next().unwrap_or(name).to_string())
 }
