@@ -256,3 +256,13 @@ pub fn follow(graph: Arc<RwLock<LineageGraph>>, log: Arc<dyn Log>, topic: String
         }
     });
 }
+
+impl conductor_replay::server::graphql::LineageQuery for LineageService {
+    fn lineage(&self, tenant: &str, node: &str, depth: usize) -> Result<serde_json::Value, String> {
+        let graph = self.graph.read().unwrap_or_else(|e| e.into_inner());
+        graph
+            .lineage(tenant, node, depth, Direction::Both)
+            .map(|l| serde_json::to_value(l).unwrap_or_default())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -101,7 +101,11 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 pub fn router(state: AppState) -> Router {
-    let subscriptions = conductor_replay::server::routes(state.subscriptions.clone());
+    let lineage = state
+        .lineage
+        .clone()
+        .map(|l| l as std::sync::Arc<dyn conductor_replay::server::graphql::LineageQuery>);
+    let subscriptions = conductor_replay::server::routes(state.subscriptions.clone(), lineage);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

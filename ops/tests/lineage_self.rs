@@ -266,13 +266,10 @@ fn schema_check_impact_fails_naming_the_consuming_topologies() {
     let dir = tempfile::tempdir().unwrap();
     run_ok(conductor(dir.path()).args(["demo", "--people", "60", "--listen", "127.0.0.1:0"]));
     let breaking = |name: &str, field: &str| {
-        let text = std::fs::read_to_string(repo().join(format!("schemas/avro/{name}.avsc"))).unwrap();
+        let text =
+            std::fs::read_to_string(repo().join(format!("schemas/avro/{name}.avsc"))).unwrap();
         let mut schema: Value = serde_json::from_str(&text).unwrap();
-        let fields = schema["fields"]
-            .as_array_mut()
-            .unwrap()
-            .last_mut()
-            .unwrap()["type"]["fields"]
+        let fields = schema["fields"].as_array_mut().unwrap().last_mut().unwrap()["type"]["fields"]
             .as_array_mut()
             .unwrap();
         fields.push(serde_json::json!({"name": field, "type": "double"}));
@@ -293,12 +290,28 @@ fn schema_check_impact_fails_naming_the_consuming_topologies() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.contains("carried on:              ig.ingest.entities"), "{stdout}");
-    assert!(stdout.contains("read by topologies:      entities, embeddings_enrich"), "{stdout}");
-    assert!(stdout.contains("job:conductor:vector_index"), "downstream via lineage: {stdout}");
-    assert!(stderr.contains("the change to EntityUpserted breaks"), "{stderr}");
+    assert!(
+        stdout.contains("carried on:              ig.ingest.entities"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("read by topologies:      entities, embeddings_enrich"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("job:conductor:vector_index"),
+        "downstream via lineage: {stdout}"
+    );
+    assert!(
+        stderr.contains("the change to EntityUpserted breaks"),
+        "{stderr}"
+    );
 
     let out = check("QuotaAlert", &breaking("QuotaAlert", "region"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("no topology consumes QuotaAlert"));
 }

@@ -55,7 +55,12 @@ impl SchemaImpact {
         );
         out += &format!(
             "  downstream datasets:     {}\n",
-            list(self.downstream_datasets.iter().map(String::as_str).collect())
+            list(
+                self.downstream_datasets
+                    .iter()
+                    .map(String::as_str)
+                    .collect()
+            )
         );
         out
     }

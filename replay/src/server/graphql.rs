@@ -11,6 +11,15 @@
 //! in the `connection_init` payload (`{"Authorization": "Bearer …"}` or
 //! `{"token": "…"}`) or as `Authorization: Bearer` on the upgrade request.
 //! Refusals are GraphQL errors with `extensions.code` (and `retryAfterMs`).
+//!
+//! Queries also over `POST /graphql` (bearer token in `Authorization`):
+//!
+//! ```graphql
+//! { lineage(datasetId: "dataset:NS:NAME", maxDepth: 5) }
+//! ```
+//!
+//! answers the lineage graph in Marquez's shape (scope `lineage.read`), from
+//! the [`LineageQuery`] the server was given.
 
 use super::{Ending, Refusal, Subscriptions, parse_start, sized};
 use crate::subscribe::auth::{Principal, SCOPE_CHANGES_READ, bearer};
@@ -30,14 +39,41 @@ use std::sync::Arc;
 
 /// The changefeed `entityChanged` serves.
 pub const ENTITIES_CHANGEFEED: &str = "ig.changefeed.entities";
+/// The scope `lineage` needs.
+pub const SCOPE_LINEAGE_READ: &str = "lineage.read";
+
+/// Answers `lineage(datasetId, maxDepth)`: the lineage graph of a tenant
+/// (the server that runs the lineage topology plugs its graph in).
+pub trait LineageQuery: Send + Sync {
+    /// Marquez's `{"graph": [...]}` for `node` (`dataset:NS:NAME`,
+    /// `job:NS:NAME`), or why not.
+    fn lineage(&self, tenant: &str, node: &str, depth: usize) -> Result<Value, String>;
+}
+
+/// The lineage source of a schema, as schema data.
+#[derive(Clone)]
+pub struct LineageSource(pub Arc<dyn LineageQuery>);
 
 pub type ChangesSchema = Schema<Query, EmptyMutation, SubscriptionRoot>;
 
-/// Builds the schema over `subscriptions`.
-pub fn schema(subscriptions: Arc<Subscriptions>) -> ChangesSchema {
-    Schema::build(Query, EmptyMutation, SubscriptionRoot)
-        .data(subscriptions)
-        .finish()
+/// Builds the schema over `subscriptions` (and `lineage`, when served).
+pub fn schema(
+    subscriptions: Arc<Subscriptions>,
+    lineage: Option<Arc<dyn LineageQuery>>,
+) -> ChangesSchema {
+    let mut builder = Schema::build(Query, EmptyMutation, SubscriptionRoot).data(subscriptions);
+    if let Some(l) = lineage {
+        builder = builder.data(LineageSource(l));
+    }
+    builder.finish()
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> async_graphql::Error {
+    gql_error(Refusal {
+        code,
+        message: message.into(),
+        retry_after_ms: None,
+    })
 }
 
 pub struct Query;
@@ -47,6 +83,44 @@ impl Query {
     /// `ok` while the server runs (GraphQL needs at least one query).
     async fn health(&self) -> &'static str {
         "ok"
+    }
+
+    /// The lineage of a dataset (or job): every dataset and job within
+    /// `maxDepth` edges (default 20), upstream and downstream, in
+    /// Marquez's shape. Scope `lineage.read`; the token's tenant.
+    async fn lineage(
+        &self,
+        ctx: &Context<'_>,
+        dataset_id: String,
+        max_depth: Option<i32>,
+    ) -> async_graphql::Result<Json<Value>> {
+        let principal =
+            ctx.data_opt::<Principal>()
+                .ok_or_else(|| match ctx.data_opt::<AuthRefusal>() {
+                    Some(AuthRefusal(e)) => gql_error(e.clone().into()),
+                    None => refused("unauthorized", "a bearer token is required"),
+                })?;
+        if !principal.scopes.iter().any(|s| s == SCOPE_LINEAGE_READ) {
+            return Err(refused(
+                "forbidden",
+                format!("the token lacks the scope `{SCOPE_LINEAGE_READ}`"),
+            ));
+        }
+        let source = ctx
+            .data_opt::<LineageSource>()
+            .ok_or_else(|| refused("unavailable", "lineage is not served here"))?;
+        let depth = max_depth.unwrap_or(20);
+        if !(0..=100).contains(&depth) {
+            return Err(refused(
+                "bad_request",
+                format!("maxDepth: 0 to 100, got {depth}"),
+            ));
+        }
+        source
+            .0
+            .lineage(&principal.tenant, &dataset_id, depth as usize)
+            .map(Json)
+            .map_err(|e| refused("not_found", e))
     }
 }
 
@@ -87,6 +161,12 @@ async fn open(
             retry_after_ms: None,
         })
     })?;
+    if !principal.scopes.iter().any(|s| s == SCOPE_CHANGES_READ) {
+        return Err(refused(
+            "forbidden",
+            format!("the token lacks the scope `{SCOPE_CHANGES_READ}`"),
+        ));
+    }
     let mut filter_json = filter.map(|j| j.0).unwrap_or(Value::Null);
     if let Some((k, v)) = extra {
         if filter_json.is_null() {
@@ -214,9 +294,7 @@ pub async fn upgrade(
                         .or_else(|| from_payload("token"))
                         .map(str::to_string)
                         .or(header_token);
-                    let principal = subscriptions
-                        .auth
-                        .verify(token.as_deref(), SCOPE_CHANGES_READ)
+                    let principal = verify_any(&subscriptions, token.as_deref())
                         .map_err(|e| gql_error(e.into()))?;
                     let mut data = Data::default();
                     data.insert(principal);
@@ -224,4 +302,37 @@ pub async fn upgrade(
                 })
                 .serve()
         })
+}
+
+/// Why an HTTP query's token was not accepted, for the resolvers to answer.
+#[derive(Clone)]
+struct AuthRefusal(crate::subscribe::auth::AuthError);
+
+/// A token with either scope the schema serves (each resolver checks its own).
+fn verify_any(
+    subscriptions: &Subscriptions,
+    token: Option<&str>,
+) -> Result<Principal, crate::subscribe::auth::AuthError> {
+    match subscriptions.auth.verify(token, SCOPE_CHANGES_READ) {
+        Err(crate::subscribe::auth::AuthError::MissingScope(_)) => {
+            subscriptions.auth.verify(token, SCOPE_LINEAGE_READ)
+        }
+        other => other,
+    }
+}
+
+/// `POST /graphql`: a query (`lineage`, `health`) with the bearer token of
+/// the `Authorization` header.
+pub async fn http_query(
+    State(state): State<GraphqlState>,
+    headers: HeaderMap,
+    request: async_graphql_axum::GraphQLRequest,
+) -> async_graphql_axum::GraphQLResponse {
+    let token = bearer(headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    let mut request = request.into_inner();
+    request = match verify_any(&state.subscriptions, token) {
+        Ok(principal) => request.data(principal),
+        Err(e) => request.data(AuthRefusal(e)),
+    };
+    state.schema.execute(request).await.into()
 }

@@ -45,11 +45,15 @@ impl Subscriptions {
     }
 }
 
-/// The routes of every transport.
-pub fn routes(state: Arc<Subscriptions>) -> Router {
+/// The routes of every transport; `/graphql` answers `lineage` from
+/// `lineage` when given.
+pub fn routes(
+    state: Arc<Subscriptions>,
+    lineage: Option<Arc<dyn graphql::LineageQuery>>,
+) -> Router {
     crate::subscribe::metrics::describe();
     let graphql = graphql::GraphqlState {
-        schema: graphql::schema(state.clone()),
+        schema: graphql::schema(state.clone(), lineage),
         subscriptions: state.clone(),
     };
     Router::new()
@@ -58,7 +62,7 @@ pub fn routes(state: Arc<Subscriptions>) -> Router {
         .with_state(state)
         .merge(
             Router::new()
-                .route("/graphql", get(graphql::upgrade))
+                .route("/graphql", get(graphql::upgrade).post(graphql::http_query))
                 .with_state(graphql),
         )
 }
