@@ -94,7 +94,7 @@ async fn serve(log: Arc<dyn Log>, limits: LimitsConfig) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        axum::serve(listener, routes(state)).await.unwrap();
+        axum::serve(listener, routes(state, None)).await.unwrap();
     });
     Server { addr, task }
 }
