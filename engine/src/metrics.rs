@@ -37,6 +37,7 @@ pub const EMBEDDINGS_SKIPPED_TOTAL: &str = "conductor_embeddings_skipped_total";
 pub const EMBEDDINGS_COMPUTED_TOTAL: &str = "conductor_embeddings_computed_total";
 pub const VECTOR_INDEX_COMPACTIONS_TOTAL: &str = "conductor_vector_index_compactions_total";
 pub const SEARCH_FALLBACKS_TOTAL: &str = "conductor_search_fallbacks_total";
+pub const CATALOG_COVERAGE_RATIO: &str = "conductor_catalog_coverage_ratio";
 
 // The subscription server (`conductor-replay`).
 pub const SUBSCRIPTIONS_ACTIVE: &str = "conductor_subscriptions_active";
@@ -225,6 +226,12 @@ pub const ALL: &[Metric] = &[
         Counter,
         &["reason"],
         "Searches answered by the keyword stage alone (vector_budget, no_vector_index, vector_error)",
+    ),
+    metric(
+        CATALOG_COVERAGE_RATIO,
+        Gauge,
+        &[],
+        "Share of the datasets the running topologies read and write that are registered in the catalog (0..1)",
     ),
     metric(
         SUBSCRIPTIONS_ACTIVE,

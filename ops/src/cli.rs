@@ -129,6 +129,72 @@ pub enum Command {
     /// `conductor lineage dataset:NS:NAME`, or `conductor lineage impact
     /// NODE` for everything downstream that a change to NODE touches.
     Lineage(LineageArgs),
+    /// The dataset catalog: register datasets with their licence, purposes,
+    /// retention and region; list and search them; check that the
+    /// topologies only touch registered ones.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCommand {
+    /// Register a dataset (or register it again, replacing what was said).
+    Register {
+        /// `dataset:NAMESPACE:NAME`, as `conductor lineage` names it.
+        dataset_id: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// A name people use for it [default: its name in the id].
+        #[arg(long)]
+        name: Option<String>,
+        /// Licence or terms of use (CC-BY-4.0, internal, …).
+        #[arg(long)]
+        license: Option<String>,
+        /// A purpose it may be processed for (repeatable).
+        #[arg(long = "purpose")]
+        purpose: Vec<String>,
+        /// How long records are kept, an ISO 8601 duration (P365D).
+        #[arg(long)]
+        retention: Option<String>,
+        /// Where it is stored (eu-west-1, …).
+        #[arg(long)]
+        region: Option<String>,
+        /// The data contract version it follows.
+        #[arg(long)]
+        contract_version: Option<String>,
+    },
+    /// List datasets, registered and discovered by lineage.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        filter: crate::commands::catalog::CatalogFilter,
+        /// Only datasets lineage found that nobody registered.
+        #[arg(long)]
+        unregistered: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Datasets whose id or name contains TEXT.
+    Search {
+        text: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        filter: crate::commands::catalog::CatalogFilter,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 1 when a topology reads or writes a dataset that is not
+    /// registered (the datasets Conductor reports in its own lineage).
+    Check {
+        #[arg(long, value_name = "DIR")]
+        topologies: Option<PathBuf>,
+        /// The tenant whose registrations count (Conductor's own runs are
+        /// reported for `default`).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
 }
 
 #[derive(Args, Debug)]

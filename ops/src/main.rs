@@ -59,5 +59,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Er(cmd) => commands::er::run(&settings, cmd).await,
         Command::Search(args) => commands::search::run(&settings, args).await,
         Command::Lineage(args) => commands::lineage::run(&settings, args).await,
+        Command::Catalog(cmd) => commands::catalog::run(&settings, cmd).await,
     }
 }

@@ -24,6 +24,7 @@ use conductor_engine::envelope::{HEADER_CONTENT_TYPE, HEADER_TENANT};
 use conductor_engine::log::{Log, Record, partition_for_key};
 use conductor_engine::runtime::worker::ensure_topic;
 use conductor_engine::runtime::{StatusHandle, TopologyConfig, TopologyState};
+use conductor_engine::store::ProjectionStore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -144,6 +145,28 @@ fn shape(config: &TopologyConfig, log_ns: &str, store_ns: &str) -> JobShape {
     }
 }
 
+/// The dataset ids (`dataset:NS:NAME`) `config` reads and writes, as its
+/// runs report them.
+pub fn dataset_ids(settings: &Settings, config: &TopologyConfig) -> Vec<String> {
+    let (log_ns, store_ns) = namespaces(settings);
+    let s = shape(config, &log_ns, &store_ns);
+    let mut ids: Vec<String> = s
+        .inputs
+        .iter()
+        .chain(&s.outputs)
+        .map(|d| {
+            format!(
+                "dataset:{}:{}",
+                d["namespace"].as_str().unwrap_or(""),
+                d["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 struct Reported {
     shape: JobShape,
     status: StatusHandle,
@@ -157,6 +180,8 @@ pub struct RunReporter {
     settings: LineageSettings,
     log: Arc<dyn Log>,
     http: Option<(reqwest::Client, String, Option<String>)>,
+    /// For the catalog coverage gauge.
+    coverage: Option<(Settings, Vec<TopologyConfig>, Arc<dyn ProjectionStore>)>,
     jobs: Mutex<Vec<Reported>>,
 }
 
@@ -169,6 +194,7 @@ impl RunReporter {
         configs: &[TopologyConfig],
         statuses: &[StatusHandle],
         log: Arc<dyn Log>,
+        store: Arc<dyn ProjectionStore>,
     ) -> Option<Arc<Self>> {
         let lineage = settings.lineage.clone();
         if !lineage.report {
@@ -200,6 +226,7 @@ impl RunReporter {
             settings: lineage,
             log,
             http,
+            coverage: Some((settings.clone(), configs.to_vec(), store)),
             jobs: Mutex::new(jobs),
         });
         let starts: Vec<Value> = reporter
@@ -211,7 +238,12 @@ impl RunReporter {
         let every = Duration::from_secs(reporter.settings.running_every_secs.max(1));
         let ticking = reporter.clone();
         tokio::spawn(async move {
+            let mut gauged = None::<Instant>;
             loop {
+                if gauged.is_none_or(|at| at.elapsed() >= every) {
+                    ticking.gauge_coverage().await;
+                    gauged = Some(Instant::now());
+                }
                 tokio::time::sleep(every.min(Duration::from_secs(1))).await;
                 ticking.tick(every).await;
             }
@@ -221,6 +253,23 @@ impl RunReporter {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Reported>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets `conductor_catalog_coverage_ratio` for the topologies' datasets.
+    async fn gauge_coverage(&self) {
+        let Some((settings, configs, store)) = &self.coverage else {
+            return;
+        };
+        if let Ok(c) = crate::commands::catalog::coverage(
+            settings,
+            store.as_ref(),
+            configs,
+            &self.settings.tenant,
+        )
+        .await
+        {
+            metrics::gauge!(conductor_engine::metrics::CATALOG_COVERAGE_RATIO).set(c.ratio());
+        }
     }
 
     /// FAIL for a topology that halted; RUNNING for one that folded more

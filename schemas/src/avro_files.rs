@@ -23,6 +23,8 @@ pub const ER_CANDIDATE: &str = include_str!("../avro/ErCandidate.avsc");
 pub const EMBEDDING_COMPUTED: &str = include_str!("../avro/EmbeddingComputed.avsc");
 /// `ig.events.OpenLineageEvent` (an OpenLineage event as sent).
 pub const OPEN_LINEAGE_EVENT: &str = include_str!("../avro/OpenLineageEvent.avsc");
+/// `ig.events.DatasetRegistered` (the dataset catalog).
+pub const DATASET_REGISTERED: &str = include_str!("../avro/DatasetRegistered.avsc");
 /// `ig.events.QuotaAlert`.
 pub const QUOTA_ALERT: &str = include_str!("../avro/QuotaAlert.avsc");
 
@@ -38,6 +40,7 @@ pub const EVENT_SCHEMAS: &[(&str, &str)] = &[
     ("EmbeddingComputed", EMBEDDING_COMPUTED),
     ("QuotaAlert", QUOTA_ALERT),
     ("OpenLineageEvent", OPEN_LINEAGE_EVENT),
+    ("DatasetRegistered", DATASET_REGISTERED),
 ];
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::SchemaError;
 use crate::types::{
-    AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, OpenLineageEvent,
-    QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
+    AttributeValue, Attributes, Dataset, DatasetRegistered, EmbeddingComputed, EnrichmentRecorded,
+    EntityDeleted, EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job,
+    OpenLineageEvent, QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
     datetime_from_micros,
 };
 
@@ -102,6 +102,21 @@ fn data_to_avro(data: &EventData) -> Value {
             ("usage_kind".into(), Value::String(d.usage_kind.clone())),
             ("quantity".into(), Value::Long(d.quantity)),
             ("unit".into(), optional_string(&d.unit)),
+        ]),
+        EventData::DatasetRegistered(d) => Value::Record(vec![
+            ("dataset_id".into(), Value::String(d.dataset_id.clone())),
+            ("name".into(), Value::String(d.name.clone())),
+            ("license".into(), optional_string(&d.license)),
+            (
+                "purpose".into(),
+                Value::Array(d.purpose.iter().cloned().map(Value::String).collect()),
+            ),
+            ("retention".into(), optional_string(&d.retention)),
+            ("region".into(), optional_string(&d.region)),
+            (
+                "contract_version".into(),
+                optional_string(&d.contract_version),
+            ),
         ]),
         EventData::OpenLineageEvent(d) => {
             Value::Record(vec![("event".into(), Value::String(d.event.clone()))])
@@ -267,6 +282,15 @@ pub(crate) fn event_from_avro(kind: &str, value: Value) -> Result<Event, SchemaE
             usage_kind: data.string("usage_kind")?,
             quantity: data.long("quantity")?,
             unit: data.optional_string("unit")?,
+        }),
+        "DatasetRegistered" => EventData::DatasetRegistered(DatasetRegistered {
+            dataset_id: data.string("dataset_id")?,
+            name: data.string("name")?,
+            license: data.optional_string("license")?,
+            purpose: data.strings("purpose")?,
+            retention: data.optional_string("retention")?,
+            region: data.optional_string("region")?,
+            contract_version: data.optional_string("contract_version")?,
         }),
         "OpenLineageEvent" => {
             let event = data.string("event")?;

@@ -29,7 +29,7 @@ mod types;
 pub use error::{ErrorKind, SchemaError};
 pub use registry::{EventSchema, SchemaRegistry};
 pub use types::{
-    AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, OpenLineageEvent,
-    QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
+    AttributeValue, Attributes, Dataset, DatasetRegistered, EmbeddingComputed, EnrichmentRecorded,
+    EntityDeleted, EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job,
+    OpenLineageEvent, QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
 };

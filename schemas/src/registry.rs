@@ -159,7 +159,8 @@ mod tests {
                 "ErCandidate",
                 "EmbeddingComputed",
                 "QuotaAlert",
-                "OpenLineageEvent"
+                "OpenLineageEvent",
+                "DatasetRegistered"
             ]
         );
         for name in names {

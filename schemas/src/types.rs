@@ -242,6 +242,32 @@ pub struct OpenLineageEvent {
     pub event: String,
 }
 
+/// `data` of `DatasetRegistered`: a dataset in the catalog, with its
+/// governance facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetRegistered {
+    /// `dataset:NAMESPACE:NAME`, the lineage graph's node id.
+    pub dataset_id: String,
+    /// A name people use for it.
+    pub name: String,
+    /// Licence or terms of use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Purposes it may be processed for.
+    #[serde(default)]
+    pub purpose: Vec<String>,
+    /// Retention, an ISO 8601 duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// Where it is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Data contract version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_version: Option<String>,
+}
+
 /// `data` of `UsageRecorded`: metered usage for quota accounting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -354,6 +380,8 @@ pub enum EventData {
     RunEvent(RunEvent),
     /// Lineage: an OpenLineage event as sent.
     OpenLineageEvent(OpenLineageEvent),
+    /// Catalog: a dataset registered.
+    DatasetRegistered(DatasetRegistered),
     /// Metered usage.
     UsageRecorded(UsageRecorded),
     /// An enrichment stage's recorded call result.
@@ -375,6 +403,7 @@ impl EventData {
             EventData::RelationshipUpserted(_) => "RelationshipUpserted",
             EventData::RunEvent(_) => "RunEvent",
             EventData::OpenLineageEvent(_) => "OpenLineageEvent",
+            EventData::DatasetRegistered(_) => "DatasetRegistered",
             EventData::UsageRecorded(_) => "UsageRecorded",
             EventData::EnrichmentRecorded(_) => "EnrichmentRecorded",
             EventData::ErCandidate(_) => "ErCandidate",

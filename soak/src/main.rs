@@ -17,6 +17,9 @@
 //! - `er-quality`: ER candidate generation on the labelled Febrl sets (PC,
 //!   RR, PQ against `top_k` and `min_score`, two arrival orders) and its
 //!   throughput with 100k records indexed.
+//! - `lineage`: the lineage fold's events/s, lineage queries at depth 5 and
+//!   20 over ≥ 100k datasets and jobs against a recursive SQL walk, and
+//!   RunEvents/s posted over HTTP to a release `conductor run`.
 //! - `vector-search`: vector search on the Febrl sets (MRR@10, ANN recall@10
 //!   against brute force, by `ef_search`), and at 100k vectors: embeddings/s,
 //!   inserts/s, snapshot restore vs re-insert, search p50/p99 vs brute force.
@@ -24,6 +27,7 @@
 mod er_quality;
 mod fanout;
 mod kafka_fold;
+mod lineage;
 mod pg_fold;
 mod proc_stats;
 mod replay_rebuild;
@@ -62,6 +66,8 @@ enum Scenario {
     ErQuality(er_quality::Args),
     /// Vector search: MRR / ANN recall on the Febrl sets, and speed at 100k vectors.
     VectorSearch(vector_search::Args),
+    /// Lineage: fold events/s, query p50/p99 at depth 5 and 20 vs recursive SQL, HTTP ingest.
+    Lineage(lineage::Args),
 }
 
 #[tokio::main]
@@ -74,6 +80,7 @@ async fn main() {
         Scenario::KafkaFold(args) => kafka_fold::run_scenario(args).await,
         Scenario::ErQuality(args) => er_quality::run(args).await,
         Scenario::VectorSearch(args) => vector_search::run(args).await,
+        Scenario::Lineage(args) => lineage::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -49,9 +49,14 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     let reported = configs.clone();
     let running =
         topologies::start(configs, log.clone(), store.clone(), settings.neo4j.as_ref()).await?;
-    let reporter =
-        crate::run_lineage::RunReporter::start(settings, &reported, &running.statuses, log.clone())
-            .await;
+    let reporter = crate::run_lineage::RunReporter::start(
+        settings,
+        &reported,
+        &running.statuses,
+        log.clone(),
+        store.clone(),
+    )
+    .await;
     let listen = super::run::listen_addr(args.listen, settings);
     let secret = demo_secret(settings)?;
     let state = AppState {

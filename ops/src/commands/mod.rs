@@ -1,4 +1,5 @@
 //! One module per top-level verb.
+pub mod catalog;
 pub mod consume;
 pub mod demo;
 pub mod dlq;

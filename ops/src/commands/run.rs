@@ -61,10 +61,16 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
     )
     .await?;
     let reported = configs.clone();
-    let running = topologies::start(configs, log.clone(), store, settings.neo4j.as_ref()).await?;
-    let reporter =
-        crate::run_lineage::RunReporter::start(settings, &reported, &running.statuses, log.clone())
-            .await;
+    let running =
+        topologies::start(configs, log.clone(), store.clone(), settings.neo4j.as_ref()).await?;
+    let reporter = crate::run_lineage::RunReporter::start(
+        settings,
+        &reported,
+        &running.statuses,
+        log.clone(),
+        store.clone(),
+    )
+    .await;
     let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),

@@ -42,6 +42,8 @@ pub const LINEAGE_GRAPH: GraphSpec = GraphSpec::new("lineage_nodes", "lineage_ed
 pub const LINEAGE_RUNS_TABLE: &str = "lineage_runs";
 /// Column lineage: a row per (output field, input field, transformation).
 pub const COLUMN_LINEAGE_TABLE: &str = "lineage_column_lineage";
+/// The dataset catalog: a row per dataset, registered or seen in lineage.
+pub const DATASETS_TABLE: &str = "datasets";
 
 /// Node labels and relationship types.
 pub const DATASET: &str = "Dataset";
@@ -103,6 +105,44 @@ pub fn column_lineage_table() -> TableSpec {
     }
 }
 
+/// `datasets(tenant_id, dataset_id, version, namespace, name, registered,
+/// license, purpose, retention, region, contract_version, created_at)`: the
+/// catalog. A `DatasetRegistered` event makes a registered row (version: its
+/// time, so a later registration replaces it); a dataset that lineage names
+/// but nobody registered has an unregistered row (version: minus the time of
+/// the earliest event naming it, so the earliest wins whatever the order,
+/// and any registration wins over it).
+pub fn datasets_table() -> TableSpec {
+    TableSpec {
+        text_index: None,
+        name: DATASETS_TABLE,
+        key: vec![
+            col("tenant_id", ColumnType::Text, false),
+            col("dataset_id", ColumnType::Text, false),
+        ],
+        columns: vec![
+            col("namespace", ColumnType::Text, false),
+            col("name", ColumnType::Text, false),
+            col("registered", ColumnType::Bool, false),
+            col("license", ColumnType::Text, true),
+            col("purpose", ColumnType::Json, false),
+            col("retention", ColumnType::Text, true),
+            col("region", ColumnType::Text, true),
+            col("contract_version", ColumnType::Text, true),
+            col("created_at", ColumnType::Timestamp, false),
+        ],
+        indexes: vec![vec!["tenant_id", "registered"]],
+    }
+}
+
+/// Splits `dataset:NAMESPACE:NAME` (the namespace may hold `:`, the name
+/// does not).
+pub fn split_dataset_id(id: &str) -> Option<(&str, &str)> {
+    let rest = id.strip_prefix("dataset:")?;
+    let (ns, name) = rest.rsplit_once(':')?;
+    (!ns.is_empty() && !name.is_empty()).then_some((ns, name))
+}
+
 /// `[processor_config]` of `lineage`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -140,6 +180,7 @@ fn all_tables() -> Vec<TableSpec> {
     let mut tables = LINEAGE_GRAPH.tables();
     tables.push(runs_table());
     tables.push(column_lineage_table());
+    tables.push(datasets_table());
     tables
 }
 
@@ -186,6 +227,7 @@ impl LineageProcessor {
     fn fold(&mut self, tenant: &str, event: LineageEvent) -> Vec<Effect> {
         let mut out = Effects {
             tenant,
+            at: event.event_time(),
             effects: Vec::new(),
         };
         match event {
@@ -235,6 +277,8 @@ impl LineageProcessor {
 /// Effects of one event, for one tenant.
 struct Effects<'a> {
     tenant: &'a str,
+    /// The event's time.
+    at: chrono::DateTime<chrono::Utc>,
     effects: Vec<Effect>,
 }
 
@@ -267,7 +311,8 @@ impl Effects<'_> {
         p
     }
 
-    /// A dataset node: never changes, so version 1.
+    /// A dataset node (never changes: version 1; a registration's node
+    /// replaces it) and its unregistered catalog row.
     fn dataset(&mut self, d: &LineageDataset) -> String {
         let id = dataset_id(&d.namespace, &d.name);
         let props = self.props(&id, json!({"namespace": d.namespace, "name": d.name}));
@@ -277,7 +322,72 @@ impl Effects<'_> {
             1,
             props,
         ));
+        self.effects.push(Effect::Upsert(RowUpsert {
+            table: DATASETS_TABLE,
+            key: vec![self.tenant.to_string(), id.clone()],
+            version: -self.at.timestamp_micros().max(1),
+            values: vec![
+                SqlValue::Text(d.namespace.clone()),
+                SqlValue::Text(d.name.clone()),
+                SqlValue::Bool(false),
+                SqlValue::Null,
+                SqlValue::Json(json!([])),
+                SqlValue::Null,
+                SqlValue::Null,
+                SqlValue::Null,
+                SqlValue::Timestamp(self.at),
+            ],
+            deleted: false,
+        }));
         id
+    }
+
+    /// A registration: the catalog row and the dataset node with its
+    /// governance facts, both versioned by the registration's time.
+    fn registered(
+        &mut self,
+        r: &conductor_schemas::DatasetRegistered,
+    ) -> Result<(), ProcessorError> {
+        let (namespace, name) = split_dataset_id(&r.dataset_id).ok_or_else(|| {
+            ProcessorError::invalid_input(format!(
+                "data.dataset_id: `{}` is not dataset:NAMESPACE:NAME",
+                r.dataset_id
+            ))
+        })?;
+        let version = self.at.timestamp_micros().max(2);
+        let props = self.props(
+            &r.dataset_id,
+            json!({
+                "namespace": namespace, "name": name, "title": r.name,
+                "purpose": r.purpose, "retention": r.retention,
+                "license": r.license, "region": r.region,
+            }),
+        );
+        self.graph(GraphMutation::upsert_node(
+            DATASET,
+            graph_id(self.tenant, &r.dataset_id),
+            version,
+            props,
+        ));
+        let text = |v: &Option<String>| v.clone().map_or(SqlValue::Null, SqlValue::Text);
+        self.effects.push(Effect::Upsert(RowUpsert {
+            table: DATASETS_TABLE,
+            key: vec![self.tenant.to_string(), r.dataset_id.clone()],
+            version,
+            values: vec![
+                SqlValue::Text(namespace.to_string()),
+                SqlValue::Text(r.name.clone()),
+                SqlValue::Bool(true),
+                text(&r.license),
+                SqlValue::Json(json!(r.purpose)),
+                text(&r.retention),
+                text(&r.region),
+                text(&r.contract_version),
+                SqlValue::Timestamp(self.at),
+            ],
+            deleted: false,
+        }));
+        Ok(())
     }
 
     /// The process node, its datasets and their edges; returns its id.
@@ -476,13 +586,22 @@ impl Processor for LineageProcessor {
     }
 
     fn process(&mut self, event: &Event) -> Result<Vec<Effect>, ProcessorError> {
+        if let EventData::DatasetRegistered(r) = &event.data {
+            let mut out = Effects {
+                tenant: &event.meta.tenant,
+                at: event.meta.occurred_at,
+                effects: Vec::new(),
+            };
+            out.registered(r)?;
+            return Ok(out.effects);
+        }
         let lineage = match &event.data {
             EventData::OpenLineageEvent(ol) => openlineage::parse_str(&ol.event)
                 .map_err(|e| ProcessorError::invalid_input(format!("data.event: {e}")))?,
             EventData::RunEvent(r) => LineageEvent::Run(from_run_event(r)),
             other => {
                 return Err(ProcessorError::invalid_input(format!(
-                    "the lineage topology folds OpenLineage events (OpenLineageEvent, RunEvent), not {}",
+                    "the lineage topology folds OpenLineage events (OpenLineageEvent, RunEvent) and DatasetRegistered, not {}",
                     other.kind()
                 )));
             }

@@ -215,6 +215,17 @@ impl LineageGraph {
         );
     }
 
+    /// (from, to) graph ids of `tenant`'s live lineage edges (runs left
+    /// out): the graph as an edge list, for benchmarks against SQL.
+    pub fn edges_for_export(&self, tenant: &str) -> Vec<(String, String)> {
+        let prefix = format!("{tenant}/");
+        self.edges
+            .iter()
+            .filter(|((rel, _), e)| !e.deleted && rel != HAS_RUN && e.from.starts_with(&prefix))
+            .map(|(_, e)| (e.from.clone(), e.to.clone()))
+            .collect()
+    }
+
     /// Nodes and live edges held, for stats.
     pub fn size(&self) -> (usize, usize) {
         (

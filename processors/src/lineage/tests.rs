@@ -179,3 +179,63 @@ fn other_kinds_are_invalid_input() {
         .unwrap_err();
     assert!(err.message.contains("UsageRecorded"), "{err:?}");
 }
+
+#[test]
+fn a_registration_makes_a_registered_catalog_row_that_discovery_never_overrides() {
+    let mut p = LineageProcessor::default();
+    let registered = conductor_schemas::codec::decode_json(
+        br#"{"tenant":"acme","kind":"DatasetRegistered","subject":"dataset:pg:totals","occurred_at":"2026-02-01T11:00:00Z","data":{"dataset_id":"dataset:pg:totals","name":"Daily totals","license":"internal","purpose":["analytics"],"retention":"P30D","region":"eu-west-1"}}"#,
+        None,
+    )
+    .unwrap();
+    let effects = p.process(&registered).unwrap();
+    let row = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Upsert(u)
+                    if u.table == DATASETS_TABLE && u.key[1] == "dataset:pg:totals" =>
+                {
+                    Some(u.clone())
+                }
+                _ => None,
+            })
+            .next()
+    };
+    let reg = row(&effects).unwrap();
+    assert_eq!(reg.values[2], SqlValue::Bool(true));
+    assert!(reg.version > 0);
+    let Some(Effect::Graph(node)) = effects.iter().find(|e| matches!(e, Effect::Graph(_))) else {
+        panic!()
+    };
+    assert!(
+        node.version() > 1,
+        "a registration's node replaces a discovered one"
+    );
+    // Lineage then names it: an unregistered row with a negative version.
+    let discovered = row(&p
+        .process(&event(
+            &ol("COMPLETE", "2026-02-01T12:00:09Z", RUN_ID, true),
+            "acme",
+        ))
+        .unwrap())
+    .unwrap();
+    assert_eq!(discovered.values[2], SqlValue::Bool(false));
+    assert!(discovered.version < 0 && discovered.version < reg.version);
+    // An earlier event's discovery outranks a later one's.
+    let earlier = row(&p
+        .process(&event(
+            &ol("START", "2026-02-01T10:00:00Z", RUN_ID, true),
+            "acme",
+        ))
+        .unwrap())
+    .unwrap();
+    assert!(earlier.version > discovered.version);
+
+    let mut bad = registered.clone();
+    if let EventData::DatasetRegistered(d) = &mut bad.data {
+        d.dataset_id = "totals".into();
+    }
+    let err = p.process(&bad).unwrap_err();
+    assert!(err.message.contains("data.dataset_id"), "{err:?}");
+}

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use conductor_schemas::codec::decode_json;
 use conductor_schemas::{
-    AttributeValue, Attributes, Dataset, EmbeddingComputed, EnrichmentRecorded, EntityDeleted,
-    EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job, OpenLineageEvent,
-    QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
+    AttributeValue, Attributes, Dataset, DatasetRegistered, EmbeddingComputed, EnrichmentRecorded,
+    EntityDeleted, EntityUpserted, ErCandidate, Event, EventData, EventMetadata, Job,
+    OpenLineageEvent, QuotaAlert, RelationshipUpserted, Run, RunEvent, RunEventType, UsageRecorded,
 };
 use proptest::prelude::*;
 
@@ -220,6 +220,27 @@ fn event_data() -> impl Strategy<Value = EventData> {
                 })
             }
         ),
+        (
+            (text(), text(), optional_text(), optional_text()),
+            (
+                optional_text(),
+                optional_text(),
+                proptest::collection::vec(text(), 0..3)
+            ),
+        )
+            .prop_map(
+                |((dataset_id, name, license, retention), (region, contract_version, purpose))| {
+                    EventData::DatasetRegistered(DatasetRegistered {
+                        dataset_id,
+                        name,
+                        license,
+                        purpose,
+                        retention,
+                        region,
+                        contract_version,
+                    })
+                }
+            ),
     ]
 }
 
