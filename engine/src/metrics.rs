@@ -312,7 +312,9 @@ mod tests {
 
     #[test]
     fn names_follow_the_convention_and_are_declared_once() {
-        let units = ["_total", "_seconds", "_events", "_records", "_active"];
+        let units = [
+            "_total", "_seconds", "_events", "_records", "_active", "_ratio",
+        ];
         let mut seen = std::collections::BTreeSet::new();
         for m in ALL {
             assert!(m.name.starts_with("conductor_"), "{}", m.name);

@@ -278,6 +278,8 @@ fn operates_a_running_topology_over_http_and_the_cli() {
         "conductor_batch_size_events",
         "conductor_processing_latency_seconds",
         "conductor_consumer_lag_records",
+        // The share of the topologies' datasets registered in the catalog.
+        "conductor_catalog_coverage_ratio",
     ] {
         assert!(metrics.contains(name), "missing {name} in /metrics");
     }
