@@ -9,21 +9,6 @@ mod support;
 use std::process::Command;
 use support::*;
 
-fn service(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{var} is not set; ops/test.sh starts the services and sets it")
-        }
-        _ => {
-            eprintln!(
-                "\n*** NOT RUN: {var} is not set (run ops/test.sh, which starts the services) ***\n"
-            );
-            None
-        }
-    }
-}
-
 fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .arg(url)
@@ -55,7 +40,10 @@ fn python(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn python_producer_to_kafka_folded_into_postgres_read_with_psql() {
-    let (Some(bootstrap), Some(db)) = (service("KAFKA_BOOTSTRAP"), service("DATABASE_URL")) else {
+    let (Some(bootstrap), Some(db)) = (
+        required_service("KAFKA_BOOTSTRAP"),
+        required_service("DATABASE_URL"),
+    ) else {
         return;
     };
     let run_id = format!(

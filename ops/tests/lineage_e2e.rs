@@ -15,20 +15,6 @@ use support::*;
 const SECRET: &str = "lineage-e2e-secret-lineage-e2e-secret-01";
 const NS: &str = "postgres://warehouse:5432";
 
-fn token(tenant: &str, scopes: &[&str]) -> String {
-    use conductor_replay::subscribe::auth::{Claims, issue, now_secs};
-    issue(
-        SECRET.as_bytes(),
-        &Claims {
-            tenant: tenant.into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            scope: None,
-            exp: now_secs() + 300,
-            tier: None,
-        },
-    )
-}
-
 /// The official client: `openlineage_client.py http URL KEY JOB` or
 /// `kafka BOOTSTRAP TOPIC JOB`.
 fn openlineage_client(args: &[&str]) -> Value {
@@ -92,8 +78,8 @@ fn openlineage_python_over_http_builds_the_graph_that_the_queries_return() {
         &["run", "--only", "lineage"],
         &[("CONDUCTOR_JWT_SECRET", SECRET)],
     );
-    let writer = token("acme", &["lineage.write"]);
-    let reader = token("acme", &["lineage.read"]);
+    let writer = bearer_token(SECRET, "acme", &["lineage.write"]);
+    let reader = bearer_token(SECRET, "acme", &["lineage.read"]);
 
     let sent = openlineage_client(&["http", &format!("http://{addr}"), &writer, "daily_totals"]);
     let run_id = sent["run_id"].as_str().unwrap().to_string();
@@ -146,7 +132,7 @@ fn openlineage_python_over_http_builds_the_graph_that_the_queries_return() {
     let (status, _) = curl(
         "GET",
         &lineage_url(&addr, &totals, 5),
-        Some(&token("globex", &["lineage.read"])),
+        Some(&bearer_token(SECRET, "globex", &["lineage.read"])),
         None,
     );
     assert_eq!(status, 404);
@@ -233,7 +219,7 @@ fn openlineage_python_over_http_builds_the_graph_that_the_queries_return() {
 
 #[test]
 fn openlineage_python_over_kafka_is_folded_from_the_broker() {
-    let Some(bootstrap) = kafka_bootstrap() else {
+    let Some(bootstrap) = required_service("KAFKA_BOOTSTRAP") else {
         return;
     };
     let id = format!(
@@ -305,17 +291,4 @@ fn openlineage_python_over_kafka_is_folded_from_the_broker() {
         node(&graph, "job:etl:nightly_load")["inEdges"][0]["origin"],
         format!("dataset:{NS}:public.orders").as_str()
     );
-}
-
-fn kafka_bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("KAFKA_BOOTSTRAP is not set; ops/test.sh starts the broker and sets it")
-        }
-        _ => {
-            eprintln!("\n*** NOT RUN: KAFKA_BOOTSTRAP is not set (run ops/test.sh) ***\n");
-            None
-        }
-    }
 }

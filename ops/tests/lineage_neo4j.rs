@@ -7,50 +7,11 @@
 
 mod support;
 
+use conductor_connectors::neo4j;
 use conductor_connectors::neo4j::image::{as_stored_in_neo4j, read_image};
-use conductor_connectors::neo4j::{self, Neo4jConfig};
 use conductor_engine::graph::GraphImage;
 use conductor_processors::lineage::workload::{envelope_lines, generate};
 use support::*;
-
-fn neo4j_config() -> Option<Neo4jConfig> {
-    match std::env::var("NEO4J_URI") {
-        Ok(uri) if !uri.is_empty() => Some(Neo4jConfig::new(
-            uri,
-            std::env::var("NEO4J_USER").unwrap_or_else(|_| "neo4j".into()),
-            std::env::var("NEO4J_PASSWORD").unwrap_or_default(),
-        )),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("NEO4J_URI is not set; ops/test.sh starts Neo4j and sets it")
-        }
-        _ => {
-            eprintln!("\n*** NOT RUN: NEO4J_URI is not set (run ops/test.sh) ***\n");
-            None
-        }
-    }
-}
-
-fn sql_rows(
-    data: &std::path::Path,
-    topologies: &std::path::Path,
-    table: &str,
-) -> Vec<serde_json::Value> {
-    let out = run_ok(
-        conductor(data)
-            .args([
-                "sql",
-                &format!("SELECT * FROM {table}"),
-                "--format",
-                "json",
-                "--topologies",
-            ])
-            .arg(topologies),
-    );
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
 
 /// Only what belongs to `tenant` (a Neo4j server outlives test runs).
 fn of_tenant(image: GraphImage, tenant: &str) -> GraphImage {

@@ -12,20 +12,6 @@ use support::*;
 
 const SECRET: &str = "lineage-self-secret-lineage-self-secret-01";
 
-fn token(tenant: &str, scope: &str) -> String {
-    use conductor_replay::subscribe::auth::{Claims, issue, now_secs};
-    issue(
-        SECRET.as_bytes(),
-        &Claims {
-            tenant: tenant.into(),
-            scopes: vec![scope.into()],
-            scope: None,
-            exp: now_secs() + 300,
-            tier: None,
-        },
-    )
-}
-
 /// The plain OpenLineage events `conductor run` appended for `job`.
 fn reported(dir: &std::path::Path, job: &str) -> Vec<Value> {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -66,7 +52,10 @@ fn run_reports_its_topologies_runs_to_itself_and_to_an_endpoint() {
     )
     .unwrap();
     let out = conductor(dir.path())
-        .env("LINEAGE_API_KEY", token("ops", "lineage.write"))
+        .env(
+            "LINEAGE_API_KEY",
+            bearer_token(SECRET, "ops", &["lineage.write"]),
+        )
         .arg("--config")
         .arg(&config)
         .args([
@@ -151,7 +140,7 @@ fn run_reports_its_topologies_runs_to_itself_and_to_an_endpoint() {
     // The endpoint got them too, for the key's tenant.
     let url = format!("http://{addr}/api/v1/lineage?nodeId=job%3Aconductor%3Aentities&depth=1");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let reader = token("ops", "lineage.read");
+    let reader = bearer_token(SECRET, "ops", &["lineage.read"]);
     let graph = loop {
         let out = Command::new("curl")
             .args([

@@ -194,20 +194,6 @@ async fn search_finds_an_entity_by_its_text_in_an_index_of_every_live_vector() {
 
 const SECRET: &str = "search-e2e-secret-search-e2e-secret-0123";
 
-fn token(tenant: &str, scope: &str) -> String {
-    use conductor_replay::subscribe::auth::{Claims, issue, now_secs};
-    issue(
-        SECRET.as_bytes(),
-        &Claims {
-            tenant: tenant.into(),
-            scopes: vec![scope.into()],
-            scope: None,
-            exp: now_secs() + 300,
-            tier: None,
-        },
-    )
-}
-
 /// `curl` GET of `/v1/search` with query parameters: (status, JSON body).
 fn curl_search(
     addr: &str,
@@ -255,7 +241,7 @@ async fn search_over_http_pages_by_cursor_for_the_tokens_tenant() {
     ]));
     run_to_end(&dir);
     let (_server, addr) = spawn_server(&dir, "serve", &[("CONDUCTOR_JWT_SECRET", SECRET)]);
-    let acme = token("acme", "entity.search");
+    let acme = bearer_token(SECRET, "acme", &["entity.search"]);
 
     let (status, first) = curl_search(
         &addr,
@@ -292,14 +278,14 @@ async fn search_over_http_pages_by_cursor_for_the_tokens_tenant() {
     assert_eq!(status, 401, "{body}");
     let (status, body) = curl_search(
         &addr,
-        Some(&token("acme", "changes:read")),
+        Some(&bearer_token(SECRET, "acme", &["changes:read"])),
         &[("q", "smith")],
     );
     assert_eq!(status, 403, "{body}");
     assert!(body["error"].as_str().unwrap().contains("entity.search"));
     let (status, body) = curl_search(
         &addr,
-        Some(&token("globex", "entity.search")),
+        Some(&bearer_token(SECRET, "globex", &["entity.search"])),
         &[("cursor", &cursor)],
     );
     assert_eq!(status, 400, "{body}");

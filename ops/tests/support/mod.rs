@@ -311,3 +311,67 @@ pub fn latest_texts(
     }
     latest
 }
+
+/// A service address ops/test.sh sets (`KAFKA_BOOTSTRAP`, `DATABASE_URL`…):
+/// `None` with a NOT RUN note outside CI; under `CI=true` its absence fails.
+pub fn required_service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{var} is not set; ops/test.sh starts the services and sets it")
+        }
+        _ => {
+            eprintln!(
+                "\n*** NOT RUN: {var} is not set (run ops/test.sh, which starts the services) ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// The Neo4j ops/test.sh starts (`NEO4J_URI`, `NEO4J_USER`,
+/// `NEO4J_PASSWORD`), as [`required_service`] treats a missing one.
+pub fn neo4j_config() -> Option<conductor_connectors::neo4j::Neo4jConfig> {
+    required_service("NEO4J_URI").map(|uri| {
+        conductor_connectors::neo4j::Neo4jConfig::new(
+            uri,
+            std::env::var("NEO4J_USER").unwrap_or_else(|_| "neo4j".into()),
+            std::env::var("NEO4J_PASSWORD").unwrap_or_default(),
+        )
+    })
+}
+
+/// `conductor sql 'SELECT * FROM table' --format json --topologies DIR` on
+/// `data`: one object per row.
+pub fn sql_rows(data: &Path, topologies: &Path, table: &str) -> Vec<serde_json::Value> {
+    let out = run_ok(
+        conductor(data)
+            .args([
+                "sql",
+                &format!("SELECT * FROM {table}"),
+                "--format",
+                "json",
+                "--topologies",
+            ])
+            .arg(topologies),
+    );
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// A bearer token (HS256, five minutes) for `tenant` with `scopes`.
+pub fn bearer_token(secret: &str, tenant: &str, scopes: &[&str]) -> String {
+    use conductor_replay::subscribe::auth::{Claims, issue, now_secs};
+    issue(
+        secret.as_bytes(),
+        &Claims {
+            tenant: tenant.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            scope: None,
+            exp: now_secs() + 300,
+            tier: None,
+        },
+    )
+}
