@@ -166,6 +166,23 @@ pub async fn start(
     Ok(running)
 }
 
+/// [`start`], then reports the topologies' runs as lineage
+/// (`run_lineage::RunReporter`, unless `[lineage] report = false`): what
+/// `conductor run` and `conductor demo` start.
+pub async fn start_reported(
+    settings: &crate::settings::Settings,
+    configs: Vec<TopologyConfig>,
+    log: Arc<dyn Log>,
+    store: Arc<dyn ProjectionStore>,
+) -> Result<(Running, Option<Arc<crate::run_lineage::RunReporter>>), CliError> {
+    let reported = configs.clone();
+    let running = start(configs, log.clone(), store.clone(), settings.neo4j.as_ref()).await?;
+    let reporter =
+        crate::run_lineage::RunReporter::start(settings, &reported, &running.statuses, log, store)
+            .await;
+    Ok((running, reporter))
+}
+
 /// The registry entry a topology names.
 pub fn registered(
     config: &TopologyConfig,

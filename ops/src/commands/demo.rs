@@ -46,17 +46,8 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     let loaded = load_dataset(log.as_ref(), args.people).await?;
     let store = open_store(settings).await?;
     let names: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
-    let reported = configs.clone();
-    let running =
-        topologies::start(configs, log.clone(), store.clone(), settings.neo4j.as_ref()).await?;
-    let reporter = crate::run_lineage::RunReporter::start(
-        settings,
-        &reported,
-        &running.statuses,
-        log.clone(),
-        store.clone(),
-    )
-    .await;
+    let (running, reporter) =
+        topologies::start_reported(settings, configs, log.clone(), store.clone()).await?;
     let listen = super::run::listen_addr(args.listen, settings);
     let secret = demo_secret(settings)?;
     let state = AppState {

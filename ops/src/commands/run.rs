@@ -60,17 +60,8 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
         store.clone(),
     )
     .await?;
-    let reported = configs.clone();
-    let running =
-        topologies::start(configs, log.clone(), store.clone(), settings.neo4j.as_ref()).await?;
-    let reporter = crate::run_lineage::RunReporter::start(
-        settings,
-        &reported,
-        &running.statuses,
-        log.clone(),
-        store.clone(),
-    )
-    .await;
+    let (running, reporter) =
+        topologies::start_reported(settings, configs, log.clone(), store.clone()).await?;
     let listen = listen_addr(args.listen, settings);
     let state = AppState {
         topologies: Arc::new(running.statuses.clone()),
