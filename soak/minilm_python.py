@@ -10,7 +10,10 @@ from sentence_transformers import SentenceTransformer
 
 model_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser(
     os.environ.get("CONDUCTOR_MODELS", "~/.cache/conductor/models") + "/all-MiniLM-L6-v2")
-data = sys.argv[2] if len(sys.argv) > 2 else "../shared/data/er/febrl3.csv"
+data = sys.argv[2] if len(sys.argv) > 2 else os.path.join(
+    os.environ.get("CONDUCTOR_ER_DATA") or os.path.expanduser(
+        os.environ.get("CONDUCTOR_DATA_SETS", "~/.cache/conductor/datasets") + "/febrl"),
+    "febrl3.csv")  # ops/install-datasets.sh puts it there
 fields = ["given_name", "surname", "date_of_birth", "street_number", "address_1",
           "address_2", "suburb", "postcode", "state"]
 

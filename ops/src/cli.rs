@@ -188,6 +188,8 @@ pub enum CatalogCommand {
     /// Exit 1 when a topology reads or writes a dataset that is not
     /// registered (the datasets Conductor reports in its own lineage).
     Check {
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
         /// The tenant whose registrations count (Conductor's own runs are
@@ -206,8 +208,8 @@ pub struct LineageArgs {
     /// `impact NODE`.
     #[arg(value_name = "NODE", num_args = 1..=2, required = true)]
     pub node: Vec<String>,
-    /// The tenant whose lineage is asked [default: default, the tenant of
-    /// OpenLineage events that name none].
+    /// The tenant whose lineage is asked (`default` is the tenant of
+    /// OpenLineage events that name none).
     #[arg(long, default_value = "default")]
     pub tenant: String,
     /// Edges to walk from NODE.
@@ -259,6 +261,8 @@ pub struct SearchArgs {
     /// The embedding writer's topology (its embedder embeds the query).
     #[arg(long, default_value = "embeddings")]
     pub embeddings_topology: String,
+    /// Directory of topology files (every *.toml in it) [default: the
+    /// built-in topologies, or `topologies` in the config file].
     #[arg(long, value_name = "DIR")]
     pub topologies: Option<PathBuf>,
     #[arg(long)]
@@ -289,9 +293,11 @@ pub enum ErCommand {
         left: String,
         /// The other record id.
         right: String,
-        /// The ER topology [default: er_candidates].
+        /// The ER topology.
         #[arg(long, default_value = "er_candidates")]
         topology: String,
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
         #[arg(long)]
@@ -301,7 +307,8 @@ pub enum ErCommand {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Directory of topology files [default: ./topologies].
+    /// Directory of topology files (every *.toml in it) [default: the
+    /// built-in topologies, or `topologies` in the config file].
     #[arg(long, value_name = "DIR")]
     pub topologies: Option<PathBuf>,
     /// Address of the HTTP server (health, metrics, status) [default: 127.0.0.1:8080].
@@ -320,8 +327,9 @@ pub struct ServeArgs {
     /// Address of the HTTP server [default: 127.0.0.1:8080].
     #[arg(long, env = "CONDUCTOR_LISTEN", value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
-    /// Directory of topology files (where `/v1/search` finds the
-    /// vector_index and embeddings topologies) [default: the built-in ones].
+    /// Directory of topology files (every *.toml in it; `/v1/search` finds
+    /// the vector_index and embeddings topologies there) [default: the
+    /// built-in topologies, or `topologies` in the config file].
     #[arg(long, value_name = "DIR")]
     pub topologies: Option<PathBuf>,
 }
@@ -340,15 +348,18 @@ pub struct DemoArgs {
     /// Address of the HTTP server [default: 127.0.0.1:8080].
     #[arg(long, env = "CONDUCTOR_LISTEN", value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
-    /// Directory of topology files [default: ./topologies, else the built-in `entities`].
+    /// Directory of topology files (every *.toml in it) [default: the
+    /// built-in topologies, or `topologies` in the config file].
     #[arg(long, value_name = "DIR")]
     pub topologies: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TopologyCommand {
-    /// List the topology files of a directory.
+    /// List the topologies: the built-in ones, or the files of --topologies DIR.
     List {
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },
@@ -360,6 +371,8 @@ pub enum TopologyCommand {
     /// Positions, lag and control state of topologies (from the store and the log).
     Status {
         name: Option<String>,
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
         #[arg(long)]
@@ -375,6 +388,8 @@ pub enum TopologyCommand {
         /// `earliest`, `latest`, or an RFC 3339 time (first record at or after it).
         #[arg(long)]
         to: String,
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },
@@ -392,8 +407,9 @@ pub struct SqlArgs {
     /// Print how long loading and the query took (to stderr).
     #[arg(long)]
     pub timing: bool,
-    /// Topology files whose `[processor_config]` names tables (e.g. a graph,
-    /// `entities_v2`) [default: the built-in topologies].
+    /// Directory of topology files (every *.toml in it; their
+    /// `[processor_config]` names tables, e.g. a graph or `entities_v2`)
+    /// [default: the built-in topologies, or `topologies` in the config file].
     #[arg(long, value_name = "DIR")]
     pub topologies: Option<PathBuf>,
 }
@@ -425,6 +441,8 @@ pub enum ReplayCommand {
         /// Tenant a --from cursor was issued to.
         #[arg(long, default_value = "")]
         tenant: String,
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },
@@ -438,6 +456,8 @@ pub enum ReplayCommand {
         max_diffs: usize,
         #[arg(long)]
         json: bool,
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },
@@ -450,6 +470,8 @@ pub enum ReplayCommand {
         /// move back to the shadow's and live folds again from there.
         #[arg(long)]
         rewind: bool,
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },
@@ -461,6 +483,8 @@ pub enum ReplayCommand {
         /// `swap --rewind`, the previous generation is ahead of live).
         #[arg(long)]
         rewind: bool,
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },
@@ -570,6 +594,8 @@ pub enum SchemaCommand {
         /// someone does (a CI gate).
         #[arg(long)]
         impact: bool,
+        /// Directory of topology files (every *.toml in it) [default: the
+        /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
     },
@@ -577,4 +603,53 @@ pub enum SchemaCommand {
     List,
     /// Print a built-in schema (.avsc).
     Show { name: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every (sub)command, with the command's path.
+    fn every_arg(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for arg in command.get_arguments() {
+            out.push((path.to_string(), arg.clone()));
+        }
+        for sub in command.get_subcommands() {
+            every_arg(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn help_states_the_real_defaults() {
+        let mut args = Vec::new();
+        every_arg(&Cli::command(), "conductor", &mut args);
+        let topologies: Vec<_> = args
+            .iter()
+            .filter(|(_, a)| a.get_id() == "topologies")
+            .collect();
+        assert!(topologies.len() >= 10, "{}", topologies.len());
+        for (path, arg) in topologies {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            // The shipped topologies are compiled in: no directory is read by default.
+            assert!(
+                help.contains("[default: the built-in topologies"),
+                "`{path} --topologies` says {help:?}"
+            );
+        }
+        for (path, arg) in &args {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                !help.contains("./topologies"),
+                "`{path} --{}` says {help:?}",
+                arg.get_id()
+            );
+            // A default both in the text and from clap would be shown twice.
+            assert!(
+                !help.contains("[default:") || arg.get_default_values().is_empty(),
+                "`{path} --{}` states its default twice: {help:?}",
+                arg.get_id()
+            );
+        }
+    }
 }

@@ -3,6 +3,7 @@
 mod backend;
 mod cli;
 mod commands;
+mod console;
 mod error;
 mod lineage_service;
 mod run_lineage;
@@ -27,7 +28,9 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_env("CONDUCTOR_LOG_LEVEL")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(console::LogWriter)
+        // Colours for a terminal only: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -70,7 +70,12 @@ fn demo_folds_the_sample_dataset_and_says_what_to_try_next() {
         .lines()
         .find(|l| l.contains("what built the table:"))
         .unwrap_or_else(|| panic!("no lineage suggestion: {out}"));
-    let node = suggested.split('\'').nth(1).unwrap();
+    let node = suggested
+        .split_whitespace()
+        .skip_while(|w| *w != "lineage")
+        .nth(1)
+        .unwrap()
+        .trim_matches('\'');
     assert!(
         node.starts_with("dataset:sqlite://") && node.ends_with(":entities"),
         "{node}"
@@ -140,18 +145,22 @@ fn validates_topology_files_reporting_every_problem() {
 }
 
 /// The shipped topologies are built in: `demo` then `topology status` work
-/// from a directory that has no `topologies/` folder.
+/// from a directory that has no `topologies/` folder. The demo is quiet (no
+/// dependency's WARN line: not sqlx's slow-statement or slow-acquire
+/// notices, not librdkafka's), and every "what to try next" line works
+/// exactly as printed, run by a shell in that directory.
 #[test]
 fn demo_and_status_work_outside_the_repository() {
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    run_ok(conductor(dir.path()).current_dir(elsewhere.path()).args([
-        "demo",
-        "--people",
-        "50",
-        "--listen",
-        "127.0.0.1:0",
-    ]));
+    let (stdout, log) = run_ok_with_log(
+        conductor(dir.path())
+            .current_dir(elsewhere.path())
+            .env_remove("CONDUCTOR_LOG_LEVEL")
+            .args(["demo", "--people", "50", "--listen", "127.0.0.1:0"]),
+    );
+    assert_no_dependency_warnings(&stdout);
+    assert_no_dependency_warnings(&log);
     let status: serde_json::Value = serde_json::from_str(&run_ok(
         conductor(dir.path())
             .current_dir(elsewhere.path())
@@ -187,6 +196,68 @@ fn demo_and_status_work_outside_the_repository() {
             .args(["topology", "list"]),
     );
     assert!(listed.contains("entities"), "{listed}");
+
+    // "what to try next": `  <what>:  <command>` lines.
+    let commands: Vec<(&str, &str)> = stdout
+        .split_once("what to try next:")
+        .unwrap_or_else(|| panic!("no try-next section: {stdout}"))
+        .1
+        .lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .map(|(what, command)| (what, command.trim()))
+        .collect();
+    let whats: Vec<&str> = commands.iter().map(|(w, _)| *w).collect();
+    for expected in [
+        "query the projection",
+        "consume the changefeed",
+        "search (hybrid)",
+        "why a pair",
+        "what built the table",
+        "produce more and fold",
+        "start over",
+    ] {
+        assert!(whats.contains(&expected), "no {expected:?} in {whats:?}");
+    }
+    // Nothing but the program the demo ran as (and sh) is needed.
+    for (what, command) in &commands {
+        assert!(command.starts_with(exe()), "{what}: {command}");
+        let run = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(elsewhere.path())
+            .env("CONDUCTOR_CURSOR_KEY", "test-cursor-key-0123456789")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{what}: `{command}` failed: {}\n{}",
+            String::from_utf8_lossy(&run.stderr),
+            String::from_utf8_lossy(&run.stdout)
+        );
+        let printed = String::from_utf8_lossy(&run.stdout);
+        match *what {
+            "query the projection" | "consume the changefeed" => {
+                assert!(
+                    printed.contains("acme") || printed.contains("globex"),
+                    "{what}: {printed}"
+                )
+            }
+            "produce more and fold" => {
+                assert!(printed.contains("appended 40 events"), "{what}: {printed}");
+                // The sample events (40 Febrl records, `rec-…` subjects) were folded by
+                // the suggested `run`.
+                let folded = run_ok(conductor(dir.path()).current_dir(elsewhere.path()).args([
+                    "sql",
+                    "SELECT count(*) AS n FROM entities WHERE entity_id LIKE 'rec-%'",
+                    "--format",
+                    "csv",
+                ]));
+                assert_eq!(folded.lines().nth(1), Some("40"), "{folded}");
+            }
+            _ => {}
+        }
+    }
 }
 
 #[test]

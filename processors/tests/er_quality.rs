@@ -1,4 +1,4 @@
-//! ER candidate quality on the labelled Febrl sets (`../shared/data/er`),
+//! ER candidate quality on the labelled Febrl sets (`ops/install-datasets.sh`),
 //! each record fed one event at a time in a shuffled order: pairs
 //! completeness (PC) and reduction ratio (RR) at the default budget, the
 //! same figures for two orders, and the processor contract on real records.
@@ -9,25 +9,10 @@ use conductor_engine::processor::{Effect, Processor};
 use conductor_processors::er::ErCandidatesProcessor;
 use conductor_processors::er::config::ErConfig;
 use conductor_processors::er::quality::{
-    Labelled, Quality, ann_variant, data_dir, measure, measure_events,
+    Labelled, Quality, ann_variant, dataset_for_test, measure, measure_events,
     with_hashed_ngrams_embeddings,
 };
 use conductor_schemas::EventData;
-
-fn dataset(name: &str) -> Option<Labelled> {
-    match data_dir() {
-        Some(dir) => Some(Labelled::load(&dir, name).unwrap_or_else(|e| panic!("{e}"))),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "CI=true but the Febrl data is missing: set CONDUCTOR_ER_DATA or provide ../shared/data/er"
-            )
-        }
-        None => {
-            eprintln!("\n*** NOT RUN: no Febrl data (set CONDUCTOR_ER_DATA) ***\n");
-            None
-        }
-    }
-}
 
 fn show(q: &Quality, seed: u64) {
     eprintln!(
@@ -38,7 +23,7 @@ fn show(q: &Quality, seed: u64) {
 
 #[test]
 fn febrl3_reaches_the_recall_aim_within_the_candidate_budget_in_any_order() {
-    let Some(data) = dataset("febrl3") else {
+    let Some(data) = dataset_for_test("febrl3") else {
         return;
     };
     let config = ErConfig::default();
@@ -67,7 +52,7 @@ fn febrl3_reaches_the_recall_aim_within_the_candidate_budget_in_any_order() {
 #[test]
 fn febrl1_and_febrl2_reach_the_same_order_of_figures() {
     for name in ["febrl1", "febrl2"] {
-        let Some(data) = dataset(name) else {
+        let Some(data) = dataset_for_test(name) else {
             return;
         };
         let q = measure(&data, &ErConfig::default(), 7);
@@ -79,7 +64,7 @@ fn febrl1_and_febrl2_reach_the_same_order_of_figures() {
 
 #[test]
 fn meets_the_processor_contract_on_real_records() {
-    let Some(data) = dataset("febrl1") else {
+    let Some(data) = dataset_for_test("febrl1") else {
         return;
     };
     // Few enough for the contract's O(n²) folds, with true pairs among them.
@@ -113,7 +98,7 @@ fn config(top_k: usize, ann_top_k: usize, names_only: bool) -> ErConfig {
 /// adds next to nothing, and costs next to no candidates.
 #[test]
 fn the_ann_signal_adds_recall_where_blocking_falls_short() {
-    let Some(data) = dataset("febrl3") else {
+    let Some(data) = dataset_for_test("febrl3") else {
         return;
     };
     let events = with_embeddings(&data, 1);
@@ -156,7 +141,7 @@ fn the_ann_signal_adds_recall_where_blocking_falls_short() {
 
 #[test]
 fn meets_the_processor_contract_with_the_ann_signal() {
-    let Some(data) = dataset("febrl1") else {
+    let Some(data) = dataset_for_test("febrl1") else {
         return;
     };
     // The records of a few true pairs with their embeddings: few enough

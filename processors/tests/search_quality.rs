@@ -9,21 +9,14 @@
 
 use conductor_connectors::SqliteStore;
 use conductor_processors::embeddings::config::EmbeddingsConfig;
-use conductor_processors::er::quality::{Labelled, data_dir};
+use conductor_processors::er::quality::dataset_for_test;
 use conductor_processors::vector_index::VectorIndexConfig;
 use conductor_processors::vector_index::quality::measure_search_modes;
 
 #[tokio::test]
 async fn hybrid_search_is_at_least_as_good_as_either_stage_on_febrl3() {
-    let data = match data_dir() {
-        Some(dir) => Labelled::load(&dir, "febrl3").unwrap(),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the Febrl data is missing: set CONDUCTOR_ER_DATA")
-        }
-        None => {
-            eprintln!("\n*** NOT RUN: no Febrl data (set CONDUCTOR_ER_DATA) ***\n");
-            return;
-        }
+    let Some(data) = dataset_for_test("febrl3") else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("search.db"))
@@ -107,13 +100,8 @@ async fn minilm_vectors_on_febrl3() {
     use conductor_processors::embeddings::config::EmbedderKind;
     use conductor_processors::embeddings::minilm::{default_model_dir, missing_files};
     let ci = std::env::var("CI").as_deref() == Ok("true");
-    let data = match data_dir() {
-        Some(dir) => Labelled::load(&dir, "febrl3").unwrap(),
-        None if ci => panic!("CI=true but the Febrl data is missing: set CONDUCTOR_ER_DATA"),
-        None => {
-            eprintln!("\n*** NOT RUN: no Febrl data (set CONDUCTOR_ER_DATA) ***\n");
-            return;
-        }
+    let Some(data) = dataset_for_test("febrl3") else {
+        return;
     };
     if let Some(why) = missing_files(&default_model_dir()) {
         assert!(!ci, "CI=true but {why}");

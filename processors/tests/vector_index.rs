@@ -10,7 +10,7 @@
 use conductor_engine::processor::{Processor, ProcessorErrorKind};
 use conductor_engine::testing::check_processor_contract;
 use conductor_processors::embeddings::config::EmbeddingsConfig;
-use conductor_processors::er::quality::{Labelled, data_dir};
+use conductor_processors::er::quality::dataset_for_test;
 use conductor_processors::vector_index::quality::{computed_event, measure_vector_search};
 use conductor_processors::vector_index::{VectorIndexConfig, VectorIndexProcessor};
 use conductor_schemas::{Event, EventData};
@@ -189,15 +189,8 @@ async fn emits_the_topology_telemetry() {
 
 #[test]
 fn febrl3_vector_search_finds_a_duplicates_record() {
-    let data = match data_dir() {
-        Some(dir) => Labelled::load(&dir, "febrl3").unwrap(),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but the Febrl data is missing: set CONDUCTOR_ER_DATA")
-        }
-        None => {
-            eprintln!("\n*** NOT RUN: no Febrl data (set CONDUCTOR_ER_DATA) ***\n");
-            return;
-        }
+    let Some(data) = dataset_for_test("febrl3") else {
+        return;
     };
     let q = measure_vector_search(
         &data,

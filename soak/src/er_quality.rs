@@ -19,7 +19,7 @@ use conductor_engine::processor::Processor;
 use conductor_processors::er::ErCandidatesProcessor;
 use conductor_processors::er::config::ErConfig;
 use conductor_processors::er::quality::{
-    Labelled, ann_variant, data_dir, measure, measure_events,
+    Labelled, MISSING_DATA_HINT, ann_variant, data_dir, measure, measure_events,
     with_hashed_ngrams_embeddings as with_embeddings,
 };
 use conductor_schemas::Event;
@@ -28,7 +28,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where the Febrl files are [default: ../shared/data/er, or CONDUCTOR_ER_DATA].
+    /// Where the Febrl files are [default: CONDUCTOR_ER_DATA, else what ops/install-datasets.sh installed].
     #[arg(long)]
     data: Option<PathBuf>,
     /// Synthetic records for the throughput run.
@@ -58,7 +58,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let dir = args
         .data
         .or_else(data_dir)
-        .ok_or("no Febrl data: pass --data DIR or set CONDUCTOR_ER_DATA")?;
+        .ok_or_else(|| format!("{MISSING_DATA_HINT} (or pass --data DIR)"))?;
     let mut defaults = ErConfig::default();
     if let Some(m) = args.max_scored {
         defaults.max_scored = m;

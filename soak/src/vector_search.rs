@@ -19,7 +19,7 @@ use conductor_processors::embeddings::config::EmbeddingsConfig;
 use conductor_processors::embeddings::embedder;
 use conductor_processors::embeddings::stage::EmbedEnrichment;
 use conductor_processors::embeddings::text::Template;
-use conductor_processors::er::quality::{Labelled, data_dir};
+use conductor_processors::er::quality::{Labelled, MISSING_DATA_HINT, data_dir};
 use conductor_processors::vector_index::ann::exact_nearest;
 use conductor_processors::vector_index::quality::{
     computed_event, measure_search_modes, measure_vector_search,
@@ -30,7 +30,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where the Febrl files are [default: ../shared/data/er, or CONDUCTOR_ER_DATA].
+    /// Where the Febrl files are [default: CONDUCTOR_ER_DATA, else what ops/install-datasets.sh installed].
     #[arg(long)]
     data: Option<PathBuf>,
     /// Datasets to measure quality on.
@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let dir = args
         .data
         .or_else(data_dir)
-        .ok_or("no Febrl data: pass --data DIR or set CONDUCTOR_ER_DATA")?;
+        .ok_or_else(|| format!("{MISSING_DATA_HINT} (or pass --data DIR)"))?;
     let embeddings = EmbeddingsConfig::default();
     if args.embedders_only {
         let report = serde_json::json!({

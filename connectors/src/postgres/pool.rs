@@ -2,6 +2,7 @@
 //! pool whose connections all use the store's schema. The password of the
 //! URL never reaches a message ([`redact_url`]).
 
+use crate::sql::notices::{quiet_acquires, quiet_statements};
 use crate::sql::quote_ident;
 use conductor_engine::store::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -54,7 +55,9 @@ pub(super) async fn connect(
         target: target.clone(),
         detail,
     };
-    let options = PgConnectOptions::from_str(url).map_err(|e| connect_error(e.to_string()))?;
+    let options = quiet_statements(
+        PgConnectOptions::from_str(url).map_err(|e| connect_error(e.to_string()))?,
+    );
     let schema = schema.map(quote_ident).transpose()?;
 
     // One direct connection first: an unreachable server then fails fast
@@ -71,7 +74,7 @@ pub(super) async fn connect(
     let set_search_path = schema
         .as_ref()
         .map(|s| Arc::new(format!("SET search_path TO {s}")));
-    let pool = PgPoolOptions::new()
+    let pool = quiet_acquires(PgPoolOptions::new())
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(move |conn, _meta| {

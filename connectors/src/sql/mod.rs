@@ -19,6 +19,7 @@
 //!   [`outbox_record`], headers as JSON);
 //! - `encoding`: the other value encodings that are not native to a backend
 //!   (timestamps as text, state positions as JSON);
+//! - `notices`: sqlx's slow-statement and slow-acquire notices at DEBUG;
 //! - `error`: error mapping to [`StoreError`](conductor_engine::store::StoreError)
 //!   with a readable detail.
 //!
@@ -34,6 +35,7 @@ mod encoding;
 mod error;
 pub mod generations;
 pub mod migrations;
+pub(crate) mod notices;
 mod outbox;
 pub mod text_index;
 

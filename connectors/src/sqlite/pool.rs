@@ -4,6 +4,7 @@
 //! store's module doc for why).
 
 use crate::sql::db_error;
+use crate::sql::notices::{quiet_acquires, quiet_statements};
 use conductor_engine::store::StoreError;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -25,7 +26,7 @@ pub(super) async fn connect(
     target: String,
     in_memory: bool,
 ) -> Result<(SqlitePool, SqlitePool), StoreError> {
-    let options = options
+    let options = quiet_statements(options)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT);
@@ -37,7 +38,7 @@ pub(super) async fn connect(
     // The writer connection is kept open for the store's lifetime: an
     // in-memory database dies with its last connection, and reopening a
     // file per batch would only cost time.
-    let writer = SqlitePoolOptions::new()
+    let writer = quiet_acquires(SqlitePoolOptions::new())
         .max_connections(1)
         .min_connections(1)
         .idle_timeout(None)
@@ -49,7 +50,7 @@ pub(super) async fn connect(
     let reader = if in_memory {
         writer.clone()
     } else {
-        SqlitePoolOptions::new()
+        quiet_acquires(SqlitePoolOptions::new())
             .max_connections(READ_CONNECTIONS)
             .acquire_timeout(BUSY_TIMEOUT)
             .connect_with(options)

@@ -12,7 +12,6 @@ use conductor_engine::envelope::{Encoding, event_key, event_record};
 use conductor_engine::log::{Log, Record, partition_for_key};
 use conductor_engine::runtime::worker::ensure_topic;
 use conductor_processors::demo_data::{self, ENTITIES_TOPIC, RELATIONSHIPS_TOPIC};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,13 +67,9 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
     };
 
     let total = loaded.max(1);
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} folding [{bar:40}] {pos}/{len} events  {per_sec}  eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    let bar = crate::console::progress_bar(
+        total,
+        "{spinner} folding [{bar:40}] {pos}/{len} events  {per_sec}  eta {eta}",
     );
     loop {
         // Every topology folds its own sources: the bar counts them all.
@@ -133,6 +128,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> Result<(), CliError> {
         &names,
         settings,
         args.topologies.clone(),
+        args.listen,
     )
     .await?;
     if let Some(running) = running {
@@ -223,6 +219,7 @@ async fn summary(
     names: &[String],
     settings: &Settings,
     topologies: Option<std::path::PathBuf>,
+    listen: Option<std::net::SocketAddr>,
 ) -> Result<(), CliError> {
     let entities = store
         .dump_table(&conductor_processors::entities::entities_table())
@@ -263,7 +260,7 @@ async fn summary(
         None
     };
     let er_example = if names.iter().any(|n| n == "er_candidates") {
-        er_summary(log, store, settings, topologies).await?
+        er_summary(log, store, settings, topologies.clone()).await?
     } else {
         None
     };
@@ -272,47 +269,104 @@ async fn summary(
     } else {
         None
     };
-    let dd = settings.data_dir.display();
-    let exe = std::env::args()
+    let examples = Examples {
+        search: search_example,
+        er: er_example,
+        lineage: lineage_example,
+    };
+    print_try_next(settings, names, &topologies, listen, &examples)
+}
+
+/// The commands `what to try next` suggests, from what the summary found.
+struct Examples {
+    /// (tenant, text) of a search that finds a duplicate.
+    search: Option<(String, String)>,
+    /// (tenant, left, right) of a proposed pair.
+    er: Option<(String, String, String)>,
+    /// The entities table's lineage node.
+    lineage: Option<String>,
+}
+
+/// The sample events `produce` is shown with, written into the data
+/// directory so that the line works wherever the demo ran.
+const SAMPLE_EVENTS: &str = include_str!("../../samples/entities.jsonl");
+
+/// Prints what to try next: each line works exactly as printed in the
+/// directory the demo ran in (the program as it was invoked, the same data
+/// directory, topologies and listen address; no tool but `conductor`).
+fn print_try_next(
+    settings: &Settings,
+    names: &[String],
+    topologies: &Option<std::path::PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    examples: &Examples,
+) -> Result<(), CliError> {
+    let samples = settings.data_dir.join("samples");
+    std::fs::create_dir_all(&samples)?;
+    let sample_file = samples.join("entities.jsonl");
+    std::fs::write(&sample_file, SAMPLE_EVENTS)?;
+    let program = std::env::args()
         .next()
         .unwrap_or_else(|| "conductor".into());
+    let exe = format!(
+        "{} --data-dir {}",
+        shell_word(&program),
+        shell_word(&settings.data_dir.display().to_string())
+    );
+    // The topologies the demo ran, for the commands that read their config.
+    let with_topologies = match topologies {
+        Some(dir) => format!(" --topologies {}", shell_word(&dir.display().to_string())),
+        None => String::new(),
+    };
+    let t = &with_topologies;
+    let has = |name: &str| names.iter().any(|n| n == name);
     println!("\nwhat to try next:");
     println!(
-        "  query the projection:   sqlite3 {dd}/projections.db \"SELECT tenant_id, entity_id, kind, attributes FROM entities LIMIT 5\""
+        "  query the projection:   {exe} sql \"SELECT tenant_id, entity_id, kind, attributes FROM entities LIMIT 5\"{t}"
     );
     println!(
-        "  consume the changefeed: {exe} --data-dir {dd} consume --topic ig.changefeed.entities --tenant acme --limit 3"
+        "  consume the changefeed: {exe} consume --topic ig.changefeed.entities --tenant acme --limit 3"
     );
-    println!("  see what was rejected:  {exe} --data-dir {dd} dlq list entities");
-    if names.iter().any(|n| n == "embeddings") {
+    println!("  see what was rejected:  {exe} dlq list entities");
+    if has("embeddings") {
         println!(
-            "  embeddings (vectors only): {exe} --data-dir {dd} sql \"SELECT tenant_id, entity_id, version, model, dims, input_hash FROM entity_embeddings WHERE NOT deleted LIMIT 5\""
+            "  embeddings (vectors only): {exe} sql \"SELECT tenant_id, entity_id, version, model, dims, input_hash FROM entity_embeddings WHERE NOT deleted LIMIT 5\"{t}"
         );
     }
-    if let Some((tenant, text)) = &search_example {
+    if let Some((tenant, text)) = &examples.search {
+        println!("  search (hybrid):        {exe} search \"{text}\" --tenant {tenant} --k 5{t}");
+    }
+    if let Some((tenant, left, right)) = &examples.er {
         println!(
-            "  search (hybrid):        {exe} --data-dir {dd} search \"{text}\" --tenant {tenant} --k 5"
+            "  ER candidates:          {exe} sql \"SELECT left_id, right_id, score, methods FROM er_candidates WHERE status <> 'retracted' ORDER BY score DESC LIMIT 5\"{t}"
+        );
+        println!("  why a pair:             {exe} er explain --tenant {tenant} {left} {right}{t}");
+    }
+    if let Some(node) = &examples.lineage {
+        println!(
+            "  what built the table:   {exe} lineage {} --direction upstream",
+            shell_word(node)
         );
     }
-    if let Some((tenant, left, right)) = &er_example {
-        println!(
-            "  ER candidates:          {exe} --data-dir {dd} sql \"SELECT left_id, right_id, score, methods FROM er_candidates WHERE status <> 'retracted' ORDER BY score DESC LIMIT 5\""
-        );
-        println!(
-            "  why a pair:             {exe} --data-dir {dd} er explain --tenant {tenant} {left} {right}"
-        );
-    }
-    if let Some(node) = &lineage_example {
-        println!(
-            "  what built the table:   {exe} --data-dir {dd} lineage '{node}' --direction upstream"
-        );
-    }
-    println!("  topology positions/lag: {exe} --data-dir {dd} topology status");
+    println!("  topology positions/lag: {exe} topology status{t}");
+    let listen = listen.map(|a| format!(" --listen {a}")).unwrap_or_default();
     println!(
-        "  produce more and fold:  {exe} --data-dir {dd} produce --topic ig.ingest.entities ops/samples/entities.jsonl && {exe} --data-dir {dd} run"
+        "  produce more and fold:  {exe} produce --topic ig.ingest.entities {} && {exe} run --exit-when-idle{listen}{t}",
+        shell_word(&sample_file.display().to_string())
     );
-    println!("  start over:             {exe} --data-dir {dd} demo --fresh");
+    println!("  start over:             {exe} demo --fresh{listen}{t}");
     Ok(())
+}
+
+/// `word` as one POSIX shell word: as it is when that is safe, else in
+/// single quotes.
+fn shell_word(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@+,".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Conductor's own lineage, as the lineage topology folded the runs this

@@ -9,7 +9,7 @@ use conductor_engine::processor::Processor;
 use conductor_engine::runtime::TopologyConfig;
 use conductor_replay::rebuild::{RebuildRequest, ReplayFrom};
 use conductor_replay::{Generation, GenerationHome, ReplayError};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 pub async fn run(settings: &Settings, cmd: ReplayCommand) -> Result<(), CliError> {
     match cmd {
@@ -124,15 +124,12 @@ fn parse_from(settings: &Settings, from: &str, tenant: &str) -> Result<ReplayFro
 }
 
 fn progress_bar(what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
+    crate::console::progress_bar(
+        0,
+        &format!(
             "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} records  {{per_sec}}  eta {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar
+        ),
+    )
 }
 
 async fn rebuild(

@@ -46,6 +46,28 @@ pub fn run_ok(cmd: &mut Command) -> String {
     ok(cmd.stdin(Stdio::null()).output().unwrap())
 }
 
+/// [`run_ok`], also returning stderr (the log).
+pub fn run_ok_with_log(cmd: &mut Command) -> (String, String) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    (ok(out), log)
+}
+
+/// Asserts that `output` holds no warning of a dependency — sqlx's
+/// slow-statement and slow-acquire notices, librdkafka's end-of-partition
+/// events — only Conductor's own (tracing's lines read `<time>  WARN <target>: …`).
+pub fn assert_no_dependency_warnings(output: &str) {
+    for line in output.lines() {
+        assert!(!line.contains("sqlx"), "a sqlx notice: {line}");
+        if let Some((_, rest)) = line.split_once(" WARN ") {
+            assert!(
+                rest.starts_with("conductor"),
+                "a dependency's warning: {line}"
+            );
+        }
+    }
+}
+
 /// A deterministic workload for the `entities` topology: `n` events over
 /// `n / 5` entities with versions arriving out of order, replays, deletes and
 /// relationships, plus one event in every thousand the topology must dead-letter.

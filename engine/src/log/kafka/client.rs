@@ -46,24 +46,31 @@ impl rdkafka::ClientContext for TracingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // Not errors of ours: the end of a partition is news, and a broker
-        // that can't be reached fails the operation that needed it, which
-        // reports it once with a hint (librdkafka repeats it many times).
-        let quiet = matches!(error, KafkaError::PartitionEOF(_))
-            || matches!(
-                error.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::AllBrokersDown
-                        | RDKafkaErrorCode::BrokerTransportFailure
-                        | RDKafkaErrorCode::Resolve
-                )
-            );
-        if quiet {
+        if is_not_ours(&error) {
             tracing::debug!(target: "librdkafka", error = %error, "{reason}");
         } else {
             tracing::warn!(target: "librdkafka", error = %error, "{reason}");
         }
     }
+}
+
+/// Client errors that are not errors of ours, logged at DEBUG: the end of a
+/// partition is news (librdkafka's error callback reports it as
+/// `Global(PartitionEOF)`, several times a partition whenever a reader
+/// catches up), and a broker that can't be reached fails the operation that
+/// needed it, which reports it once with a hint (librdkafka repeats it many
+/// times).
+fn is_not_ours(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::PartitionEOF
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::Resolve
+            )
+        )
 }
 
 impl rdkafka::consumer::ConsumerContext for TracingContext {}
@@ -245,5 +252,26 @@ impl Clients {
 
     pub(crate) fn cache_partitions(&self, topic: &str, count: i32) {
         lock(&self.partitions).insert(topic.to_string(), count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_partition_and_unreachable_brokers_are_not_warnings() {
+        // As the error callback hands them over (`Global`) and as a poll does.
+        assert!(is_not_ours(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(is_not_ours(&KafkaError::PartitionEOF(3)));
+        assert!(is_not_ours(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(!is_not_ours(&KafkaError::Global(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(!is_not_ours(&KafkaError::Global(RDKafkaErrorCode::Fatal)));
     }
 }
