@@ -17,6 +17,7 @@ pub const PROCESSING_LATENCY_SECONDS: &str = "conductor_processing_latency_secon
 pub const COMMIT_DURATION_SECONDS: &str = "conductor_commit_duration_seconds";
 pub const CONSUMER_LAG_RECORDS: &str = "conductor_consumer_lag_records";
 pub const OUTBOX_RELAYED_TOTAL: &str = "conductor_outbox_relayed_total";
+pub const RELAY_ERRORS_TOTAL: &str = "conductor_relay_errors_total";
 
 // Sinks fed from a topology's derived topics (`runtime::sink`).
 pub const SINK_RECORDS_TOTAL: &str = "conductor_sink_records_total";
@@ -142,6 +143,12 @@ pub const ALL: &[Metric] = &[
         Counter,
         &["topology"],
         "Outbox records appended to their topics",
+    ),
+    metric(
+        RELAY_ERRORS_TOTAL,
+        Counter,
+        &["topology"],
+        "Relay rounds that failed because the store or the log was away (each retried)",
     ),
     metric(
         SINK_RECORDS_TOTAL,

@@ -15,8 +15,12 @@ use std::time::Duration;
 /// unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a caller waits for a pooled connection.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a caller waits for a pooled connection. While the server is
+/// down the pool keeps trying to connect until this passes, and the caller —
+/// a worker, a relay — only then learns it must wait (and says so in its
+/// status): short, so an outage shows within seconds. A few connections
+/// serve one process, so a healthy pool hands one out in milliseconds.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pool size: a topology commits from one task per partition group, and
 /// reads (relay, CLI status) are short.

@@ -50,7 +50,7 @@ pub fn db_error(operation: impl Into<String>, error: sqlx::Error) -> StoreError 
 /// past. Postgres SQLSTATE classes: 08 connection exception, 40 transaction
 /// rollback (serialization failure, deadlock), 53 insufficient resources,
 /// 57P0x operator intervention (shutdown, restart), 58 system error; SQLite:
-/// SQLITE_BUSY / SQLITE_LOCKED and their extended codes. A missing table
+/// SQLITE_BUSY / SQLITE_LOCKED / SQLITE_FULL and their extended codes. A missing table
 /// (42P01), a constraint (23xxx) or a bad value (22xxx) is permanent.
 pub fn is_retryable(error: &sqlx::Error) -> bool {
     match error {
@@ -67,8 +67,12 @@ pub fn is_retryable(error: &sqlx::Error) -> bool {
 
 fn is_retryable_code(code: &str) -> bool {
     if let Ok(n) = code.parse::<u32>() {
-        // SQLite result codes: the primary code is the low byte.
-        return matches!(n & 0xff, 5 | 6);
+        // SQLite result codes: the primary code is the low byte. BUSY (5) and
+        // LOCKED (6) pass; FULL (13: the disk or the database is full) passes
+        // once space is freed — SQLite rolled the transaction back, and the
+        // worker reads the store back before it retries. An I/O error (10)
+        // is not retried: a failed write or fsync is not pretended away.
+        return matches!(n & 0xff, 5 | 6 | 13);
     }
     ["08", "40", "53", "58"].iter().any(|c| code.starts_with(c)) || code.starts_with("57P0")
 }

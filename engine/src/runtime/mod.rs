@@ -9,6 +9,7 @@
 //! The worker's commit makes projection effects and input positions atomic;
 //! the relay's commit makes each outbox record reach its topic exactly once.
 
+pub mod backoff;
 pub mod change_event;
 pub mod commit_signal;
 pub mod config;
@@ -25,6 +26,8 @@ pub mod worker;
 pub use config::{TopologyConfig, parse_topology};
 pub use progress::Progress;
 pub use sink::{SinkError, SinkRunner, TopicSink, WriteOutcome};
-pub use status::{SinkState, SinkStatus, StatusHandle, TopologyState, TopologyStatus};
+pub use status::{
+    RelayState, RelayStatus, SinkState, SinkStatus, StatusHandle, TopologyState, TopologyStatus,
+};
 pub use topology::{RunningTopology, Topology};
 pub use worker::{RuntimeError, Worker, WorkerOptions};

@@ -10,8 +10,19 @@
 //! topic `conductor.outbox.<topology>`), next to the records it guards.
 //! Relayed rows are then deleted from the outbox; a crash before that only
 //! leaves rows the next round skips.
+//!
+//! A round that fails because the store or the log is away (a restarted
+//! Postgres, a broker bounce) is retried with backoff (`runtime::backoff`)
+//! until it passes — the relay never gives up on a dependency that may
+//! come back. After a failed log commit its outcome is unknown, so the relay
+//! opens its writer again (which recovers or fences what the failed one left)
+//! and reads its position back from the log before the next round: records
+//! are neither repeated nor skipped. It stops only on an error a retry can't
+//! change (fenced by another relay, corrupt data), and says so in the
+//! topology's status.
 
 use super::commit_signal::CommitSignal;
+use super::status::{RelayState, StatusHandle};
 use super::worker::ensure_topic;
 use crate::log::{
     InputPosition, Log, LogError, OutputRecord, Record, SourcePosition, Transaction,
@@ -39,6 +50,20 @@ pub enum RelayError {
     Store(#[from] StoreError),
 }
 
+impl RelayError {
+    /// Whether the same round may pass later: the store or the log is away.
+    /// A fenced writer means another relay of this topology took over: this
+    /// one stops rather than fence it back.
+    pub fn is_retryable(&self) -> bool {
+        use crate::log::LogErrorKind;
+        use crate::store::StoreErrorKind;
+        match self {
+            RelayError::Log(e) => e.kind() == LogErrorKind::Transient,
+            RelayError::Store(e) => e.kind() == StoreErrorKind::Retryable,
+        }
+    }
+}
+
 pub struct Relay {
     topology: String,
     log: Arc<dyn Log>,
@@ -49,6 +74,11 @@ pub struct Relay {
     partitions: HashMap<String, i32>,
     /// Rows below this seq may still sit in the outbox (deleted lazily).
     deleted_below: i64,
+    /// A log commit failed: its outcome is unknown until the writer is
+    /// opened again and the position read back.
+    recover_pending: bool,
+    /// Where the relay reports (the topology's status), when it runs in one.
+    status: Option<StatusHandle>,
 }
 
 impl Relay {
@@ -59,14 +89,7 @@ impl Relay {
     ) -> Result<Self, RelayError> {
         let marker = marker_topic(topology);
         ensure_topic(log.as_ref(), &marker, 1).await?;
-        let group = format!("{topology}.relay");
-        let writer = log.open_writer(&group, &group).await?;
-        let position = log
-            .committed_positions(&group, &marker)
-            .await?
-            .get(&0)
-            .copied()
-            .unwrap_or(0);
+        let (writer, position) = Self::open(topology, log.as_ref()).await?;
         Ok(Relay {
             topology: topology.to_string(),
             log,
@@ -75,7 +98,57 @@ impl Relay {
             position,
             partitions: HashMap::new(),
             deleted_below: 0,
+            recover_pending: false,
+            status: None,
         })
+    }
+
+    /// Reports the relay's state in `status` (`topology status`, `/v1/topologies`).
+    pub fn report_to(mut self, status: StatusHandle) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Opens the relay's writer (fencing any earlier one of this topology)
+    /// and reads its committed position.
+    async fn open(
+        topology: &str,
+        log: &dyn Log,
+    ) -> Result<(Box<dyn TransactionalWriter>, i64), LogError> {
+        let group = format!("{topology}.relay");
+        let writer = log.open_writer(&group, &group).await?;
+        let position = log
+            .committed_positions(&group, &marker_topic(topology))
+            .await?
+            .get(&0)
+            .copied()
+            .unwrap_or(0);
+        Ok((writer, position))
+    }
+
+    /// After a failed log commit: a new writer, and the position the log
+    /// holds — the failed commit may or may not have landed.
+    async fn recover(&mut self) -> Result<(), LogError> {
+        let (writer, position) = Self::open(&self.topology, self.log.as_ref()).await?;
+        if position != self.position {
+            tracing::info!(topology = %self.topology, from = self.position, to = position, "relay position read back after a failed commit");
+        }
+        self.writer = writer;
+        self.position = position;
+        self.deleted_below = self.deleted_below.min(position);
+        self.recover_pending = false;
+        Ok(())
+    }
+
+    /// Next outbox seq to relay (everything below it is on its topic).
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    fn report(&self, f: impl FnOnce(&mut super::status::RelayStatus)) {
+        if let Some(status) = &self.status {
+            status.update(|s| f(&mut s.relay));
+        }
     }
 
     async fn partitions_of(&mut self, topic: &str) -> Result<i32, LogError> {
@@ -104,6 +177,9 @@ impl Relay {
     /// Relays one round, taking the records from the worker's hand-over
     /// when it holds the relay's position, else from the store.
     async fn step_with(&mut self, handoff: Option<&CommitSignal>) -> Result<usize, RelayError> {
+        if self.recover_pending {
+            self.recover().await?;
+        }
         let records = match handoff.and_then(|h| h.take_from(self.position, RELAY_BATCH)) {
             Some(records) => records,
             None => {
@@ -151,7 +227,8 @@ impl Relay {
                 )),
             });
         }
-        self.writer
+        let committed = self
+            .writer
             .commit(Transaction {
                 outputs,
                 positions: vec![InputPosition {
@@ -160,7 +237,11 @@ impl Relay {
                     next_offset: next,
                 }],
             })
-            .await?;
+            .await;
+        if let Err(e) = committed {
+            self.recover_pending = true;
+            return Err(e.into());
+        }
         self.position = next;
         self.store
             .delete_outbox(&self.topology, self.deleted_below..next)
@@ -168,18 +249,74 @@ impl Relay {
         self.deleted_below = next;
         metrics::counter!(m::OUTBOX_RELAYED_TOTAL, "topology" => self.topology.clone())
             .increment(count as u64);
+        self.report(|r| {
+            r.records_relayed += count as u64;
+            r.position = next;
+        });
         Ok(count)
     }
 
     /// Relays until `shutdown`, then empties the outbox once more (drain).
+    /// A failed round is retried with backoff while a retry can help (see
+    /// the module doc); the error a retry can't change ends the relay.
     pub async fn run(
         mut self,
         committed: Arc<CommitSignal>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), RelayError> {
         committed.attach_relay();
+        let position = self.position;
+        self.report(|r| {
+            r.state = RelayState::Running;
+            r.position = position;
+        });
+        let mut backoff = super::backoff::Backoff::default();
         loop {
-            let sent = self.step_with(Some(&committed)).await?;
+            let sent = match self.step_with(Some(&committed)).await {
+                Ok(sent) => {
+                    if backoff.reset() {
+                        tracing::info!(topology = %self.topology, "relay resumed");
+                        self.report(|r| {
+                            r.state = RelayState::Running;
+                            r.error = None;
+                            r.waiting_on = None;
+                        });
+                    }
+                    sent
+                }
+                Err(e) if e.is_retryable() => {
+                    let delay = backoff.next_delay();
+                    let waiting_on = self.waiting_on(&e);
+                    metrics::counter!(m::RELAY_ERRORS_TOTAL, "topology" => self.topology.clone())
+                        .increment(1);
+                    tracing::warn!(topology = %self.topology, error = %e, waiting_on = %waiting_on, retry_in_ms = delay.as_millis() as u64, "relay round failed; retrying");
+                    self.report(|r| {
+                        r.state = RelayState::Waiting;
+                        r.error = Some(e.to_string());
+                        r.waiting_on = Some(waiting_on);
+                    });
+                    // On shutdown a relay that can't reach its store or log
+                    // stops: what it did not relay stays in the outbox, for
+                    // the next start.
+                    if *shutdown.borrow() {
+                        return Err(e);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(topology = %self.topology, error = %e, "relay stopped");
+                    self.report(|r| {
+                        r.state = RelayState::Failed;
+                        r.error = Some(e.to_string());
+                        r.waiting_on = None;
+                    });
+                    return Err(e);
+                }
+            };
             if sent > 0 {
                 continue;
             }
@@ -193,6 +330,15 @@ impl Relay {
             }
         }
         while self.step_with(Some(&committed)).await? > 0 {}
+        self.report(|r| r.state = RelayState::Stopped);
         Ok(())
+    }
+
+    /// What a failed round waits on: the store's or the log's backend.
+    fn waiting_on(&self, error: &RelayError) -> String {
+        match error {
+            RelayError::Store(_) => self.store.backend().to_string(),
+            RelayError::Log(_) => super::worker::log_dependency(self.log.as_ref()),
+        }
     }
 }

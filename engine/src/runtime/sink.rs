@@ -14,7 +14,7 @@
 //! The writes are keyed and version-guarded besides, so a batch applied twice
 //! (positions reset by hand, a commit whose reply was lost) changes nothing.
 //!
-//! The runner retries a failed batch with backoff (250 ms doubling to 30 s)
+//! The runner retries a failed batch with backoff (`runtime::backoff`)
 //! when the sink says a retry can help — the target is down — reloading the
 //! positions first (the outcome of the failed commit is unknown), and stops
 //! with the error when it can't. `topology status` shows each sink's state.
@@ -120,9 +120,6 @@ impl SinkRunError {
         }
     }
 }
-
-const RETRY_FIRST: Duration = Duration::from_millis(250);
-const RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// Reads a topic from the sink's stored positions and feeds it batches.
 pub struct SinkRunner {
@@ -290,14 +287,14 @@ impl SinkRunner {
     /// backoff; any other stops the sink with the error.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), SinkRunError> {
         let idle = Duration::from_millis(50);
-        let mut retry_delay: Option<Duration> = None;
+        let mut backoff = super::backoff::Backoff::default();
         self.update(|s| s.state = SinkState::Running);
         loop {
             let stopping = *shutdown.borrow();
             match self.step().await {
                 Ok(0) if stopping => break,
                 Ok(n) => {
-                    if retry_delay.take().is_some() {
+                    if backoff.reset() {
                         tracing::info!(topology = %self.topology, sink = self.sink.kind(), "sink writes again");
                         self.update(|s| {
                             s.state = SinkState::Running;
@@ -337,8 +334,7 @@ impl SinkRunner {
                         tracing::warn!(topology = %self.topology, sink = self.sink.kind(), error = %e, "sink stops with records left; it resumes from its stored position");
                         break;
                     }
-                    let delay = retry_delay.map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_CAP));
-                    retry_delay = Some(delay);
+                    let delay = backoff.next_delay();
                     tracing::warn!(topology = %self.topology, sink = self.sink.kind(), error = %e, retry_in_ms = delay.as_millis() as u64, "sink write failed; retrying");
                     let target = self.sink.target();
                     self.update(|s| {

@@ -38,11 +38,48 @@ pub struct TopologyStatus {
     pub dlq_events: u64,
     pub changes: u64,
     pub batches: u64,
-    pub outbox_relayed: u64,
     pub last_commit_ms: Option<i64>,
     pub partitions: Vec<PartitionStatus>,
+    /// The outbox relay (changefeed, DLQ, derived topics).
+    pub relay: RelayStatus,
     /// Sinks fed from the topology's derived topics (the graph sink).
     pub sinks: Vec<SinkStatus>,
+}
+
+/// Lifecycle of a topology's outbox relay (see `runtime::relay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayState {
+    Starting,
+    Running,
+    /// A round failed in a way a retry can fix; `waiting_on` says on what.
+    Waiting,
+    Stopped,
+    Failed,
+}
+
+/// What a topology's relay reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayStatus {
+    pub state: RelayState,
+    pub error: Option<String>,
+    /// While a failed round is retried: `postgres`, `sqlite`, `kafka`, `the file log`.
+    pub waiting_on: Option<String>,
+    /// Next outbox seq to relay: everything before it is on its topic.
+    pub position: i64,
+    pub records_relayed: u64,
+}
+
+impl Default for RelayStatus {
+    fn default() -> Self {
+        RelayStatus {
+            state: RelayState::Starting,
+            error: None,
+            waiting_on: None,
+            position: 0,
+            records_relayed: 0,
+        }
+    }
 }
 
 /// Lifecycle of a sink (see `runtime::sink`).
@@ -109,9 +146,9 @@ impl StatusHandle {
             dlq_events: 0,
             changes: 0,
             batches: 0,
-            outbox_relayed: 0,
             last_commit_ms: None,
             partitions: Vec::new(),
+            relay: RelayStatus::default(),
             sinks: Vec::new(),
         })))
     }

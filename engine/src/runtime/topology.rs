@@ -68,7 +68,7 @@ impl Topology {
         let worker = tokio::spawn(tracing::Instrument::instrument(worker.run(worker_rx), span));
         let span = tracing::info_span!("relay", name = %name);
         let relay = tokio::spawn(tracing::Instrument::instrument(
-            relay.run(committed, relay_rx),
+            relay.report_to(status.clone()).run(committed, relay_rx),
             span,
         ));
         let (sink_stop, sink_rx) = watch::channel(false);

@@ -96,24 +96,29 @@ impl RuntimeError {
         }
     }
 
-    /// What the topology waits on while it retries (`topology status`).
-    fn waiting_on(&self) -> String {
+    /// What the topology waits on while it retries (`topology status`):
+    /// the processor's dependency, the store's backend (`postgres`,
+    /// `sqlite`) or the log (`kafka`, `the file log`).
+    fn waiting_on(&self, store: &dyn ProjectionStore, log: &dyn Log) -> String {
         match self {
             RuntimeError::Halted(h) => h
                 .error
                 .dependency
                 .clone()
                 .unwrap_or_else(|| format!("processor `{}`", h.processor)),
-            RuntimeError::Store(_) => "the projection store".into(),
-            _ => "the log".into(),
+            RuntimeError::Store(_) => store.backend().to_string(),
+            _ => log_dependency(log),
         }
     }
 }
 
-/// Backoff between retries of a failed batch: doubles from the first delay
-/// up to the cap, and starts over after a batch succeeds.
-const RETRY_FIRST: Duration = Duration::from_millis(250);
-const RETRY_CAP: Duration = Duration::from_secs(30);
+/// The log as a dependency in `waiting_on`: `kafka`, `the file log`.
+pub fn log_dependency(log: &dyn Log) -> String {
+    match log.backend() {
+        "kafka" => "kafka".into(),
+        other => format!("the {other} log"),
+    }
+}
 
 /// A batch whose commit runs in the background.
 struct InFlight {
@@ -200,6 +205,10 @@ pub struct Worker {
     /// The processor's state may be ahead of the store (a batch failed after
     /// its fold): restore it before the next fold.
     restore_pending: bool,
+    /// A commit failed and reading the store back failed too (the store is
+    /// away): positions, outbox seq and control must be read again before
+    /// the next batch — the failed commit's outcome is unknown until then.
+    reload_pending: bool,
     /// How the last restore of the processor's state went.
     pub restored: super::state::Restored,
     next_seq: i64,
@@ -355,6 +364,7 @@ impl Worker {
             inflight: None,
             cadence,
             restore_pending: false,
+            reload_pending: false,
             restored: Default::default(),
             next_seq,
             versions: HashMap::new(),
@@ -515,6 +525,14 @@ impl Worker {
     /// previous one is done. Returns what it did; `records == 0` means there
     /// was nothing to read and nothing is left in flight.
     pub async fn step(&mut self) -> Result<StepOutcome, RuntimeError> {
+        if self.reload_pending {
+            self.reload_from_store().await?;
+            self.reload_pending = false;
+            if self.paused {
+                // Paused meanwhile (the control row says so): fold nothing.
+                return Ok(StepOutcome::default());
+            }
+        }
         if self.restore_pending {
             // Settle what is in flight first: the state must match the store.
             self.flush().await?;
@@ -723,7 +741,9 @@ impl Worker {
             self.versions.clear();
             self.versions_complete = false;
             if let Err(reload) = self.reload_from_store().await {
-                tracing::warn!(topology = %self.config.name, error = %reload, "could not reload positions after a failed commit");
+                // Read again before the next batch, never assumed.
+                self.reload_pending = true;
+                tracing::debug!(topology = %self.config.name, error = %reload, "could not reload positions after a failed commit; will before the next batch");
             }
             return Err(e.into());
         }
@@ -779,7 +799,9 @@ impl Worker {
         self.versions.clear();
         self.versions_complete = false;
         self.restore_pending = self.is_stateful();
-        self.reload_from_store().await
+        let reloaded = self.reload_from_store().await;
+        self.reload_pending = reloaded.is_err();
+        reloaded
     }
 
     /// Stores a snapshot of the state at the committed positions if batches
@@ -838,100 +860,134 @@ impl Worker {
         Ok(())
     }
 
+    /// Reads the store's control row (pause, resume, swap) when it is due;
+    /// a changed epoch drops what the worker believed about the store.
+    async fn check_control(&mut self, last: &mut Instant) -> Result<(), RuntimeError> {
+        if last.elapsed() < Duration::from_millis(500) {
+            return Ok(());
+        }
+        *last = Instant::now();
+        let control = self.store.control(&self.config.name).await?;
+        if control.epoch != self.epoch {
+            // Paused, resumed or swapped from elsewhere: what this worker
+            // cached may no longer describe the store.
+            if let Err(e) = self.flush().await {
+                tracing::debug!(topology = %self.config.name, error = %e, "commit in flight refused by the new control epoch");
+            }
+            self.forget_and_reload().await?;
+            tracing::info!(topology = %self.config.name, paused = self.paused, epoch = self.epoch, "topology control changed");
+            self.show_control_state();
+        }
+        Ok(())
+    }
+
+    /// Refreshes the lag figures once a second; a failure is logged when it
+    /// starts, not every second while the log is away.
+    async fn refresh_lag_when_due(&self, last: &mut Instant, failing: &mut bool) {
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = Instant::now();
+        match self.refresh_lag().await {
+            Ok(()) => *failing = false,
+            Err(error) if !*failing => {
+                *failing = true;
+                tracing::warn!(topology = %self.config.name, error = %error, "could not refresh lag");
+            }
+            Err(error) => {
+                tracing::debug!(topology = %self.config.name, error = %error, "could not refresh lag")
+            }
+        }
+    }
+
     /// Runs until `shutdown` turns true: batches while there is input, obeys
     /// pause/resume from the store's control row, and drains on shutdown
     /// (the batch in hand is committed; the relay empties the outbox).
+    /// Whatever fails — a batch, a commit, reading the control row — is
+    /// decided by the error's kind: retried with backoff while the store, the
+    /// log or a dependency is away (`topology status` shows `waiting_on`),
+    /// refolded after a pause or swap, or the end of the topology.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), RuntimeError> {
         let idle = Duration::from_millis(self.config.batch.linger_ms.clamp(5, 200));
         let mut last_control = Instant::now() - Duration::from_secs(1);
         let mut last_lag = Instant::now() - Duration::from_secs(1);
-        let mut retry_delay: Option<Duration> = None;
+        let mut lag_failing = false;
+        let mut backoff = super::backoff::Backoff::default();
         self.show_control_state();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            if last_control.elapsed() >= Duration::from_millis(500) {
-                last_control = Instant::now();
-                let control = self.store.control(&self.config.name).await?;
-                if control.epoch != self.epoch {
-                    // Paused, resumed or swapped from elsewhere: what this
-                    // worker cached may no longer describe the store.
-                    if let Err(e) = self.flush().await {
-                        tracing::debug!(topology = %self.config.name, error = %e, "commit in flight refused by the new control epoch");
+            self.refresh_lag_when_due(&mut last_lag, &mut lag_failing)
+                .await;
+            let result = match self.check_control(&mut last_control).await {
+                Ok(()) if self.paused => Ok(StepOutcome::default()),
+                Ok(()) => self.step().await,
+                Err(e) => Err(e),
+            };
+            let outcome = match result {
+                Ok(o) => {
+                    if backoff.reset() {
+                        tracing::info!(topology = %self.config.name, "batch succeeded after retries");
+                        self.status.update(|s| {
+                            s.error = None;
+                            s.waiting_on = None;
+                        });
                     }
-                    self.forget_and_reload().await?;
-                    tracing::info!(topology = %self.config.name, paused = self.paused, epoch = self.epoch, "topology control changed");
-                    self.show_control_state();
+                    o
                 }
-            }
-            if last_lag.elapsed() >= Duration::from_secs(1) {
-                last_lag = Instant::now();
-                if let Err(error) = self.refresh_lag().await {
-                    tracing::warn!(topology = %self.config.name, error = %error, "could not refresh lag");
-                }
-            }
-            let outcome = if self.paused {
-                StepOutcome::default()
-            } else {
-                match self.step().await {
-                    Ok(o) => {
-                        if retry_delay.is_some() {
-                            retry_delay = None;
-                            tracing::info!(topology = %self.config.name, "batch succeeded after retries");
+                Err(e) => {
+                    // The fold may have moved the state past the store.
+                    self.restore_pending = self.is_stateful();
+                    let labels = [
+                        ("topology", self.config.name.clone()),
+                        ("kind", e.kind_label().to_string()),
+                    ];
+                    metrics::counter!(m::BATCH_ERRORS_TOTAL, &labels).increment(1);
+                    match e.disposition() {
+                        Disposition::Halt => {
+                            // Batches before the failing one are good: keep them.
+                            let flushed = self.flush().await;
+                            tracing::error!(topology = %self.config.name, error = %e, kind = e.kind_label(), "topology halted");
+                            if let Err(flush) = &flushed {
+                                tracing::error!(topology = %self.config.name, error = %flush, "the batch before the halting one did not commit either");
+                            }
                             self.status.update(|s| {
-                                s.error = None;
+                                s.state = TopologyState::Failed;
+                                s.error = Some(match &flushed {
+                                    Ok(()) => e.to_string(),
+                                    Err(flush) => format!(
+                                        "{e} (and the batch before it did not commit: {flush})"
+                                    ),
+                                });
                                 s.waiting_on = None;
                             });
+                            return Err(e);
                         }
-                        o
-                    }
-                    Err(e) => {
-                        // The fold may have moved the state past the store.
-                        self.restore_pending = self.is_stateful();
-                        let labels = [
-                            ("topology", self.config.name.clone()),
-                            ("kind", e.kind_label().to_string()),
-                        ];
-                        metrics::counter!(m::BATCH_ERRORS_TOTAL, &labels).increment(1);
-                        match e.disposition() {
-                            Disposition::Halt => {
-                                // Batches before the failing one are good: keep them.
-                                let _ = self.flush().await;
-                                tracing::error!(topology = %self.config.name, error = %e, kind = e.kind_label(), "topology halted");
-                                self.status.update(|s| {
-                                    s.state = TopologyState::Failed;
-                                    s.error = Some(e.to_string());
-                                    s.waiting_on = None;
-                                });
-                                return Err(e);
+                        Disposition::Refold => {
+                            // Paused or swapped while the batch was folded; the
+                            // worker has reloaded and folds it again if resumed.
+                            tracing::info!(topology = %self.config.name, reason = %e, "batch fenced off");
+                            self.show_control_state();
+                            continue;
+                        }
+                        Disposition::Retry => {
+                            // Nothing of this batch was committed (a fold
+                            // error comes before any position moves; a failed
+                            // commit is resolved by reading the store back
+                            // before the next batch): retry it.
+                            let delay = backoff.next_delay();
+                            let waiting_on = e.waiting_on(self.store.as_ref(), self.log.as_ref());
+                            tracing::warn!(topology = %self.config.name, error = %e, kind = e.kind_label(), waiting_on = %waiting_on, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
+                            self.status.update(|s| {
+                                s.error = Some(e.to_string());
+                                s.waiting_on = Some(waiting_on);
+                            });
+                            tokio::select! {
+                                _ = tokio::time::sleep(delay) => {}
+                                _ = shutdown.changed() => {}
                             }
-                            Disposition::Refold => {
-                                // Paused or swapped while the batch was folded; the
-                                // worker has reloaded and folds it again if resumed.
-                                tracing::info!(topology = %self.config.name, reason = %e, "batch fenced off");
-                                self.show_control_state();
-                                continue;
-                            }
-                            Disposition::Retry => {
-                                // Nothing of this batch was committed (a fold
-                                // error comes before any position moves; a
-                                // failed commit reloaded them): retry it.
-                                let delay = retry_delay
-                                    .map_or(RETRY_FIRST, |d: Duration| (d * 2).min(RETRY_CAP));
-                                retry_delay = Some(delay);
-                                let waiting_on = e.waiting_on();
-                                tracing::warn!(topology = %self.config.name, error = %e, kind = e.kind_label(), waiting_on = %waiting_on, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
-                                self.status.update(|s| {
-                                    s.error = Some(e.to_string());
-                                    s.waiting_on = Some(waiting_on);
-                                });
-                                tokio::select! {
-                                    _ = tokio::time::sleep(delay) => {}
-                                    _ = shutdown.changed() => {}
-                                }
-                                continue;
-                            }
+                            continue;
                         }
                     }
                 }

@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod fold_run;
+pub mod postgres_server;
+pub mod service;
+
 pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_conductor")
 }
@@ -134,33 +138,52 @@ pub fn spawn_server_with(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (ServerProcess, String) {
-    use std::io::BufRead;
-    let verb = args[0];
     let mut cmd = conductor(data);
     cmd.current_dir(repo());
     for (k, v) in env {
         cmd.env(k, v);
     }
+    cmd.args(args).args(["--listen", "127.0.0.1:0"]);
+    spawn_with_address(&mut cmd)
+}
+
+/// Spawns `cmd` (a `conductor run|serve … --listen 127.0.0.1:0`) and returns
+/// the child and the address its first line names. Stderr is kept read, so
+/// the server's later lines neither fail nor block it.
+pub fn spawn_with_address(cmd: &mut Command) -> (ServerProcess, String) {
+    use std::io::BufRead;
     let mut child = cmd
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("{verb} prints its address, got: {line}"))
-        .to_string();
-    // Keep reading stderr: a closed pipe would fail the server's later
-    // messages (and a full one would block it).
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    // Log lines may come first (CONDUCTOR_LOG_LEVEL=info): the address is on
+    // the line that names it.
+    let mut seen = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the server exited without printing its address: {seen}");
+        }
+        if let Some(addr) = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+        {
+            break addr.to_string();
+        }
+        seen.push_str(&line);
+    };
+    // CONDUCTOR_TEST_LOGS=DIR keeps each server's log as DIR/<pid>.log.
+    let mut keep: Box<dyn std::io::Write + Send> = match std::env::var_os("CONDUCTOR_TEST_LOGS") {
+        Some(dir) => Box::new(
+            std::fs::File::create(Path::new(&dir).join(format!("{}.log", child.id()))).unwrap(),
+        ),
+        None => Box::new(std::io::sink()),
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut keep));
     (ServerProcess(child), addr)
 }
 
@@ -396,4 +419,30 @@ pub fn bearer_token(secret: &str, tenant: &str, scopes: &[&str]) -> String {
             tier: None,
         },
     )
+}
+
+/// GET `path` from `addr` (`127.0.0.1:PORT`): the status code and body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

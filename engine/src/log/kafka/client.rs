@@ -62,15 +62,25 @@ impl rdkafka::ClientContext for TracingContext {
 /// times).
 fn is_not_ours(error: &KafkaError) -> bool {
     matches!(error, KafkaError::PartitionEOF(_))
-        || matches!(
-            error.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::PartitionEOF
-                    | RDKafkaErrorCode::AllBrokersDown
-                    | RDKafkaErrorCode::BrokerTransportFailure
-                    | RDKafkaErrorCode::Resolve
-            )
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        || is_connection_trouble(error)
+}
+
+/// The broker connection is down or being re-established: librdkafka
+/// reconnects by itself and reports it as events on every client, consumers'
+/// queues included. Such an event is news about the connection, not the
+/// answer to a read: a read keeps waiting for its records (until its
+/// timeout) instead of failing on it, so that a queue of these events left
+/// from an outage doesn't fail reads long after the broker is back.
+pub(crate) fn is_connection_trouble(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
         )
+    )
 }
 
 impl rdkafka::consumer::ConsumerContext for TracingContext {}

@@ -19,7 +19,7 @@
 //! high watermark knows there is nothing more, at once, without guessing
 //! from timing.
 
-use super::client::{Clients, Reader, TracingContext, lock, reader_config};
+use super::client::{Clients, Reader, TracingContext, is_connection_trouble, lock, reader_config};
 use super::error::{kafka_detail, kafka_error};
 use super::metadata::fetch_watermarks;
 use super::scan::{consumer_error, to_stored};
@@ -197,6 +197,10 @@ fn poll(
             }
             // The position tells the same, exactly.
             Some(Err(KafkaError::PartitionEOF(_))) => {}
+            // News of the connection, not of this read (see
+            // `is_connection_trouble`): the watermark fetch or the deadline
+            // below fails the read if the broker stays away.
+            Some(Err(e)) if is_connection_trouble(&e) && Instant::now() < deadline => {}
             Some(Err(e)) => {
                 return Err(consumer_error(
                     clients,

@@ -3,7 +3,7 @@
 //! search). Also the conversions every consumer shares: a message as a
 //! [`StoredRecord`], a consumer error as a [`LogError`].
 
-use super::client::Clients;
+use super::client::{Clients, is_connection_trouble};
 use super::error::{kafka_detail, kafka_error};
 use super::metadata::fetch_watermarks;
 use crate::log::{Header, LogError, Record, StoredRecord};
@@ -69,6 +69,8 @@ pub(crate) fn read_range(
             }
             Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break Ok(()),
             Some(Err(KafkaError::PartitionEOF(_))) => {}
+            // Keep waiting: librdkafka reconnects (see `is_connection_trouble`).
+            Some(Err(e)) if is_connection_trouble(&e) => {}
             Some(Err(e)) => {
                 break Err(consumer_error(
                     clients,
@@ -81,7 +83,10 @@ pub(crate) fn read_range(
             }
         }
     };
-    clients.put_reader(reader);
+    // A reader that failed may hold more events of the failure: not pooled.
+    if result.is_ok() {
+        clients.put_reader(reader);
+    }
     result.map(|()| out)
 }
 

@@ -5,7 +5,8 @@
 // Usage: java -cp CLASSPATH ConductorNeo4j HOME PORT PASSWORD
 // Prints "ready bolt://127.0.0.1:PORT" once Bolt accepts logins as user
 // neo4j with PASSWORD, then runs until it is killed (SIGTERM shuts it down
-// cleanly; SIGKILL is fine for a throwaway).
+// cleanly; SIGKILL is fine for a throwaway). A HOME used before starts
+// again with its data (the fault tests restart it).
 import java.nio.file.Path;
 import java.util.Map;
 import org.neo4j.configuration.GraphDatabaseSettings;
@@ -36,9 +37,17 @@ public final class ConductorNeo4j {
         Runtime.getRuntime().addShutdownHook(new Thread(dbms::shutdown, "neo4j-shutdown"));
         // The built-in user starts with password "neo4j" that must be changed
         // before use; set the requested one (community edition allows it).
-        dbms.database("system").executeTransactionally(
-            "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED",
-            Map.of("password", password));
+        // A HOME started before (a restart in the fault tests) has it already,
+        // and Neo4j refuses to set the same password again.
+        try {
+            dbms.database("system").executeTransactionally(
+                "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED",
+                Map.of("password", password));
+        } catch (RuntimeException e) {
+            if (!String.valueOf(e.getMessage()).contains("cannot be the same")) {
+                throw e;
+            }
+        }
         System.out.println("ready bolt://127.0.0.1:" + port);
         System.out.flush();
         Thread.currentThread().join();
