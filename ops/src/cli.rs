@@ -368,13 +368,19 @@ pub enum TopologyCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Positions, lag and control state of topologies (from the store and the log).
+    /// Positions, lag and control state of topologies (from the store and
+    /// the log), and what a running `conductor run` reports of them: its
+    /// state and what it waits on (also when the store is down).
     Status {
         name: Option<String>,
         /// Directory of topology files (every *.toml in it) [default: the
         /// built-in topologies, or `topologies` in the config file].
         #[arg(long, value_name = "DIR")]
         topologies: Option<PathBuf>,
+        /// Where the running `conductor run` serves HTTP [default: the
+        /// config's `listen`, else 127.0.0.1:8080].
+        #[arg(long, env = "CONDUCTOR_LISTEN", value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
         #[arg(long)]
         json: bool,
     },

@@ -128,6 +128,14 @@ async fn postgres_restarts_cut_connections_and_an_outage_lose_nothing_and_double
         Some("postgres"),
         "while the server was down the status named what the topology waits on"
     );
+    // And so does the CLI, asking the running process since the store is down.
+    let cli = run_ok(
+        faulted
+            .cmd()
+            .args(["topology", "status", "--listen", &addr, "--topologies"])
+            .arg(&faulted.topologies),
+    );
+    assert!(cli.contains("waiting on postgres"), "{cli}");
     pg.start_again();
 
     // It resumes by itself: every input folded and every change relayed by

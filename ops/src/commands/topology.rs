@@ -6,6 +6,7 @@ use crate::error::CliError;
 use crate::settings::Settings;
 use crate::topologies;
 use conductor_engine::log::{InputPosition, LogError};
+use std::collections::BTreeMap;
 
 pub async fn run(settings: &Settings, cmd: TopologyCommand) -> Result<(), CliError> {
     match cmd {
@@ -43,8 +44,12 @@ pub async fn run(settings: &Settings, cmd: TopologyCommand) -> Result<(), CliErr
         TopologyCommand::Status {
             name,
             topologies: dir,
+            listen,
             json,
-        } => status(settings, name, dir, json).await,
+        } => {
+            let live = live_statuses(super::run::listen_addr(listen, settings)).await;
+            status(settings, name, dir, live, json).await
+        }
         TopologyCommand::Pause { name } => set_paused(settings, &name, true).await,
         TopologyCommand::Resume { name } => set_paused(settings, &name, false).await,
         TopologyCommand::ResetOffsets {
@@ -103,14 +108,91 @@ async fn set_paused(settings: &Settings, name: &str, paused: bool) -> Result<(),
     Ok(())
 }
 
+/// What the `conductor run` serving at `addr` reports of its topologies —
+/// state, what it waits on, the relay — by name; empty when none answers
+/// within a second (none runs, or it runs elsewhere).
+async fn live_statuses(addr: std::net::SocketAddr) -> BTreeMap<String, serde_json::Value> {
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+    else {
+        return BTreeMap::new();
+    };
+    let answer = match client
+        .get(format!("http://{addr}/v1/topologies"))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => r.json::<Vec<serde_json::Value>>().await,
+        _ => return BTreeMap::new(),
+    };
+    answer
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| {
+            let name = t["name"].as_str()?.to_string();
+            let live = serde_json::json!({
+                "at": addr.to_string(),
+                "state": t["state"],
+                "waiting_on": t["waiting_on"],
+                "error": t["error"],
+                "relay": {"state": t["relay"]["state"], "waiting_on": t["relay"]["waiting_on"]},
+            });
+            Some((name, live))
+        })
+        .collect()
+}
+
+/// One line of what the running process reports (`running: …`).
+fn live_line(live: &serde_json::Value) -> String {
+    let mut line = format!("  running: {}", live["state"].as_str().unwrap_or("unknown"));
+    if let Some(w) = live["waiting_on"].as_str() {
+        line.push_str(&format!(", waiting on {w}"));
+    }
+    let relay = &live["relay"];
+    line.push_str(&format!(
+        "; relay {}",
+        relay["state"].as_str().unwrap_or("unknown")
+    ));
+    if let Some(w) = relay["waiting_on"].as_str() {
+        line.push_str(&format!(", waiting on {w}"));
+    }
+    line
+}
+
 async fn status(
     settings: &Settings,
     name: Option<String>,
     dir: Option<std::path::PathBuf>,
+    live: BTreeMap<String, serde_json::Value>,
     json: bool,
 ) -> Result<(), CliError> {
     let configs = topologies::load(dir.clone(), settings.topologies.clone())?;
-    let store = open_store(settings).await?;
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        // The store is down: what the running process says is all there is.
+        Err(e) if !live.is_empty() => {
+            eprintln!(
+                "note: {}; showing what the running conductor reports",
+                e.message
+            );
+            let wanted = |n: &String| name.as_ref().is_none_or(|w| w == n);
+            if json {
+                let out: Vec<_> = live
+                    .iter()
+                    .filter(|(n, _)| wanted(n))
+                    .map(|(n, l)| serde_json::json!({"name": n, "live": l}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            } else {
+                for (n, l) in live.iter().filter(|(n, _)| wanted(n)) {
+                    println!("{n}\n{}", live_line(l));
+                }
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let log = open_log(settings, Access::Read).await?;
     let mut out = Vec::new();
     for c in configs
@@ -135,7 +217,11 @@ async fn status(
             }
         }
         let sinks = sink_status(settings, c, log.as_ref()).await;
-        out.push(serde_json::json!({"name": c.name, "processor": c.processor, "paused": control.paused, "lag": total_lag, "partitions": parts, "sinks": sinks}));
+        let mut entry = serde_json::json!({"name": c.name, "processor": c.processor, "paused": control.paused, "lag": total_lag, "partitions": parts, "sinks": sinks});
+        if let Some(l) = live.get(&c.name) {
+            entry["live"] = l.clone();
+        }
+        out.push(entry);
     }
     if let Some(n) = &name
         && out.is_empty()
@@ -163,6 +249,9 @@ async fn status(
                 },
                 t["lag"]
             );
+            if !t["live"].is_null() {
+                println!("{}", live_line(&t["live"]));
+            }
             for p in t["partitions"].as_array().into_iter().flatten() {
                 println!(
                     "  {}[{}]  next={}  end={}  lag={}",
