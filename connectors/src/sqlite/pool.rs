@@ -44,6 +44,7 @@ pub(super) async fn connect(
         .idle_timeout(None)
         .max_lifetime(None)
         .acquire_timeout(BUSY_TIMEOUT)
+        .after_release(|conn, _| Box::pin(async move { still_usable(conn).await }))
         .connect_with(options.clone())
         .await
         .map_err(connect_error)?;
@@ -58,6 +59,28 @@ pub(super) async fn connect(
             .map_err(connect_error)?
     };
     Ok((writer, reader))
+}
+
+/// Whether a connection handed back to the pool can serve the next write.
+///
+/// A COMMIT that fails with SQLITE_FULL (the disk is full) makes SQLite roll
+/// the transaction back by itself, while sqlx still counts it open: the
+/// ROLLBACK sqlx then sends fails ("no transaction is active"), its count
+/// never returns to zero, and every later `BEGIN` on that connection fails
+/// ("non-zero transaction depth") — the store would refuse writes for good
+/// once space is back. A connection still counted in a transaction when it
+/// is handed back is closed; the pool opens a fresh one. (Our writes end
+/// every transaction with an awaited commit or rollback, so a healthy
+/// connection is never counted in one here; no round trip is needed.)
+async fn still_usable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if conn.is_in_transaction() {
+        tracing::debug!(
+            "closing an SQLite connection left counted in a transaction after a failed COMMIT"
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Opens a write transaction on the writer pool with `BEGIN IMMEDIATE`,

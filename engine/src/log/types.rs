@@ -198,6 +198,23 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// A write or fsync of the file log failed. What was being written was
+    /// not acknowledged; after a failed fsync the page cache may have dropped
+    /// even what `write` accepted, so nothing is retried as if it had
+    /// succeeded: the log takes no more writes ([`LogError::Stopped`]) and a
+    /// restart recovers every acknowledged record.
+    #[error(
+        "the file log could not {operation} {path}: {source} (hint: the log takes no more writes; free space or fix the disk, then restart conductor, which recovers every acknowledged record)"
+    )]
+    WriteFailed {
+        operation: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A write after [`LogError::WriteFailed`].
+    #[error("the file log takes no more writes since an earlier failure: {first}")]
+    Stopped { first: String },
     #[error("Kafka error during {operation}: {detail}")]
     Kafka {
         operation: String,
@@ -223,6 +240,9 @@ pub enum LogErrorKind {
     Fenced,
     /// I/O or broker trouble; may succeed on retry.
     Transient,
+    /// The log can't be written any more (a failed write or fsync): stop;
+    /// a restart recovers.
+    Fatal,
 }
 
 impl LogError {
@@ -239,12 +259,27 @@ impl LogError {
             | LogError::Unsupported(..)
             | LogError::Locked { .. } => LogErrorKind::User,
             LogError::Corrupt { .. } => LogErrorKind::Corruption,
+            LogError::WriteFailed { .. } | LogError::Stopped { .. } => LogErrorKind::Fatal,
             LogError::Fenced { .. } => LogErrorKind::Fenced,
             // A refusal a retry won't change is the caller's (or its config's) to fix.
             LogError::Kafka {
                 retryable: false, ..
             } => LogErrorKind::User,
             LogError::Io { .. } | LogError::Kafka { .. } => LogErrorKind::Transient,
+        }
+    }
+
+    /// A failed `write` (`operation` "write to") or fsync ("fsync") of the
+    /// file log: see [`LogError::WriteFailed`].
+    pub(crate) fn write_failed(
+        operation: &'static str,
+        path: impl AsRef<std::path::Path>,
+        source: std::io::Error,
+    ) -> Self {
+        LogError::WriteFailed {
+            operation,
+            path: path.as_ref().display().to_string(),
+            source,
         }
     }
 

@@ -68,7 +68,9 @@ impl RuntimeError {
             },
             RuntimeError::Log(e) => match e.kind() {
                 LogErrorKind::Transient | LogErrorKind::Fenced => Disposition::Retry,
-                LogErrorKind::User | LogErrorKind::Corruption => Disposition::Halt,
+                LogErrorKind::User | LogErrorKind::Corruption | LogErrorKind::Fatal => {
+                    Disposition::Halt
+                }
             },
         }
     }
@@ -92,6 +94,7 @@ impl RuntimeError {
                 LogErrorKind::Fenced => "log_fenced",
                 LogErrorKind::User => "log_user",
                 LogErrorKind::Corruption => "log_corruption",
+                LogErrorKind::Fatal => "log_fatal",
             },
         }
     }

@@ -81,13 +81,29 @@ pub async fn run(settings: &Settings, args: RunArgs) -> Result<(), CliError> {
         backend_name(settings),
         store_name(settings)
     );
-    if args.exit_when_idle {
-        tokio::select! {
-            _ = wait_for_signal() => {}
-            _ = running.caught_up() => {}
+    let caught_up = async {
+        if args.exit_when_idle {
+            running.caught_up().await
+        } else {
+            std::future::pending().await
         }
-    } else {
-        wait_for_signal().await;
+    };
+    let stopped = tokio::select! {
+        _ = wait_for_signal() => None,
+        _ = caught_up => None,
+        why = running.relay_stopped() => Some(why),
+    };
+    if let Some(why) = stopped {
+        // Folding on would only fill the outbox: stop, and say why.
+        eprintln!("conductor: stopping: {why}");
+        // The stopped relay's error is the one above; the others' are no news.
+        if let Err(e) = running.shutdown().await {
+            tracing::debug!(error = %e, "shutting down after the relay stopped");
+        }
+        return Err(CliError::new(
+            why,
+            "fix the cause above and start conductor again: it resumes from what was committed",
+        ));
     }
     eprintln!("conductor: stopping (finishing the current batch, relaying the outbox)...");
     crate::run_lineage::report_end(reporter.as_ref(), &running).await;

@@ -124,7 +124,12 @@ impl Run {
 
     /// A `conductor` command on this run's data dir, store and log.
     pub fn cmd(&self) -> std::process::Command {
-        let mut c = conductor(&self.dir);
+        self.cmd_via(&[])
+    }
+
+    /// [`Self::cmd`] run by `wrapper` (see [`conductor_via`]).
+    pub fn cmd_via(&self, wrapper: &[&str]) -> std::process::Command {
+        let mut c = conductor_via(wrapper, &self.dir);
         self.store.apply(&mut c);
         if let LogBackend::Kafka {
             bootstrap,
@@ -226,10 +231,11 @@ impl Run {
 }
 
 /// Where a run's projections live: the embedded SQLite file of its data
-/// dir, or a Postgres schema of its own.
+/// dir, an SQLite file elsewhere (another disk), or a Postgres schema of its own.
 #[derive(Clone)]
 pub enum Store {
     Sqlite,
+    SqliteFile(PathBuf),
     Postgres { url: String },
 }
 
@@ -238,6 +244,7 @@ impl Store {
     pub fn for_dir(&self, dir: &Path) -> Store {
         match self {
             Store::Sqlite => Store::Sqlite,
+            Store::SqliteFile(path) => Store::SqliteFile(path.clone()),
             Store::Postgres { url } => {
                 let schema = schema_of(dir);
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -249,9 +256,18 @@ impl Store {
     }
 
     pub fn apply(&self, c: &mut std::process::Command) {
-        if let Store::Postgres { url } = self {
-            c.env("CONDUCTOR_STORE", "postgres")
-                .env("CONDUCTOR_DATABASE_URL", url);
+        match self {
+            Store::Sqlite => {}
+            Store::SqliteFile(path) => {
+                c.env("CONDUCTOR_STORE", "sqlite").env(
+                    "CONDUCTOR_DATABASE_URL",
+                    format!("sqlite://{}", path.display()),
+                );
+            }
+            Store::Postgres { url } => {
+                c.env("CONDUCTOR_STORE", "postgres")
+                    .env("CONDUCTOR_DATABASE_URL", url);
+            }
         }
     }
 
@@ -266,6 +282,9 @@ impl Store {
                     .await
                     .map_err(|e| e.to_string())?,
             ),
+            Store::SqliteFile(path) => {
+                Box::new(SqliteStore::open(path).await.map_err(|e| e.to_string())?)
+            }
             Store::Postgres { url } => Box::new(
                 PostgresStore::connect(url, None)
                     .await

@@ -21,7 +21,19 @@ pub fn repo() -> PathBuf {
 
 /// A `conductor` command with a data dir and a fixed cursor key.
 pub fn conductor(data: &Path) -> Command {
-    let mut c = Command::new(exe());
+    conductor_via(&[], data)
+}
+
+/// [`conductor`] run by `wrapper` (`["fiu-run", "-x"]`: under libfiu).
+pub fn conductor_via(wrapper: &[&str], data: &Path) -> Command {
+    let mut c = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exe());
+            c
+        }
+        None => Command::new(exe()),
+    };
     c.arg("--data-dir").arg(data);
     for var in [
         "CONDUCTOR_LOG",
@@ -176,47 +188,83 @@ pub fn spawn_with_address(cmd: &mut Command) -> (ServerProcess, String) {
         }
         seen.push_str(&line);
     };
-    // CONDUCTOR_TEST_LOGS=DIR keeps each server's log as DIR/<pid>.log.
-    let mut keep: Box<dyn std::io::Write + Send> = match std::env::var_os("CONDUCTOR_TEST_LOGS") {
-        Some(dir) => Box::new(
-            std::fs::File::create(Path::new(&dir).join(format!("{}.log", child.id()))).unwrap(),
-        ),
-        None => Box::new(std::io::sink()),
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut keep));
-    (ServerProcess(child), addr)
+    // The rest of the log is kept (the last 256 KiB, for assertions) and,
+    // with CONDUCTOR_TEST_LOGS=DIR, written to DIR/<pid>.log.
+    let mut file = std::env::var_os("CONDUCTOR_TEST_LOGS").map(|dir| {
+        std::fs::File::create(Path::new(&dir).join(format!("{}.log", child.id()))).unwrap()
+    });
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(seen));
+    let sink = kept.clone();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(f) = file.as_mut() {
+                let _ = f.write_all(line.as_bytes());
+            }
+            let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
+            kept.push_str(&line);
+            if kept.len() > 256 * 1024 {
+                let cut = kept.len() - 128 * 1024;
+                let cut = (cut..kept.len())
+                    .find(|i| kept.is_char_boundary(*i))
+                    .unwrap_or(0);
+                kept.drain(..cut);
+            }
+            line.clear();
+        }
+    });
+    (
+        ServerProcess {
+            child,
+            log: Some(kept),
+        },
+        addr,
+    )
 }
 
 /// A server child process that is killed when dropped, so a failing
 /// assertion doesn't leave it running (and holding its port and data dir)
 /// after the test. Derefs to the `Child` for `id()`, `wait()` and friends.
-pub struct ServerProcess(std::process::Child);
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// Its stderr so far, when [`spawn_with_address`] started it.
+    log: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+}
 
 impl ServerProcess {
     /// Takes over any child process, to have it killed on drop.
     pub fn new(child: std::process::Child) -> Self {
-        ServerProcess(child)
+        ServerProcess { child, log: None }
+    }
+
+    /// What it wrote to stderr so far (the last 128–256 KiB).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 }
 
 impl std::ops::Deref for ServerProcess {
     type Target = std::process::Child;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.child
     }
 }
 
 impl std::ops::DerefMut for ServerProcess {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        &mut self.child
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         // Already reaped after a clean wait(): kill then fails harmlessly.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

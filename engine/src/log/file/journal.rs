@@ -126,12 +126,22 @@ impl Journal {
     /// Appends one entry durably and folds it into the state.
     pub fn append(&mut self, kind: u8, meta: &[u8], payload: &[u8]) -> Result<(), LogError> {
         let bytes = encode_entry(kind, meta, payload);
-        self.file
+        // The fsync is the commit point. A failed write or fsync leaves the
+        // entry uncommitted: it is cut off (best effort) so that a restart's
+        // replay doesn't complete a commit nobody was told about.
+        let written = self
+            .file
             .write_all(&bytes)
-            .map_err(|e| LogError::io(&self.path, e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| LogError::io(&self.path, e))?;
+            .map_err(|e| LogError::write_failed("write to", &self.path, e))
+            .and_then(|()| {
+                self.file
+                    .sync_data()
+                    .map_err(|e| LogError::write_failed("fsync", &self.path, e))
+            });
+        if let Err(e) = written {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
         self.len += bytes.len() as u64;
         let entry = Entry {
             kind,
@@ -148,10 +158,13 @@ impl Journal {
         let meta = serde_json::to_vec(&self.state)
             .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
         let bytes = encode_entry(KIND_SNAPSHOT, &meta, &[]);
-        let mut f = File::create(&tmp).map_err(|e| LogError::io(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| LogError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| LogError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| LogError::io(&self.path, e))?;
+        let mut f = File::create(&tmp).map_err(|e| LogError::write_failed("create", &tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| LogError::write_failed("write to", &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| LogError::write_failed("fsync", &tmp, e))?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(|e| LogError::write_failed("rename onto", &self.path, e))?;
         if let Some(dir) = self.path.parent() {
             super::partition::sync_dir(dir)?;
         }
@@ -159,7 +172,7 @@ impl Journal {
             .read(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| LogError::io(&self.path, e))?;
+            .map_err(|e| LogError::write_failed("open", &self.path, e))?;
         self.len = bytes.len() as u64;
         Ok(())
     }

@@ -82,6 +82,10 @@ struct Inner {
     lock: Option<File>,
     topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
     journal: Option<Mutex<Journal>>,
+    /// The first failed write or fsync: from then on the log refuses every
+    /// write ([`LogError::Stopped`]) — a failed fsync is not retried as if
+    /// it had succeeded (PostgreSQL's fsyncgate lesson); a restart recovers.
+    failed: Mutex<Option<String>>,
 }
 
 /// A [`Log`] in files under one directory. Cloning shares it.
@@ -122,6 +126,7 @@ impl FileLog {
                 lock: Some(lock),
                 topics: RwLock::new(topics),
                 journal: Some(Mutex::new(journal)),
+                failed: Mutex::new(None),
             }),
         };
         log.replay_journal(txns)?;
@@ -142,6 +147,7 @@ impl FileLog {
                 lock: None,
                 topics: RwLock::new(topics),
                 journal: None,
+                failed: Mutex::new(None),
             }),
         })
     }
@@ -157,7 +163,30 @@ impl FileLog {
                 "file",
             ));
         }
+        if let Some(first) = lock_poisoned(&self.inner.failed).clone() {
+            return Err(LogError::Stopped { first });
+        }
         Ok(())
+    }
+
+    /// Runs a write; a failed write or fsync stops the log for writes (see
+    /// `Inner::failed`) and is logged once, naming the file.
+    fn write<T>(&self, op: impl FnOnce() -> Result<T, LogError>) -> Result<T, LogError> {
+        self.writable()?;
+        let result = op();
+        if let Err(e @ LogError::WriteFailed { .. }) = &result {
+            self.stop_writing(e);
+        }
+        result
+    }
+
+    /// Refuses every later write (the first failure is kept and logged).
+    fn stop_writing(&self, error: &LogError) {
+        let mut failed = lock_poisoned(&self.inner.failed);
+        if failed.is_none() {
+            tracing::error!(error = %error, "the file log stops writing");
+            *failed = Some(error.to_string());
+        }
     }
 
     fn topic(&self, name: &str) -> Result<Arc<TopicState>, LogError> {
@@ -267,7 +296,10 @@ impl FileLog {
 
     /// Applies retention to every partition now; returns segments removed.
     pub fn enforce_retention(&self) -> Result<usize, LogError> {
-        self.writable()?;
+        self.write(|| self.enforce_retention_now())
+    }
+
+    fn enforce_retention_now(&self) -> Result<usize, LogError> {
         let topics: Vec<_> = self
             .inner
             .topics
@@ -283,6 +315,42 @@ impl FileLog {
             }
         }
         Ok(removed)
+    }
+
+    /// The files of a new topic; `topic.json` last, atomically: its
+    /// presence is what makes the topic exist.
+    fn create_topic_files(&self, topic: &str, config: &TopicConfig) -> Result<(), LogError> {
+        let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
+        if topics.contains_key(topic) {
+            return Err(LogError::TopicExists(topic.to_string()));
+        }
+        let dir = topic_dir(&self.inner.root, topic);
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::write_failed("create", &dir, e))?;
+        let partitions = (0..config.partitions)
+            .map(|p| {
+                PartitionLog::open(topic, p, dir.join(p.to_string()), &self.inner.options, true)
+                    .map(Mutex::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tmp = dir.join("topic.json.tmp");
+        let json = serde_json::to_vec_pretty(config)
+            .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
+        std::fs::write(&tmp, json).map_err(|e| LogError::write_failed("write to", &tmp, e))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| LogError::write_failed("fsync", &tmp, e))?;
+        std::fs::rename(&tmp, dir.join("topic.json"))
+            .map_err(|e| LogError::write_failed("rename into", &dir, e))?;
+        partition::sync_dir(&dir)?;
+        partition::sync_dir(&self.inner.root.join("topics"))?;
+        topics.insert(
+            topic.to_string(),
+            Arc::new(TopicState {
+                config: config.clone(),
+                partitions,
+            }),
+        );
+        Ok(())
     }
 
     fn commit_txn(
@@ -350,6 +418,9 @@ impl FileLog {
             serde_json::to_vec(&meta).map_err(|e| LogError::InvalidArgument(e.to_string()))?;
         // The commit point: once this entry is durable the transaction happened.
         journal.append(journal::KIND_TXN, &meta_bytes, &payload)?;
+        // Committed from here on, whatever happens next: a failure to apply
+        // the batches to their partitions stops the log for writes, and a
+        // restart's journal replay applies them.
         let mut pos = 0usize;
         for ((batch, guard), (t, _, _)) in meta
             .batches
@@ -358,16 +429,26 @@ impl FileLog {
             .zip(topics.iter())
         {
             let len = batch.2 as usize;
-            guard.append_encoded(&payload[pos..pos + len], &t.config, false)?;
+            if let Err(e) = guard.append_encoded(&payload[pos..pos + len], &t.config, false) {
+                self.stop_writing(&e);
+                return Ok(offsets);
+            }
             pos += len;
         }
         if journal.len > self.inner.options.journal_max_bytes {
-            for g in guards.iter_mut() {
-                g.sync()?;
+            // Compaction (the transaction is committed already): a failure
+            // stops the log for writes; the journal still holds everything.
+            let compacted = guards
+                .iter_mut()
+                .try_for_each(|g| g.sync())
+                .and_then(|()| {
+                    drop(guards);
+                    self.sync_all()
+                })
+                .and_then(|()| journal.compact());
+            if let Err(e) = compacted {
+                self.stop_writing(&e);
             }
-            drop(guards);
-            self.sync_all()?;
-            journal.compact()?;
         }
         Ok(offsets)
     }
@@ -452,37 +533,7 @@ impl Log for FileLog {
                 config.partitions
             )));
         }
-        let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
-        if topics.contains_key(topic) {
-            return Err(LogError::TopicExists(topic.to_string()));
-        }
-        let dir = topic_dir(&self.inner.root, topic);
-        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
-        let partitions = (0..config.partitions)
-            .map(|p| {
-                PartitionLog::open(topic, p, dir.join(p.to_string()), &self.inner.options, true)
-                    .map(Mutex::new)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // topic.json last, atomically: its presence is what makes the topic exist.
-        let tmp = dir.join("topic.json.tmp");
-        let json = serde_json::to_vec_pretty(config)
-            .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
-        std::fs::write(&tmp, json).map_err(|e| LogError::io(&tmp, e))?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| LogError::io(&tmp, e))?;
-        std::fs::rename(&tmp, dir.join("topic.json")).map_err(|e| LogError::io(&dir, e))?;
-        partition::sync_dir(&dir)?;
-        partition::sync_dir(&self.inner.root.join("topics"))?;
-        topics.insert(
-            topic.to_string(),
-            Arc::new(TopicState {
-                config: config.clone(),
-                partitions,
-            }),
-        );
-        Ok(())
+        self.write(|| self.create_topic_files(topic, config))
     }
 
     async fn list_topics(&self) -> Result<Vec<String>, LogError> {
@@ -533,7 +584,7 @@ impl Log for FileLog {
         }
         let n = records.len() as i64;
         let append = move |log: &FileLog, topic: &str| {
-            log.with_partition(topic, partition, |p, cfg| p.append(&records, cfg))
+            log.write(|| log.with_partition(topic, partition, |p, cfg| p.append(&records, cfg)))
                 .map(|first| AppendedRange {
                     first,
                     last: first + n - 1,
@@ -597,7 +648,7 @@ impl Log for FileLog {
             epoch,
         })
         .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
-        journal.append(journal::KIND_FENCE, &meta, &[])?;
+        self.write(|| journal.append(journal::KIND_FENCE, &meta, &[]))?;
         Ok(Box::new(FileWriter {
             log: self.clone(),
             group: group.to_string(),
@@ -644,8 +695,10 @@ impl TransactionalWriter for FileWriter {
     async fn commit(&mut self, txn: Transaction) -> Result<Vec<(String, i32, i64)>, LogError> {
         let log = self.log.clone();
         let (writer_id, group, epoch) = (self.writer_id.clone(), self.group.clone(), self.epoch);
-        tokio::task::spawn_blocking(move || log.commit_txn(&writer_id, epoch, &group, txn))
-            .await
-            .map_err(|e| LogError::InvalidArgument(format!("commit task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            log.write(|| log.commit_txn(&writer_id, epoch, &group, txn))
+        })
+        .await
+        .map_err(|e| LogError::InvalidArgument(format!("commit task failed: {e}")))?
     }
 }

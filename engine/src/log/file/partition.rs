@@ -17,6 +17,8 @@ pub struct PartitionLog {
     writable: bool,
     last_sync: Instant,
     dirty: bool,
+    /// Length of the active segment that the last fsync made durable.
+    synced_len: u64,
     encode_buf: Vec<u8>,
 }
 
@@ -68,8 +70,10 @@ impl PartitionLog {
             writable,
             last_sync: Instant::now(),
             dirty: false,
+            synced_len: 0,
             encode_buf: Vec::new(),
         };
+        p.synced_len = p.segments.last().map_or(0, |s| s.valid_len);
         if p.segments.is_empty() {
             if !writable {
                 return Err(LogError::Corrupt {
@@ -166,11 +170,17 @@ impl PartitionLog {
         }
     }
 
-    /// Forces written data to disk.
+    /// Forces written data to disk. When fsync fails under `every_batch`,
+    /// what it was to make durable was never acknowledged and is cut off the
+    /// segment (under `interval:<ms>` the appends since the last fsync were
+    /// acknowledged already and stay).
     pub fn sync(&mut self) -> Result<(), LogError> {
         if self.dirty {
-            self.active().sync()?;
+            let cut_to =
+                matches!(self.options.fsync, FsyncPolicy::EveryBatch).then_some(self.synced_len);
+            self.active().sync(cut_to)?;
             self.dirty = false;
+            self.synced_len = self.active().valid_len;
         }
         self.last_sync = Instant::now();
         Ok(())
@@ -185,6 +195,7 @@ impl PartitionLog {
         let seg = Segment::create(&self.dir, base, self.options.index_interval_bytes)?;
         sync_dir(&self.dir)?;
         self.segments.push(seg);
+        self.synced_len = 0;
         Ok(())
     }
 
@@ -377,5 +388,5 @@ fn list_segment_bases(dir: &Path) -> Result<Vec<i64>, LogError> {
 pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| LogError::io(dir, e))
+        .map_err(|e| LogError::write_failed("fsync", dir, e))
 }

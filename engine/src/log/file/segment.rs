@@ -70,14 +70,14 @@ impl Segment {
             .append(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| LogError::io(&path, e))?;
+            .map_err(|e| LogError::write_failed("create", &path, e))?;
         let index_path = path.with_extension("index");
         let index_file = OpenOptions::new()
             .create(true)
             .truncate(true)
             .write(true)
             .open(&index_path)
-            .map_err(|e| LogError::io(&index_path, e))?;
+            .map_err(|e| LogError::write_failed("create", &index_path, e))?;
         Ok(Segment {
             base_offset,
             path,
@@ -203,7 +203,7 @@ impl Segment {
             self.index.push(entry);
             self.bytes_since_index = 0;
             if write_index {
-                self.append_index_entry(entry)?;
+                self.append_index_entry(entry);
             }
         }
         self.bytes_since_index += len;
@@ -213,16 +213,24 @@ impl Segment {
         Ok(())
     }
 
-    fn append_index_entry(&mut self, e: IndexEntry) -> Result<(), LogError> {
-        if let Some(f) = self.index_file.as_mut() {
-            let mut b = [0u8; INDEX_ENTRY_LEN];
-            b[0..8].copy_from_slice(&e.offset.to_le_bytes());
-            b[8..16].copy_from_slice(&e.position.to_le_bytes());
-            b[16..24].copy_from_slice(&e.max_ts_before.to_le_bytes());
-            f.write_all(&b)
-                .map_err(|err| LogError::io(self.path.with_extension("index"), err))?;
+    /// Appends to the index file. The index is a hint (the in-memory index
+    /// serves this process; a reopen without a usable file rebuilds it from
+    /// the segment), so a failed write never fails the append that the
+    /// segment already holds: the file is given up and removed instead.
+    fn append_index_entry(&mut self, e: IndexEntry) {
+        let Some(f) = self.index_file.as_mut() else {
+            return;
+        };
+        let mut b = [0u8; INDEX_ENTRY_LEN];
+        b[0..8].copy_from_slice(&e.offset.to_le_bytes());
+        b[8..16].copy_from_slice(&e.position.to_le_bytes());
+        b[16..24].copy_from_slice(&e.max_ts_before.to_le_bytes());
+        if let Err(error) = f.write_all(&b) {
+            let index_path = self.path.with_extension("index");
+            tracing::warn!(path = %index_path.display(), %error, "index write failed; the index is rebuilt from the segment on the next open");
+            self.index_file = None;
+            let _ = std::fs::remove_file(&index_path);
         }
-        Ok(())
     }
 
     fn rewrite_index(&mut self) -> Result<(), LogError> {
@@ -263,16 +271,25 @@ impl Segment {
         max_ts: i64,
     ) -> Result<(), LogError> {
         let position = self.valid_len;
-        self.file
-            .write_all(bytes)
-            .map_err(|e| LogError::io(&self.path, e))?;
+        if let Err(e) = self.file.write_all(bytes) {
+            // Part of the batch may have landed: cut it off, so that what the
+            // file holds past the acknowledged records is nothing.
+            let _ = self.file.set_len(position);
+            return Err(LogError::write_failed("write to", &self.path, e));
+        }
         self.note_batch(position, bytes.len() as u64, next_offset, max_ts, true)
     }
 
-    pub fn sync(&self) -> Result<(), LogError> {
-        self.file
-            .sync_data()
-            .map_err(|e| LogError::io(&self.path, e))
+    /// fsyncs the segment; on failure what follows `cut_to` (the length the
+    /// last fsync made durable), if given, is cut off the file, best effort:
+    /// it was never acknowledged, and the page cache may have dropped it.
+    pub fn sync(&self, cut_to: Option<u64>) -> Result<(), LogError> {
+        self.file.sync_data().map_err(|e| {
+            if let Some(len) = cut_to {
+                let _ = self.file.set_len(len);
+            }
+            LogError::write_failed("fsync", &self.path, e)
+        })
     }
 
     pub fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> Result<(), LogError> {
