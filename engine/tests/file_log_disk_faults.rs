@@ -16,17 +16,16 @@
 
 use conductor_engine::log::file::{FileLog, FileLogOptions};
 use conductor_engine::log::*;
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
+mod file_log_support;
+
+use file_log_support::{Acked, check_plain, check_transactions, value_for};
+
 const DIR_ENV: &str = "CONDUCTOR_DISK_FAULT_DIR";
 const INPUTS: i64 = 20_000;
-
-fn value_for(offset: i64) -> Vec<u8> {
-    format!("{offset}:{}", blake3::hash(&offset.to_le_bytes()).to_hex()).into_bytes()
-}
 
 fn options() -> FileLogOptions {
     FileLogOptions {
@@ -35,75 +34,30 @@ fn options() -> FileLogOptions {
     }
 }
 
-/// A line to the parent through `writev`, a call the injected `write`,
-/// `fsync` and `fdatasync` failures don't touch.
+/// A line to the parent through `writev`, a call the injected `fsync` and
+/// `fdatasync` failures don't touch.
 fn report(line: String) {
     let line = format!("{line}\n");
     let mut out = std::io::stdout().lock();
     let _ = out.write_vectored(&[std::io::IoSlice::new(line.as_bytes())]);
 }
 
-/// The child: appends until the log fails, says how, tries once more, exits.
+/// The child: runs the workload until the log fails, says how, tries once
+/// more, exits with 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "entry point of the disk fault test's child process"]
 async fn disk_fault_child() {
     let dir = std::env::var(DIR_ENV).expect("CONDUCTOR_DISK_FAULT_DIR");
     let log = FileLog::open(&dir, options()).unwrap();
-    let mut writer = log.open_writer("faults-g", "faults-w").await.unwrap();
-    let mut i: u64 = 0;
+    let mut writer = log
+        .open_writer(file_log_support::GROUP, file_log_support::WRITER)
+        .await
+        .unwrap();
+    let mut i = 0;
     let failure = loop {
         i += 1;
-        let p = (i % 2) as i32;
-        let (_, high) = log.watermarks("plain", p).await.unwrap();
-        let n = 1 + (i * 7919 % 40) as i64;
-        let batch: Vec<Record> = (high..high + n)
-            .map(|o| Record::new(Some(b"k".to_vec()), value_for(o)))
-            .collect();
-        match log.append("plain", p, batch).await {
-            Ok(r) => report(format!("ACK plain {p} {} {}", r.first, r.last)),
-            Err(e) => break e,
-        }
-        let next = log
-            .committed_positions("faults-g", "in")
-            .await
-            .unwrap()
-            .get(&0)
-            .copied()
-            .unwrap_or(0);
-        let inputs = log
-            .read("in", 0, next, 1 + (i * 31 % 25) as usize)
-            .await
-            .unwrap();
-        let Some(last) = inputs.last().map(|r| r.offset) else {
-            continue;
-        };
-        let outputs = inputs
-            .iter()
-            .map(|r| OutputRecord {
-                topic: "out".into(),
-                partition: (r.offset % 2) as i32,
-                record: Record::new(None, format!("from-{}", r.offset).into_bytes()),
-                source: Some((
-                    SourcePosition {
-                        topic: "in".into(),
-                        partition: 0,
-                        offset: r.offset,
-                    },
-                    0,
-                )),
-            })
-            .collect();
-        let txn = Transaction {
-            outputs,
-            positions: vec![InputPosition {
-                topic: "in".into(),
-                partition: 0,
-                next_offset: last + 1,
-            }],
-        };
-        match writer.commit(txn).await {
-            Ok(_) => report(format!("ACK txn {}", last + 1)),
-            Err(e) => break e,
+        if let Err(e) = file_log_support::round(&log, writer.as_mut(), i, &mut report).await {
+            break e;
         }
     };
     report(format!("FAIL {failure}"));
@@ -117,20 +71,18 @@ async fn disk_fault_child() {
     std::process::exit(3);
 }
 
-#[derive(Default, Debug)]
-struct Acked {
-    plain: BTreeMap<i32, i64>,
-    txn: i64,
-}
-
 /// Runs the child on `dir` (prefixed by `wrapper`, e.g. fiu-run); what it
 /// acknowledged and its FAIL and AFTER lines.
 fn run_child(dir: &Path, wrapper: &[&str]) -> (Acked, String, String) {
     let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(wrapper.first().copied().unwrap_or(exe.to_str().unwrap()));
-    if !wrapper.is_empty() {
-        cmd.args(&wrapper[1..]).arg(&exe);
-    }
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
     let out = cmd
         .args([
             "--ignored",
@@ -147,17 +99,12 @@ fn run_child(dir: &Path, wrapper: &[&str]) -> (Acked, String, String) {
     let mut acked = Acked::default();
     let (mut fail, mut after) = (String::new(), String::new());
     for line in stdout.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w.as_slice() {
-            ["ACK", "plain", p, _, last] => {
-                acked
-                    .plain
-                    .insert(p.parse().unwrap(), last.parse().unwrap());
-            }
-            ["ACK", "txn", next] => acked.txn = next.parse().unwrap(),
-            _ if line.starts_with("FAIL ") => fail = line[5..].to_string(),
-            _ if line.starts_with("AFTER ") => after = line[6..].to_string(),
-            _ => {}
+        acked.read(line);
+        if let Some(rest) = line.strip_prefix("FAIL ") {
+            fail = rest.to_string();
+        }
+        if let Some(rest) = line.strip_prefix("AFTER ") {
+            after = rest.to_string();
         }
     }
     assert_eq!(
@@ -173,84 +120,28 @@ fn run_child(dir: &Path, wrapper: &[&str]) -> (Acked, String, String) {
 async fn verify(dir: &Path, acked: &Acked) {
     let log = FileLog::open(dir, options()).expect("reopen after the fault");
     for p in 0..2 {
-        let (low, high) = log.watermarks("plain", p).await.unwrap();
-        assert_eq!(low, 0);
         let want = acked.plain.get(&p).map_or(0, |last| last + 1);
         assert_eq!(
-            high, want,
+            check_plain(&log, p).await,
+            want,
             "partition {p}: every acknowledged record and nothing else"
         );
-        let mut next = 0;
-        while next < high {
-            for r in log.read("plain", p, next, 1000).await.unwrap() {
-                assert_eq!(r.offset, next, "dense offsets");
-                assert_eq!(
-                    r.record.value,
-                    value_for(r.offset),
-                    "record {p}/{next} intact"
-                );
-                next += 1;
-            }
-        }
     }
-    let position = log
-        .committed_positions("faults-g", "in")
-        .await
-        .unwrap()
-        .get(&0)
-        .copied()
-        .unwrap_or(0);
     assert_eq!(
-        position, acked.txn,
+        check_transactions(&log).await,
+        acked.txn,
         "the committed position is the last acknowledged one"
     );
-    let mut sources = Vec::new();
-    for p in 0..2 {
-        let (_, high) = log.watermarks("out", p).await.unwrap();
-        let mut next = 0;
-        while next < high {
-            for r in log.read("out", p, next, 1000).await.unwrap() {
-                sources.push(
-                    String::from_utf8(r.record.value).unwrap()["from-".len()..]
-                        .parse::<i64>()
-                        .unwrap(),
-                );
-                next = r.offset + 1;
-            }
-        }
-    }
-    sources.sort_unstable();
-    assert!(
-        sources.iter().copied().eq(0..position),
-        "one output per consumed input, none beyond the position ({} outputs, position {position})",
-        sources.len()
-    );
     // And it takes writes again.
-    log.append(
-        "plain",
-        0,
-        vec![Record::new(
-            None,
-            value_for(acked.plain.get(&0).map_or(0, |l| l + 1)),
-        )],
-    )
-    .await
-    .expect("writable after the restart");
+    let next = acked.plain.get(&0).map_or(0, |l| l + 1);
+    log.append("plain", 0, vec![Record::new(None, value_for(next))])
+        .await
+        .expect("writable after the restart");
 }
 
 async fn prepare(dir: &Path) {
     let log = FileLog::open(dir, options()).unwrap();
-    for (topic, partitions) in [("in", 1), ("plain", 2), ("out", 2)] {
-        log.create_topic(topic, &TopicConfig::with_partitions(partitions))
-            .await
-            .unwrap();
-    }
-    let batch: Vec<Record> = (0..1000)
-        .map(|i| Record::new(None, i.to_string().into_bytes()))
-        .collect();
-    for _ in 0..INPUTS / 1000 {
-        log.append("in", 0, batch.clone()).await.unwrap();
-    }
+    file_log_support::prepare(&log, INPUTS).await;
 }
 
 /// libfiu's `fiu-run`, or `None` (outside CI) when it is not installed.

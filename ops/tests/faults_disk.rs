@@ -13,26 +13,11 @@
 
 mod support;
 
-use conductor_connectors::PostgresStore;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::fold_run::*;
 use support::*;
-
-async fn wait_for_progress(run: &Run, target: i64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if run.progress_if_reachable().await.is_ok_and(|p| p >= target) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the topology did not reach {target} inputs within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn installed(program: &str) -> bool {
     Command::new("sh")
@@ -62,48 +47,28 @@ async fn a_failed_fsync_of_the_file_log_stops_conductor_run_and_a_restart_ends_e
         return;
     }
     let Some(url) = postgres().await else { return };
-    let events = env_or("FAULT_EVENTS", 20_000);
     let tmp = tempfile::tempdir().unwrap();
-    let workload = tmp.path().join("workload.jsonl");
-    std::fs::write(&workload, entity_workload(events)).unwrap();
-    let base = Store::Postgres { url: url.clone() };
-    let (clean_dir, faulted_dir) = (tmp.path().join("clean"), tmp.path().join("faulted"));
-    let clean = Run::new(
-        clean_dir.clone(),
-        base.for_dir(&clean_dir),
+    let base = Store::Postgres { url };
+    let pair = FaultPair::prepare(
+        tmp.path(),
+        env_or("FAULT_EVENTS", 20_000),
+        base.clone(),
+        base,
         LogBackend::File,
         "",
     )
-    .with_max_batch(500);
-    let faulted = Run::new(
-        faulted_dir.clone(),
-        base.for_dir(&faulted_dir),
-        LogBackend::File,
-        "",
-    )
-    .with_max_batch(500);
-    for dir in [&clean_dir, &faulted_dir] {
-        PostgresStore::connect(&url, Some(&schema_of(dir)))
-            .await
-            .unwrap();
-    }
-    clean.prepare(&workload);
-    faulted.prepare(&workload);
-    let straight = clean
-        .run_command()
-        .arg("--exit-when-idle")
-        .status()
-        .unwrap();
-    assert!(straight.success(), "the straight run failed");
-    let total = clean.progress().await;
-    let reference = outcome(&clean).await;
+    .await;
+    let (faulted, total) = (&pair.faulted, pair.total);
+    let faulted_dir = faulted.dir.clone();
 
     // `conductor run` under libfiu (no failure point enabled yet).
     let mut cmd = faulted.cmd_via(&["fiu-run", "-x"]);
     cmd.args(["run", "--listen", "127.0.0.1:0", "--topologies"])
         .arg(&faulted.topologies);
     let (mut child, _addr) = spawn_with_address(&mut cmd);
-    wait_for_progress(&faulted, total / 5, Duration::from_secs(120)).await;
+    faulted
+        .wait_for_progress(total / 5, Duration::from_secs(120))
+        .await;
     let enabled = Command::new("fiu-ctrl")
         .args(["-c", "enable name=posix/io/sync/fdatasync,failinfo=5"])
         .arg(child.id().to_string())
@@ -146,13 +111,13 @@ async fn a_failed_fsync_of_the_file_log_stops_conductor_run_and_a_restart_ends_e
         .status()
         .unwrap();
     assert!(restarted.success(), "the restart failed");
-    let after = outcome(&faulted).await;
-    assert_same_outcome(&reference, &after, "after a failed fsync and a restart");
+    let after = pair
+        .assert_same_end("after a failed fsync and a restart")
+        .await;
     eprintln!(
         "fsync failed at {stopped_at}/{total} inputs; restart: {} changes as the straight run",
         after.change_ids.len()
     );
-    drop_schemas(&base, &[&clean, &faulted]).await;
 }
 
 /// Mounts a tmpfs of `megabytes` at `at`; unmounted on drop.
@@ -186,36 +151,25 @@ async fn a_full_disk_under_the_sqlite_store_is_waited_out_and_the_fold_ends_exac
     if !can(root, "mounting the test's tmpfs needs root") {
         return;
     }
-    let events = env_or("FAULT_EVENTS", 20_000);
     let tmp = tempfile::tempdir().unwrap();
-    let workload = tmp.path().join("workload.jsonl");
-    std::fs::write(&workload, entity_workload(events)).unwrap();
     let disk = tmp.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
     let _tmpfs = Tmpfs::mount(&disk, 64);
-    let (clean_dir, faulted_dir) = (tmp.path().join("clean"), tmp.path().join("faulted"));
-    let clean = Run::new(clean_dir, Store::Sqlite, LogBackend::File, "").with_max_batch(500);
-    // The store on the small disk, the log on the big one.
-    let faulted = Run::new(
-        faulted_dir,
+    // The faulted run's store on the small disk, its log on the big one.
+    let pair = FaultPair::prepare(
+        tmp.path(),
+        env_or("FAULT_EVENTS", 20_000),
+        Store::Sqlite,
         Store::SqliteFile(disk.join("projections.db")),
         LogBackend::File,
         "",
     )
-    .with_max_batch(500);
-    clean.prepare(&workload);
-    faulted.prepare(&workload);
-    let straight = clean
-        .run_command()
-        .arg("--exit-when-idle")
-        .status()
-        .unwrap();
-    assert!(straight.success(), "the straight run failed");
-    let total = clean.progress().await;
-    let reference = outcome(&clean).await;
-
+    .await;
+    let (faulted, total) = (&pair.faulted, pair.total);
     let (mut child, addr) = faulted.spawn_serving();
-    wait_for_progress(&faulted, total / 5, Duration::from_secs(120)).await;
+    faulted
+        .wait_for_progress(total / 5, Duration::from_secs(120))
+        .await;
     // Fill the disk: the next commits find no room.
     let filler = disk.join("filler");
     let _ = Command::new("dd")
@@ -249,7 +203,7 @@ async fn a_full_disk_under_the_sqlite_store_is_waited_out_and_the_fold_ends_exac
     let deadline = Instant::now() + Duration::from_secs(120);
     while faulted.progress_if_reachable().await.unwrap_or(0) < total {
         if Instant::now() > deadline {
-            let (_, status) = http_get(&addr, &format!("/v1/topologies/{}", faulted.topology));
+            let status = faulted.status(&addr);
             let log = child.log();
             panic!(
                 "it did not resume once space was freed: {status}\n{}",
@@ -258,20 +212,9 @@ async fn a_full_disk_under_the_sqlite_store_is_waited_out_and_the_fold_ends_exac
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while faulted.changefeed_len().await < reference.change_ids.len() {
-        assert!(Instant::now() < deadline, "the relay did not catch up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(
-        child.wait().unwrap().success(),
-        "conductor run did not stop cleanly"
-    );
-    let after = outcome(&faulted).await;
-    assert_same_outcome(&reference, &after, "through a full disk");
+    pair.wait_for_changefeed(Duration::from_secs(60)).await;
+    stop_cleanly(&mut child);
+    let after = pair.assert_same_end("through a full disk").await;
     eprintln!(
         "disk full at {waiting_at}/{total} inputs, resumed once freed; {} changes as the straight run",
         after.change_ids.len()

@@ -12,26 +12,10 @@
 
 mod support;
 
-use conductor_connectors::PostgresStore;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::fold_run::*;
 use support::service::Service;
 use support::*;
-
-async fn wait_for_progress(run: &Run, target: i64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if run.progress_if_reachable().await.is_ok_and(|p| p >= target) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the topology did not reach {target} inputs within {within:?} (at {:?})",
-            run.progress_if_reachable().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Stops the broker with `signal`, keeps it down for `down` and starts it
 /// again, watching what the running topology reports all along (a client
@@ -79,10 +63,7 @@ async fn broker_bounces_during_fold_and_relay(
     exactly_once: &'static str,
 ) {
     let bootstrap = kafka.env["KAFKA_BOOTSTRAP"].clone();
-    let events = env_or("FAULT_EVENTS", 30_000);
     let tmp = tempfile::tempdir().unwrap();
-    let workload = tmp.path().join("workload.jsonl");
-    std::fs::write(&workload, entity_workload(events)).unwrap();
     let base = Store::Postgres {
         url: url.to_string(),
     };
@@ -90,40 +71,20 @@ async fn broker_bounces_during_fold_and_relay(
         bootstrap,
         exactly_once,
     };
-    let input = format!("faults.{exactly_once}.entities");
-    let (clean_dir, faulted_dir) = (tmp.path().join("clean"), tmp.path().join("faulted"));
-    let clean = Run::new(
-        clean_dir.clone(),
-        base.for_dir(&clean_dir),
-        log.clone(),
-        &input,
+    let pair = FaultPair::prepare(
+        tmp.path(),
+        env_or("FAULT_EVENTS", 30_000),
+        base.clone(),
+        base,
+        log,
+        &format!("faults.{exactly_once}.entities"),
     )
-    .with_max_batch(500);
-    let faulted =
-        Run::new(faulted_dir.clone(), base.for_dir(&faulted_dir), log, &input).with_max_batch(500);
-    for dir in [&clean_dir, &faulted_dir] {
-        PostgresStore::connect(url, Some(&schema_of(dir)))
-            .await
-            .unwrap();
-    }
-    clean.prepare(&workload); // one input topic, read by both runs
-
-    let straight = clean
-        .run_command()
-        .arg("--exit-when-idle")
-        .status()
-        .unwrap();
-    assert!(straight.success(), "the straight run failed");
-    let total = clean.progress().await;
-    assert_eq!(
-        total as usize, events,
-        "the straight run folded every input"
-    );
-    let reference = outcome(&clean).await;
-
+    .await;
+    let faulted = &pair.faulted;
     let (mut child, addr) = faulted.spawn_serving();
-    let at = |share: f64| (total as f64 * share) as i64;
-    wait_for_progress(&faulted, at(0.25), Duration::from_secs(120)).await;
+    faulted
+        .wait_for_progress(pair.at(0.25), Duration::from_secs(120))
+        .await;
     let mut waited_on = bounce(
         kafka,
         "TERM",
@@ -131,7 +92,9 @@ async fn broker_bounces_during_fold_and_relay(
         &addr,
         &faulted.topology,
     );
-    wait_for_progress(&faulted, at(0.6), Duration::from_secs(180)).await;
+    faulted
+        .wait_for_progress(pair.at(0.6), Duration::from_secs(180))
+        .await;
     waited_on.extend(bounce(
         kafka,
         "KILL",
@@ -144,37 +107,20 @@ async fn broker_bounces_during_fold_and_relay(
         "while the broker was down the status named it: {waited_on:?}"
     );
 
-    wait_for_progress(&faulted, total, Duration::from_secs(240)).await;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while faulted.changefeed_len().await < reference.change_ids.len() {
-        assert!(
-            Instant::now() < deadline,
-            "the relay did not catch up after the broker came back: {} of {} changes",
-            faulted.changefeed_len().await,
-            reference.change_ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "conductor run did not stop cleanly: {exit}");
-
-    let after = outcome(&faulted).await;
-    assert_same_outcome(
-        &reference,
-        &after,
-        &format!("through broker bounces ({exactly_once})"),
-    );
+    faulted
+        .wait_for_progress(pair.total, Duration::from_secs(240))
+        .await;
+    pair.wait_for_changefeed(Duration::from_secs(180)).await;
+    stop_cleanly(&mut child);
+    let after = pair
+        .assert_same_end(&format!("through broker bounces ({exactly_once})"))
+        .await;
     eprintln!(
         "{exactly_once}: broker stopped twice (TERM, KILL); {} changes, {} dead letters, as the straight run",
         after.change_ids.len(),
         after.dlq.len()
     );
-    drop_schemas(&base, &[&clean, &faulted]).await;
 }
-
 /// Both modes on one broker of the test's own, one after the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_bounces_lose_nothing_and_double_nothing_in_both_exactly_once_modes() {

@@ -483,3 +483,148 @@ pub async fn drop_schemas(base: &Store, runs: &[&Run]) {
         }
     }
 }
+
+impl Run {
+    /// Waits until the run has folded `target` inputs; the store may be away
+    /// meanwhile (a fault test), then it just waits on.
+    pub async fn wait_for_progress(&self, target: i64, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self
+                .progress_if_reachable()
+                .await
+                .is_ok_and(|p| p >= target)
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not reach {target} inputs within {within:?} (at {:?})",
+                self.topology,
+                self.progress_if_reachable().await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The topology's status as the running process at `addr` reports it.
+    pub fn status(&self, addr: &str) -> serde_json::Value {
+        let (code, body) = http_get(addr, &format!("/v1/topologies/{}", self.topology));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// The two runs of a fault test on one workload: `clean`, already folded
+/// straight through (its outcome is `reference`), and `faulted`, prepared
+/// but not started. Both fold in batches of 500, so that faults land inside
+/// commits and the fold lasts long enough to be disturbed several times.
+pub struct FaultPair {
+    pub clean: Run,
+    pub faulted: Run,
+    /// Inputs to fold.
+    pub total: i64,
+    pub reference: Outcome,
+    /// The stores as given (before a schema per run), to clean up.
+    bases: [Store; 2],
+}
+
+impl FaultPair {
+    /// `events` of [`entity_workload`] under `dir`; the runs' stores are
+    /// `clean` and `faulted` (a Postgres base gets a schema per run, made
+    /// here); on Kafka both read one `input` topic.
+    pub async fn prepare(
+        dir: &Path,
+        events: usize,
+        clean: Store,
+        faulted: Store,
+        log: LogBackend,
+        input: &str,
+    ) -> FaultPair {
+        let workload = dir.join("workload.jsonl");
+        std::fs::write(&workload, entity_workload(events)).unwrap();
+        let bases = [clean.clone(), faulted.clone()];
+        let mut runs = Vec::new();
+        for (name, store) in [("clean", clean), ("faulted", faulted)] {
+            let run_dir = dir.join(name);
+            if let Store::Postgres { url } = &store {
+                PostgresStore::connect(url, Some(&schema_of(&run_dir)))
+                    .await
+                    .unwrap();
+            }
+            let store = store.for_dir(&run_dir);
+            runs.push(Run::new(run_dir, store, log.clone(), input).with_max_batch(500));
+        }
+        let faulted = runs.pop().unwrap();
+        let clean = runs.pop().unwrap();
+        clean.prepare(&workload);
+        if matches!(log, LogBackend::File) {
+            faulted.prepare(&workload); // its own data dir, so its own log
+        }
+        let straight = clean
+            .run_command()
+            .arg("--exit-when-idle")
+            .status()
+            .unwrap();
+        assert!(straight.success(), "the straight run failed");
+        let total = clean.progress().await;
+        assert_eq!(
+            total as usize, events,
+            "the straight run folded every input"
+        );
+        let reference = outcome(&clean).await;
+        FaultPair {
+            clean,
+            faulted,
+            total,
+            reference,
+            bases,
+        }
+    }
+
+    /// An input count at `share` of the total.
+    pub fn at(&self, share: f64) -> i64 {
+        (self.total as f64 * share) as i64
+    }
+
+    /// Waits until the faulted run's changefeed holds every change of the
+    /// straight run (it relayed everything, by itself).
+    pub async fn wait_for_changefeed(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        let want = self.reference.change_ids.len();
+        loop {
+            let got = self.faulted.changefeed_len().await;
+            if got >= want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay did not catch up: {got} of {want} changes relayed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Asserts the faulted run ended exactly where the straight run did, and
+    /// drops their Postgres schemas.
+    pub async fn assert_same_end(&self, what: &str) -> Outcome {
+        let after = outcome(&self.faulted).await;
+        assert_same_outcome(&self.reference, &after, what);
+        for (run, base) in [
+            (&self.clean, &self.bases[0]),
+            (&self.faulted, &self.bases[1]),
+        ] {
+            drop_schemas(base, &[run]).await;
+        }
+        after
+    }
+}
+
+/// Sends SIGTERM to `child` and asserts it stops cleanly.
+pub fn stop_cleanly(child: &mut ServerProcess) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "conductor run did not stop cleanly: {exit}");
+}
