@@ -74,24 +74,22 @@ async fn session(state: Arc<Subscriptions>, mut socket: WebSocket, header_token:
             .await;
         }
     };
-    let msg: Value = match serde_json::from_str(first.as_str()) {
-        Ok(v) => v,
-        Err(e) => return refuse(socket, Refusal::bad_request(format!("not JSON: {e}"))).await,
-    };
-    let request = match parse(&msg) {
+    let request = match parse_subscribe(first.as_str()) {
         Ok(r) => r,
         Err(r) => return refuse(socket, r).await,
     };
-    let token = msg
-        .get("token")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or(header_token);
+    let token = request.token.clone().or(header_token);
     let (principal, permit) = match state.admit(token.as_deref()) {
         Ok(p) => p,
         Err(r) => return refuse(socket, r).await,
     };
-    let (topic, cursor, start, filter) = request;
+    let SubscribeMessage {
+        topic,
+        cursor,
+        start,
+        filter,
+        ..
+    } = request;
     let mut sub = match state
         .hub
         .subscribe(SubscribeRequest {
@@ -139,9 +137,22 @@ async fn session(state: Arc<Subscriptions>, mut socket: WebSocket, header_token:
     ending.because(reason);
 }
 
-type Parsed = (String, Option<String>, crate::subscribe::StartAt, Filter);
+/// The first message of a `/v1/subscribe` session, parsed.
+#[derive(Debug)]
+pub struct SubscribeMessage {
+    pub topic: String,
+    pub cursor: Option<String>,
+    pub start: crate::subscribe::StartAt,
+    pub filter: Filter,
+    /// A token in the message; the `Authorization` header is the other way.
+    pub token: Option<String>,
+}
 
-fn parse(msg: &Value) -> Result<Parsed, Refusal> {
+/// Parses the first message a client sends (outside input: fuzzed by
+/// `fuzz/fuzz_targets/subscribe_message.rs`).
+pub fn parse_subscribe(text: &str) -> Result<SubscribeMessage, Refusal> {
+    let msg: Value =
+        serde_json::from_str(text).map_err(|e| Refusal::bad_request(format!("not JSON: {e}")))?;
     if msg.get("op").and_then(Value::as_str) != Some("subscribe") {
         return Err(Refusal::bad_request(
             r#"the first message must be {"op":"subscribe","topic":"…"}"#,
@@ -153,13 +164,16 @@ fn parse(msg: &Value) -> Result<Parsed, Refusal> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Refusal::bad_request("`topic` is required"))?
         .to_string();
-    let cursor = msg
-        .get("cursor")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let text_field = |name: &str| msg.get(name).and_then(Value::as_str).map(str::to_string);
     let start = parse_start(msg.get("from").and_then(Value::as_str))?;
     let filter = Filter::parse(msg.get("filter")).map_err(Refusal::bad_request)?;
-    Ok((topic, cursor, start, filter))
+    Ok(SubscribeMessage {
+        topic,
+        cursor: text_field("cursor"),
+        start,
+        filter,
+        token: text_field("token"),
+    })
 }
 
 #[cfg(test)]
@@ -174,5 +188,36 @@ mod tests {
             v,
             json!({"type": "event", "cursor": "c\"1", "event": {"tenant": "acme", "n": [1, 2]}})
         );
+    }
+
+    #[test]
+    fn the_first_message_names_what_is_wrong() {
+        let ok = parse_subscribe(
+            r#"{"op":"subscribe","topic":"t","from":"earliest","token":"x","filter":{"table":"entities"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.topic, "t");
+        assert_eq!(ok.token.as_deref(), Some("x"));
+        assert!(matches!(ok.start, crate::subscribe::StartAt::Earliest));
+        for (text, says) in [
+            ("{", "not JSON"),
+            (r#"{"op":"sub","topic":"t"}"#, "first message must be"),
+            (r#"{"op":"subscribe"}"#, "`topic` is required"),
+            (
+                r#"{"op":"subscribe","topic":"t","from":"now"}"#,
+                "`from` is",
+            ),
+            (
+                r#"{"op":"subscribe","topic":"t","filter":3}"#,
+                "filter must be",
+            ),
+        ] {
+            let refusal = parse_subscribe(text).unwrap_err();
+            assert!(
+                refusal.message.contains(says),
+                "{text}: {}",
+                refusal.message
+            );
+        }
     }
 }
