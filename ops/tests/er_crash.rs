@@ -18,7 +18,7 @@
 //!   reference is a straight `er_candidates` run over a copy of it.)
 //! - a `replay rebuild` of it verifies EQUAL.
 //!
-//! Sizes: `CRASH_ER_RECORDS` (default 20000; `soak/crash.sh`-style long runs
+//! Sizes: `CRASH_ER_RECORDS` (default 12000; `soak/crash.sh`-style long runs
 //! set 100000) and `CRASH_ER_KILLS` (default 5).
 
 mod support;
@@ -129,7 +129,7 @@ async fn candidate_events(dir: &Path) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn er_candidates_after_sigkills_equal_a_straight_run() {
-    let records = env_or("CRASH_ER_RECORDS", 20_000);
+    let records = env_or("CRASH_ER_RECORDS", 12_000);
     let kills = env_or("CRASH_ER_KILLS", 5);
     let base = tempfile::tempdir().unwrap();
     let base = base.path();

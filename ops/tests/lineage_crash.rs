@@ -7,7 +7,7 @@
 //! run's), and a `replay rebuild` verifies EQUAL. (`conductor run`'s own
 //! runs, reported under tenant `default`, are left out of the comparison:
 //! each killed process is a run of its own.) Sizes:
-//! `CRASH_LINEAGE_EVENTS` (default 50000), `CRASH_LINEAGE_KILLS` (5).
+//! `CRASH_LINEAGE_EVENTS` (default 30000), `CRASH_LINEAGE_KILLS` (5).
 
 mod support;
 
@@ -87,7 +87,7 @@ async fn graph_mutations(dir: &Path) -> BTreeSet<(String, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lineage_after_sigkills_equals_a_straight_run() {
-    let events = env_or("CRASH_LINEAGE_EVENTS", 50_000);
+    let events = env_or("CRASH_LINEAGE_EVENTS", 30_000);
     let kills = env_or("CRASH_LINEAGE_KILLS", 5);
     let base = tempfile::tempdir().unwrap();
     let base = base.path();
