@@ -514,8 +514,12 @@ fn date_time(
     key: &str,
 ) -> Result<DateTime<Utc>, SchemaError> {
     let s = string(parent, path, key)?;
+    // As the envelope reads its times: to the microsecond, a leap second
+    // (`…:60Z`) as the next second. Kept as given, the event's time would
+    // change on its first trip through the log's JSON form (found by
+    // fuzz/fuzz_targets/openlineage.rs).
     DateTime::parse_from_rfc3339(&s)
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| crate::types::truncate_to_micros(t.with_timezone(&Utc)))
         .map_err(|e| {
             SchemaError::field(
                 join(path, key),
@@ -547,6 +551,34 @@ fn wrong_type(path: &str, expected: &str, got: &Json) -> SchemaError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn event_times_read_as_the_envelope_reads_them() {
+        // A leap second and nanoseconds: what the log's JSON form gives back.
+        for (given, stored) in [
+            ("2026-06-30T23:59:60Z", "2026-07-01T00:00:00Z"),
+            (
+                "2026-02-01T12:00:00.123456789Z",
+                "2026-02-01T12:00:00.123456Z",
+            ),
+        ] {
+            let body = serde_json::json!({
+                "eventTime": given,
+                "eventType": "START",
+                "producer": "https://example.com/producer",
+                "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+                "run": {"runId": "0176a8c2-fe01-7439-87e6-56a1a1b4029f"},
+                "job": {"namespace": "etl", "name": "daily_totals"},
+                "inputs": [],
+                "outputs": []
+            });
+            let event = to_event(&body, "acme").unwrap();
+            assert_eq!(crate::types::format_rfc3339(event.meta.occurred_at), stored);
+            let again =
+                crate::codec::decode_json(&crate::codec::encode_json(&event), None).unwrap();
+            assert_eq!(again.meta.occurred_at, event.meta.occurred_at, "{given}");
+        }
+    }
     use super::*;
     use serde_json::json;
 
